@@ -1,0 +1,261 @@
+"""``persona-rag``: demo, index and evaluate from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+__all__ = ["main"]
+
+DEMO_RETRIEVERS = ("none", "random", "recency", "bm25", "dense")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _quiet_libraries() -> None:
+    """Model-loading progress bars and info logs drown the results; keep warnings."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("httpx", "chromadb", "LiteLLM"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _generator(args: argparse.Namespace) -> Any:
+    import dspy
+
+    from persona_rag.generator import Generator
+    from persona_rag.lm import local_lm
+
+    if args.lm:
+        lm = dspy.LM(
+            args.lm,
+            api_base=args.api_base,
+            api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
+            max_tokens=args.max_new_tokens,
+            temperature=0.0,
+            timeout=args.timeout,
+        )
+    else:
+        lm = local_lm(args.model, max_tokens=args.max_new_tokens)
+    return Generator(lm=lm, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+
+
+def _program(args: argparse.Namespace, task: Any, kind: str, store: Any = None) -> Any:
+    from persona_rag.program import PersonalizedRAG
+    from persona_rag.retrievers import make_retriever
+
+    options = {"encoder": args.encoder} if kind == "dense" else {}
+    return PersonalizedRAG(
+        task=task,
+        retriever=make_retriever(kind, **options),
+        generator=_generator(args),
+        k=args.k,
+        store=store,
+        max_input_tokens=args.max_input_tokens,
+    )
+
+
+def _retriever_list(text: str) -> list[str]:
+    from persona_rag.retrievers import RETRIEVERS
+
+    kinds = [kind.strip().lower() for kind in text.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in RETRIEVERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown retriever(s) {unknown}; choose from {', '.join(RETRIEVERS)}"
+        )
+    return kinds
+
+
+def _evaluate_all(
+    args: argparse.Namespace, task: Any, examples: list, kinds: Sequence[str], store: Any = None
+) -> list:
+    from persona_rag.evaluation import evaluate_program
+
+    results = []
+    for kind in kinds:
+        program = _program(args, task, kind, store)
+        results.append(evaluate_program(program, examples, name=kind, batch_size=args.batch_size))
+    return results
+
+
+# ------------------------------------------------------------------------------------ commands
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from persona_rag.data import load_lamp
+    from persona_rag.evaluation import results_table, write_results
+
+    split = load_lamp(args.data, args.split, task=args.task, limit=args.limit)
+    examples = split.examples()
+    store = None
+    if args.store or args.url:
+        from persona_rag.store import ProfileStore
+
+        store = ProfileStore(args.store, url=args.url, task=split.task, encoder=args.encoder)
+        examples = [ex.copy(profile=None) for ex in examples]  # retrieve from the store by user id
+    results = _evaluate_all(args, split.task, examples, args.retriever, store)
+    model = args.lm or args.model
+    _console().print(
+        results_table(
+            results, title=f"{split.task.name} {args.split} ({len(examples)} questions, k={args.k}, {model})"
+        )
+    )
+    out = args.out or Path("results") / f"{Path(args.data).name}-{args.split}.json"
+    write_results(
+        out, results, task=split.task.name, data=str(args.data), split=args.split, k=args.k, model=model
+    )
+    _console().print(f"results written to {out}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from persona_rag.data import load_lamp
+    from persona_rag.store import ProfileStore
+
+    split = load_lamp(args.data, args.split, task=args.task, limit=args.limit)
+    store = ProfileStore(args.store, url=args.url, task=split.task, encoder=args.encoder)
+    profiles = {}
+    for question in split.questions:
+        # Without user ids (LaMP's user-based split) each question's profile is its own user.
+        user = question.user_id or question.id
+        items = profiles.setdefault(user, {})
+        items.update({item.id: item.model_dump(exclude_none=True) for item in question.profile})
+    written = store.add_many((user, list(items.values())) for user, items in profiles.items())
+    _console().print(f"{len(profiles)} users, {written} items written to {store.location}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import shutil
+
+    from persona_rag.data import load_lamp, make_sample_task
+    from persona_rag.evaluation import results_table, write_results
+    from persona_rag.store import ProfileStore
+
+    out = Path(args.out)
+    data = make_sample_task(out / "data", n_users=args.users, seed=args.seed)
+    split = load_lamp(data, "dev")
+    examples = split.examples()
+    console = _console()
+    console.print(f"sample task: {len(examples)} dev questions of {args.users} users in {data}")
+    results = _evaluate_all(args, split.task, examples, DEMO_RETRIEVERS)
+
+    # The same dense retrieval served by an embedded Chroma store. Each user's store holds the
+    # history before their first dev question, so no question can see its own future.
+    shutil.rmtree(out / "store", ignore_errors=True)
+    store = ProfileStore(out / "store", task=split.task, encoder=args.encoder)
+    first: dict[str, Any] = {}
+    for ex in examples:
+        first.setdefault(ex.user_id, ex.profile)
+    store.add_many(first.items())
+    stored = [ex.copy(profile=None) for ex in examples]
+    [store_result] = _evaluate_all(args, split.task, stored, ["dense"], store)
+    store_result.name = "dense (Chroma store)"
+    results.append(store_result)
+
+    console.print(
+        results_table(
+            results, title=f"persona-rag demo: {split.task.name}-format sample, dev, k={args.k}, {args.model}"
+        )
+    )
+    write_results(out / "demo_results.json", results, task=split.task.name, k=args.k, model=args.model)
+    console.print(f"results written to {out / 'demo_results.json'}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- parser
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from persona_rag.encoders import DEFAULT_ENCODER
+    from persona_rag.lm import DEFAULT_LM
+
+    group = parser.add_argument_group("models")
+    group.add_argument("--model", default=DEFAULT_LM, help="in-process Hugging Face model name or path")
+    group.add_argument("--lm", help="a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B")
+    group.add_argument("--api-base", help="OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)")
+    group.add_argument("--api-key", help="API key for --lm (default: $OPENAI_API_KEY)")
+    group.add_argument("--timeout", type=float, default=60.0, help="seconds per --lm request")
+    group.add_argument("--encoder", default=DEFAULT_ENCODER, help="dense retriever encoder")
+    group.add_argument("--k", type=int, default=4, help="profile items per prompt")
+    group.add_argument("--max-input-tokens", type=int, default=512)
+    group.add_argument("--max-new-tokens", type=int, default=32)
+    group.add_argument("--batch-size", type=int, default=16)
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", help="task name (default: read from the outputs file)")
+    parser.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--limit", type=int, help="first N questions only")
+
+
+def _add_store_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--store", type=Path, help="embedded Chroma directory")
+    group.add_argument("--url", help="Chroma server URL (chroma run)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="persona-rag", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="compare retrievers on a generated sample task (embedded defaults)"
+    )
+    demo.add_argument("--out", default="runs/demo", help="where the sample data, store and results go")
+    demo.add_argument("--users", type=int, default=12)
+    demo.add_argument("--seed", type=int, default=0)
+    _add_model_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    index = commands.add_parser("index", help="load a questions file's profiles into a profile store")
+    _add_data_options(index)
+    _add_store_options(index, required=True)
+    index.add_argument("--encoder", default="all-MiniLM-L6-v2")
+    index.set_defaults(func=cmd_index)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate retrievers on a LaMP-format split")
+    _add_data_options(evaluate)
+    evaluate.add_argument(
+        "--retriever",
+        type=_retriever_list,
+        default=["bm25"],
+        help="comma-separated: none,random,recency,bm25,dense",
+    )
+    evaluate.add_argument("--out", type=Path, help="results JSON (default results/<data>-<split>.json)")
+    _add_store_options(evaluate, required=False)
+    _add_model_options(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    _quiet_libraries()
+    from persona_rag.errors import PersonaRAGError
+
+    try:
+        return args.func(args)
+    except PersonaRAGError as error:
+        print(f"persona-rag: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

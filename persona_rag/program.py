@@ -1,0 +1,181 @@
+"""PersonalizedRAG: retrieve from the user's profile, build the task prompt, generate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import dspy
+from dspy.predict.parameter import Parameter
+
+from persona_rag.errors import GenerationError
+from persona_rag.generator import Generator
+from persona_rag.retrievers import BM25Retriever, RetrievalResult, Retriever
+from persona_rag.tasks import TaskSpec, get_task
+
+if TYPE_CHECKING:
+    from persona_rag.store import ProfileStore
+
+__all__ = ["PersonalizedRAG", "RAGSettings"]
+
+Profile = Sequence[Mapping[str, Any]]
+
+
+class RAGSettings(Parameter):
+    """The program's own settings, saved by ``program.save()`` even inside a larger program.
+
+    DSPy saves only ``Parameter`` objects, so plain attributes such as ``k`` would be lost; this
+    small parameter carries them.
+    """
+
+    def __init__(self, *, task: str, k: int, max_input_tokens: int | None) -> None:
+        self.task, self.k, self.max_input_tokens = task, k, max_input_tokens
+
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        return {"task": self.task, "k": self.k, "max_input_tokens": self.max_input_tokens}
+
+    def load_state(self, state: Mapping[str, Any], **kwargs: Any) -> RAGSettings:
+        get_task(state["task"])  # fail now, with the known task names, rather than at the first call
+        self.task, self.k, self.max_input_tokens = (
+            state["task"],
+            int(state["k"]),
+            state.get("max_input_tokens"),
+        )
+        return self
+
+    def reset(self) -> None:
+        """Settings are configuration, not learned state: ``reset_copy()`` keeps them."""
+
+
+class PersonalizedRAG(dspy.Module):
+    """Personalised retrieval-augmented generation for one task.
+
+    ``program(input=..., profile=[...])`` retrieves ``k`` items from the given profile;
+    ``program(input=..., user_id=...)`` retrieves them from the program's
+    :class:`~persona_rag.store.ProfileStore`. The result is a ``dspy.Prediction`` with ``output``
+    (parsed: a label, a rating or text), ``raw_output``, the retrieved ``items`` with their
+    ``ids``, ``indices`` and ``scores``, and the ``prompt`` sent to the LM.
+
+    An empty profile is not an error: nothing is retrieved and the prompt is the bare input (the
+    non-personalised fallback).
+
+    Args:
+        task: a task name (``"LaMP-3"``) or :class:`~persona_rag.tasks.TaskSpec`.
+        retriever: any :class:`~persona_rag.retrievers.Retriever`; default BM25.
+        generator: a :class:`~persona_rag.generator.Generator`; default: the configured ``dspy`` LM.
+        k: items put in the prompt.
+        store: a profile store, for ``user_id`` calls.
+        max_input_tokens: prompt budget (PAPER.md: 512); profile text gives way first.
+
+    Example:
+        >>> import dspy
+        >>> from persona_rag import PersonalizedRAG, DenseRetriever, local_lm
+        >>> dspy.configure(lm=local_lm())
+        >>> program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), k=4)
+        >>> program(input=question, profile=profile).output
+        '4'
+    """
+
+    def __init__(
+        self,
+        *,
+        task: str | TaskSpec,
+        retriever: Retriever | None = None,
+        generator: Generator | None = None,
+        k: int = 4,
+        store: ProfileStore | None = None,
+        max_input_tokens: int | None = 512,
+    ) -> None:
+        super().__init__()
+        spec = get_task(task)
+        self._spec = spec
+        self.settings = RAGSettings(task=spec.name, k=k, max_input_tokens=max_input_tokens)
+        self.retriever = retriever if retriever is not None else BM25Retriever()
+        self.generator = generator if generator is not None else Generator()
+        self.store = store
+
+    @property
+    def task(self) -> TaskSpec:
+        if self._spec.name != self.settings.task:  # settings were loaded from a file
+            self._spec = get_task(self.settings.task)
+        return self._spec
+
+    @property
+    def k(self) -> int:
+        return self.settings.k
+
+    # --------------------------------------------------------------------------- retrieval
+    def retrieve(
+        self, input: str, profile: Profile | None = None, user_id: str | None = None
+    ) -> RetrievalResult:
+        """The top-k items for ``input`` from ``profile``, or from the store for ``user_id``."""
+        query = self.task.query(input)
+        if profile is not None:
+            return self.retriever.search(query, self.task.documents(profile), self.k)
+        if user_id is None:
+            raise ValueError("pass profile=[...] or user_id=... (with a store) to personalise")
+        if self.store is None:
+            raise ValueError(
+                f"user_id={user_id!r} given but the program has no store; pass store=ProfileStore(...)"
+            )
+        return self.retriever.search_store(query, self.store, user_id, self.k)
+
+    def build_prompt(self, input: str, result: RetrievalResult) -> str:
+        """φ_p(x, items) within the token budget."""
+        settings = self.settings
+        tokenizer = self.generator.tokenizer if settings.max_input_tokens else None
+        return self.task.prompt(
+            input, result.items, tokenizer=tokenizer, max_tokens=settings.max_input_tokens
+        )
+
+    # ---------------------------------------------------------------------------- calling
+    def forward(
+        self, input: str, profile: Profile | None = None, user_id: str | None = None, **_: Any
+    ) -> dspy.Prediction:
+        result = self.retrieve(input, profile, user_id)
+        prompt = self.build_prompt(input, result)
+        try:
+            answer = self.generator(prompt=prompt, labels=self.task.labels_for(input))
+        except GenerationError as error:
+            raise GenerationError(f"user {user_id!r}, input {input[:60]!r}...: {error}") from error
+        return self._prediction(input, result, prompt, answer)
+
+    def batch_forward(
+        self,
+        inputs: Sequence[str],
+        profiles: Sequence[Profile | None] | None = None,
+        user_ids: Sequence[str | None] | None = None,
+    ) -> list[dspy.Prediction]:
+        """:meth:`forward` for many inputs, with batched retrieval and batched generation."""
+        n = len(inputs)
+        profiles = list(profiles) if profiles is not None else [None] * n
+        user_ids = list(user_ids) if user_ids is not None else [None] * n
+        results: list[RetrievalResult | None] = [None] * n
+        in_memory = [i for i in range(n) if profiles[i] is not None]
+        batch = self.retriever.batch_search(
+            [self.task.query(inputs[i]) for i in in_memory],
+            [self.task.documents(profiles[i]) for i in in_memory],  # type: ignore[arg-type]
+            self.k,
+        )
+        for i, result in zip(in_memory, batch):
+            results[i] = result
+        for i in range(n):
+            if results[i] is None:
+                results[i] = self.retrieve(inputs[i], None, user_ids[i])
+        prompts = [self.build_prompt(x, r) for x, r in zip(inputs, results)]  # type: ignore[arg-type]
+        answers = self.generator.generate_batch(prompts, [self.task.labels_for(x) for x in inputs])
+        return [self._prediction(x, r, p, a) for x, r, p, a in zip(inputs, results, prompts, answers)]  # type: ignore[arg-type]
+
+    def _prediction(
+        self, input: str, result: RetrievalResult, prompt: str, answer: dspy.Prediction
+    ) -> dspy.Prediction:
+        return dspy.Prediction(
+            output=self.task.parse(answer.output, input),
+            raw_output=answer.output,
+            label_scores=answer.label_scores,
+            items=result.items,
+            ids=result.ids,
+            indices=result.indices,
+            scores=result.scores,
+            prompt=prompt,
+        )

@@ -1,0 +1,261 @@
+"""Reading LaMP-format directories: records, dspy.Examples, task detection and located errors."""
+
+from __future__ import annotations
+
+import dspy
+import pytest
+
+from persona_rag.data import LampSplit, Question, load_lamp, read_questions
+from persona_rag.errors import DataError, UnknownTaskError
+from persona_rag.tasks import TaskSpec, get_task
+
+
+def item(item_id: str, text: str = "nice", score: str | int = "4", date: str | None = "2020-01-01") -> dict:
+    out = {"id": item_id, "text": text, "score": score}
+    if date is not None:
+        out["date"] = date
+    return out
+
+
+@pytest.fixture
+def rating_dir(tmp_path, write_split, rating_question):
+    """A LaMP-3 directory: train and dev with outputs, test without."""
+    train = [
+        rating_question("q1", "good", [item("p1"), item("p2", score=2, date=None)]),
+        rating_question("q2", "bad", [item("p3")], user_id="u2"),
+    ]
+    write_split(tmp_path, "train", train, golds=[{"id": "q1", "output": "4"}, {"id": "q2", "output": 1}])
+    dev = [rating_question("q3", "fine", [item("p1"), item("p4")]), rating_question("q4", "meh", [])]
+    write_split(tmp_path, "dev", dev, golds=[{"id": "q3", "output": "5"}, {"id": "q4", "output": "2"}])
+    write_split(tmp_path, "test", [rating_question("q5", "hmm", [item("p9")])], task=None)
+    return tmp_path
+
+
+# -------------------------------------------------------------------------------- loading
+def test_load_records_and_golds(rating_dir):
+    split = load_lamp(rating_dir, "train")
+    assert isinstance(split, LampSplit)
+    assert split.task is get_task("LaMP-3")
+    assert split.split == "train" and len(split) == 2
+    assert split.path == rating_dir / "train_questions.json"
+    assert split.golds == {"q1": "4", "q2": "1"}  # numbers are read as text
+    first = next(iter(split))
+    assert isinstance(first, Question)
+    assert (first.id, first.user_id) == ("q1", "u1")
+    assert first.input.endswith("review: good")
+    assert [p.id for p in first.profile] == ["p1", "p2"]
+    assert first.profile[0].model_dump()["text"] == "nice"  # task fields kept as extras
+
+
+def test_examples_have_inputs_and_output(rating_dir):
+    examples = load_lamp(rating_dir, "train").examples()
+    assert len(examples) == 2
+    example = examples[0]
+    assert isinstance(example, dspy.Example)
+    assert set(example.inputs().keys()) == {"input", "profile", "user_id"}
+    assert set(example.labels().keys()) == {"id", "output"}
+    assert example.output == "4" and example.id == "q1" and example.user_id == "u1"
+    assert example.profile == [
+        {"id": "p1", "date": "2020-01-01", "text": "nice", "score": "4"},
+        {"id": "p2", "text": "nice", "score": 2},  # no date: the key is left out, not None
+    ]
+    assert all(isinstance(p, dict) for p in example.profile)
+    # The profile is usable by the task as is.
+    assert [d.text for d in get_task("LaMP-3").documents(example.profile)] == [
+        "nice date: 2020-01-01",
+        "nice",
+    ]
+
+
+def test_empty_profile_is_allowed(rating_dir):
+    examples = load_lamp(rating_dir, "dev").examples()
+    assert examples[1].profile == [] and examples[1].output == "2"
+
+
+def test_limit(rating_dir):
+    split = load_lamp(rating_dir, "dev", limit=1)
+    assert [q.id for q in split] == ["q3"]
+    assert len(split.examples()) == 1
+
+
+def test_task_detected_from_sibling_split_for_test(rating_dir):
+    split = load_lamp(rating_dir, "test")
+    assert split.task is get_task("LaMP-3")
+    assert split.golds is None
+    (example,) = split.examples()
+    assert "output" not in example
+    assert set(example.inputs().keys()) == {"input", "profile", "user_id"}
+
+
+def test_task_argument_wins(rating_dir, caplog):
+    spec = TaskSpec(
+        name="MyRating",
+        kind="rating",
+        profile_fields=("text",),
+        document_template="{text}",
+        entry_template="{text}",
+    )
+    with caplog.at_level("WARNING"):
+        split = load_lamp(rating_dir, "dev", task=spec)
+    assert split.task is spec
+    assert "using MyRating" in caplog.text
+    assert load_lamp(rating_dir, "test", task="LaMP_3").task is get_task("LaMP-3")
+
+
+def test_no_outputs_anywhere_needs_a_task(tmp_path, write_split, rating_question):
+    write_split(tmp_path, "test", [rating_question("q1", "x", [])], task=None)
+    with pytest.raises(DataError, match="names the task"):
+        load_lamp(tmp_path, "test")
+    assert len(load_lamp(tmp_path, "test", task="LaMP-3")) == 1
+
+
+def test_unknown_task_in_outputs(tmp_path, write_split, rating_question):
+    write_split(tmp_path, "dev", [rating_question("q1", "x", [])], task="LaMP_99")
+    with pytest.raises(UnknownTaskError, match="LaMP_99"):
+        load_lamp(tmp_path, "dev")
+
+
+def test_user_task_validates_its_own_fields(tmp_path, write_split):
+    spec = TaskSpec(
+        name="Notes",
+        kind="generation",
+        profile_fields=("note",),
+        document_template="{note}",
+        entry_template="{note}",
+    )
+    questions = [{"id": "n1", "input": "Write: x", "profile": [{"id": "a", "note": "hi"}]}]
+    write_split(tmp_path, "dev", questions, task=None)
+    split = load_lamp(tmp_path, "dev", task=spec)
+    assert split.examples()[0].profile == [{"id": "a", "note": "hi"}]
+    write_split(
+        tmp_path, "dev", [{"id": "n1", "input": "x", "profile": [{"id": "a", "text": "hi"}]}], task=None
+    )
+    with pytest.raises(DataError, match="'note'"):
+        load_lamp(tmp_path, "dev", task=spec)
+
+
+def test_read_questions_without_task_skips_field_checks(tmp_path, write_split):
+    path = write_split(
+        tmp_path, "dev", [{"id": 1, "input": "x", "profile": [{"id": 2, "anything": 1}]}], task=None
+    )
+    (question,) = read_questions(path)
+    assert question.id == "1" and question.profile[0].id == "2"
+
+
+# --------------------------------------------------------------------------- located errors
+def load_error(tmp_path, write_split, questions, golds=None, task="LaMP_3") -> DataError:
+    write_split(tmp_path, "dev", questions, task=task, golds=golds)
+    with pytest.raises(DataError) as info:
+        load_lamp(tmp_path, "dev")
+    return info.value
+
+
+def test_missing_file(tmp_path, write_split):
+    (tmp_path / "dev_outputs.json").write_text('{"task": "LaMP_3", "golds": []}')
+    with pytest.raises(DataError, match="file not found") as info:
+        load_lamp(tmp_path, "dev")
+    assert info.value.file == str(tmp_path / "dev_questions.json")
+
+
+def test_malformed_json_names_line_and_column(tmp_path, write_split):
+    (tmp_path / "dev_outputs.json").write_text('{"task": "LaMP_3", "golds": []}')
+    write_split(tmp_path, "dev", '[\n  {"id": "q1",\n   "input": }\n]', task=None)
+    with pytest.raises(DataError) as info:
+        load_lamp(tmp_path, "dev")
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "dev_questions.json"))
+    assert "line 3 column 13" in message
+
+
+def test_malformed_outputs_file(tmp_path, write_split, rating_question):
+    write_split(tmp_path, "dev", [rating_question("q1", "x", [])], task=None)
+    (tmp_path / "dev_outputs.json").write_text('{"task": "LaMP_3", "golds": [')
+    with pytest.raises(DataError, match="malformed JSON") as info:
+        load_lamp(tmp_path, "dev")
+    assert info.value.file == str(tmp_path / "dev_outputs.json")
+
+
+def test_missing_input(tmp_path, write_split):
+    error = load_error(tmp_path, write_split, [{"id": "q7", "profile": []}])
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / "dev_questions.json"), "q7", "input")
+    assert "question 'q7'" in str(error) and "'input'" in str(error)
+
+
+def test_profile_item_missing_id(tmp_path, write_split, rating_question):
+    error = load_error(
+        tmp_path, write_split, [rating_question("q1", "x", [item("p1"), {"text": "t", "score": "3"}])]
+    )
+    assert error.field == "id"
+    assert "question 'q1', profile item #1, field 'id'" in str(error)
+    assert str(error).startswith(str(tmp_path / "dev_questions.json"))
+
+
+def test_profile_is_a_string(tmp_path, write_split):
+    error = load_error(tmp_path, write_split, [{"id": "q2", "input": "x", "profile": "oops"}])
+    assert (error.item_id, error.field) == ("q2", "profile")
+    assert "question 'q2'" in str(error) and "valid list" in str(error)
+
+
+def test_profile_item_missing_task_field(tmp_path, write_split, rating_question):
+    # A LaMP-3 profile item without "score".
+    error = load_error(
+        tmp_path, write_split, [rating_question("q1", "x", [item("p1"), {"id": "p2", "text": "t"}])]
+    )
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / "dev_questions.json"), "p2", "score")
+    assert "question 'q1'" in str(error) and "'p2'" in str(error) and "'score'" in str(error)
+
+
+def test_duplicate_profile_item_ids(tmp_path, write_split, rating_question):
+    error = load_error(tmp_path, write_split, [rating_question("q1", "x", [item("p1"), item("p1")])])
+    assert (error.item_id, error.field) == ("p1", "id")
+    assert "question 'q1'" in str(error) and "duplicate profile item id 'p1'" in str(error)
+
+
+def test_duplicate_question_ids(tmp_path, write_split, rating_question):
+    questions = [rating_question("q1", "x", []), rating_question("q1", "y", [])]
+    error = load_error(tmp_path, write_split, questions, golds=[{"id": "q1", "output": "3"}])
+    assert (error.item_id, error.field) == ("q1", "id")
+    assert "duplicate question id 'q1'" in str(error)
+    assert error.file == str(tmp_path / "dev_questions.json")
+
+
+def test_missing_gold(tmp_path, write_split, rating_question):
+    questions = [rating_question("q1", "x", []), rating_question("q2", "y", [])]
+    error = load_error(tmp_path, write_split, questions, golds=[{"id": "q1", "output": "3"}])
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / "dev_outputs.json"), "q2", "output")
+    assert "q2" in str(error)
+
+
+def test_gold_missing_output_field(tmp_path, write_split, rating_question):
+    error = load_error(tmp_path, write_split, [rating_question("q1", "x", [])], golds=[{"id": "q1"}])
+    assert (error.item_id, error.field) == ("q1", "output")
+    assert "gold 'q1'" in str(error)
+
+
+# ------------------------------------------------------------------------------- real data
+def test_real_movielens_rating_dev(lamp_real):
+    split = load_lamp(lamp_real / "movielens_rating", "dev")
+    spec = get_task("LaMP-3")
+    assert split.task is spec and len(split) == 500
+    examples = split.examples()
+    assert all(example.output in {"1", "2", "3", "4", "5"} for example in examples)
+    assert len({example.id for example in examples}) == 500
+    example = examples[0]
+    assert set(example.inputs().keys()) == {"input", "profile", "user_id"}
+    query = spec.query(example.input)
+    assert query == example.input.split("movie:", 1)[1].strip()
+    assert "just answer" not in query
+    docs = spec.documents(example.profile)
+    assert len(docs) == len(example.profile) > 0 and all(" date: " in d.text for d in docs)
+
+
+def test_real_movielens_tagging_dev(lamp_real):
+    split = load_lamp(lamp_real / "movielens_tagging", "dev")
+    spec = get_task("LaMP-2")
+    assert split.task is spec and len(split) == 32
+    for example in split.examples():
+        labels = spec.labels_for(example.input)
+        assert len(labels) == 15 and "atmospheric" in labels  # the dataset's own tag list
+        assert example.output in labels
+        assert spec.parse(example.output.upper(), example.input) == example.output
+        assert spec.documents(example.profile)

@@ -1,0 +1,70 @@
+"""Generator: the prompt adapter, label scoring with the local model, server LMs, failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from persona_rag.errors import GenerationError
+from persona_rag.generator import Generator, PersonalizedAnswer, PromptAdapter
+from persona_rag.tasks import ApproxTokenizer, HFTokenizer
+
+
+def test_prompt_adapter_sends_the_prompt_as_the_user_turn():
+    messages = PromptAdapter().format(
+        PersonalizedAnswer, [{"prompt": "demo in", "output": "demo out"}], {"prompt": "the question"}
+    )
+    assert messages[0] == {"role": "system", "content": PersonalizedAnswer.instructions}
+    assert messages[1:] == [
+        {"role": "user", "content": "demo in"},
+        {"role": "assistant", "content": "demo out"},
+        {"role": "user", "content": "the question"},
+    ]
+    assert PromptAdapter().parse(PersonalizedAnswer, "  4 \n") == {"output": "4"}
+
+
+def test_any_dspy_lm_generates_through_predict(scripted_lm):
+    lm = scripted_lm(" comedy\n")
+    generator = Generator(lm=lm)
+    prediction = generator(prompt="Which tag?")
+    assert prediction.output == "comedy"
+    assert isinstance(generator.tokenizer, ApproxTokenizer)  # no local tokenizer for remote models
+    # The request carried the plain prompt, not DSPy's field markers.
+    assert lm.engine.requests[-1][-1] == {"role": "user", "content": "Which tag?"}
+
+
+def test_failing_lm_call_raises_generation_error_with_cause(scripted_lm):
+    def timeout(messages):
+        raise TimeoutError("the server did not answer in 60 s")
+
+    with pytest.raises(GenerationError, match="the server did not answer"):
+        Generator(lm=scripted_lm(timeout))(prompt="Which tag?")
+
+
+def test_remote_batch_runs_concurrently_and_keeps_order(scripted_lm):
+    generator = Generator(
+        lm=scripted_lm(lambda messages: messages[-1]["content"].replace("question", "answer"))
+    )
+    outputs = [p.output for p in generator.generate_batch([f"question {i}" for i in range(6)], num_threads=3)]
+    assert outputs == [f"answer {i}" for i in range(6)]
+
+
+@pytest.mark.slow
+def test_local_label_scoring_constrains_answers_to_the_label_set(local_generator):
+    prompts = ["Is the sky blue? Answer yes or no.", "Which tag fits a movie about space travel?"]
+    labels = [("yes", "no"), ("sci-fi", "romance", "dark comedy")]
+    predictions = local_generator.generate_batch(prompts, labels)
+    for prediction, allowed in zip(predictions, labels):
+        assert prediction.output in allowed
+        assert set(prediction.label_scores) == set(allowed)
+        assert prediction.output == max(prediction.label_scores, key=prediction.label_scores.get)
+    single = local_generator(prompt=prompts[1], labels=labels[1])
+    assert single.output == predictions[1].output  # one call and the batch agree
+    assert isinstance(local_generator.tokenizer, HFTokenizer)
+
+
+@pytest.mark.slow
+def test_local_free_generation_batch_matches_single_calls(local_generator):
+    prompts = ["Name a fruit.", "Write a short title for an article about rain in Paris."]
+    batch = [p.output for p in local_generator.generate_batch(prompts)]
+    assert all(isinstance(text, str) and text for text in batch)
+    assert local_generator.generate_batch(prompts[:1])[0].output == batch[0]  # padding changes nothing

@@ -54,6 +54,10 @@ class LRUCache(Generic[K, V]):
             self.put(key, value)
         return value
 
+    def __deepcopy__(self, memo: dict) -> LRUCache[K, V]:
+        """A copy starts empty: cached values belong to the object they were computed for."""
+        return LRUCache(self.maxsize)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()

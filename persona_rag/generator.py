@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 import numpy as np
 
+from persona_rag.cache import LRUCache, text_key
 from persona_rag.errors import GenerationError
 from persona_rag.lm import LocalLM, local_lm, local_model_of
 from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
@@ -66,6 +67,11 @@ class Generator(dspy.Module):
         max_new_tokens: answer length limit for free generation.
         label_scoring: with a local model and a label set, pick the most likely label instead of
             generating (constrained answers; one forward pass for single-token labels).
+        calibrate: with label scoring, divide the label probabilities by those the model gives a
+            content-free version of the prompt (contextual calibration, Zhao et al. 2021), which
+            removes a small model's bias towards some labels (SmolLM2 says "1" to everything).
+        label_decision: ``argmax`` picks the best label; ``mean`` answers the probability-weighted
+            mean of numeric labels (ratings), which lowers MAE/RMSE when the model is unsure.
         batch_size: prompts per forward pass of a local model.
 
     Example:
@@ -80,6 +86,8 @@ class Generator(dspy.Module):
         lm: Any = None,
         max_new_tokens: int = 32,
         label_scoring: bool = True,
+        calibrate: bool = False,
+        label_decision: Literal["argmax", "mean"] = "argmax",
         batch_size: int = 8,
     ) -> None:
         super().__init__()
@@ -88,7 +96,12 @@ class Generator(dspy.Module):
             self.predict.lm = lm
         self.max_new_tokens = max_new_tokens
         self.label_scoring = label_scoring
+        self.calibrate = calibrate
+        if label_decision not in ("argmax", "mean"):
+            raise ValueError(f"label_decision must be 'argmax' or 'mean', got {label_decision!r}")
+        self.label_decision = label_decision
         self.batch_size = batch_size
+        self._content_free_cache: LRUCache[str, np.ndarray] = LRUCache(4096)
         self.adapter = PromptAdapter()
         self._default_lm: Any = None
 
@@ -121,10 +134,19 @@ class Generator(dspy.Module):
         return self.adapter.format(self.predict.signature, demos, {"prompt": prompt})
 
     # ------------------------------------------------------------------------------ calls
-    def forward(self, prompt: str, labels: Sequence[str] = ()) -> dspy.Prediction:
-        """One answer; ``labels`` (optional) is the allowed answer set of a classification task."""
+    def forward(
+        self, prompt: str, labels: Sequence[str] = (), content_free_prompt: str | None = None
+    ) -> dspy.Prediction:
+        """One answer.
+
+        Args:
+            prompt: the full prompt.
+            labels: the allowed answers of a classification or rating task (optional).
+            content_free_prompt: the same prompt with the input's content replaced by ``N/A``,
+                used when ``calibrate`` is on.
+        """
         if self.local_model is not None and labels and self.label_scoring:
-            return self.generate_batch([prompt], [labels])[0]
+            return self.generate_batch([prompt], [labels], [content_free_prompt])[0]
         try:
             with dspy.context(adapter=self.adapter, lm=self.lm):
                 prediction = self.predict(prompt=prompt, config={"max_tokens": self.max_new_tokens})
@@ -133,13 +155,19 @@ class Generator(dspy.Module):
         return dspy.Prediction(output=prediction.output, label_scores=None)
 
     def generate_batch(
-        self, prompts: Sequence[str], labels: Sequence[Sequence[str]] | None = None, *, num_threads: int = 4
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[Sequence[str]] | None = None,
+        content_free_prompts: Sequence[str | None] | None = None,
+        *,
+        num_threads: int = 4,
     ) -> list[dspy.Prediction]:
         """Answers for many prompts: batched forward passes locally, concurrent calls otherwise.
 
         Args:
             prompts: the prompts.
             labels: per prompt, the allowed labels (empty for free generation).
+            content_free_prompts: per prompt, its content-free version (for ``calibrate``).
             num_threads: concurrent requests when the LM is a remote ``dspy.LM``.
         """
         labels = list(labels) if labels is not None else [()] * len(prompts)
@@ -158,10 +186,17 @@ class Generator(dspy.Module):
                     [labels[i] for i in scored],
                     batch_size=self.batch_size,
                 )
+                if self.calibrate:
+                    if content_free_prompts is None or any(content_free_prompts[i] is None for i in scored):
+                        raise ValueError(
+                            "calibrate=True needs a content-free prompt for every labelled prompt"
+                        )
+                    probes = [content_free_prompts[i] for i in scored]
+                    biases = self._content_free_scores(model, probes, [labels[i] for i in scored])  # type: ignore[arg-type]
+                    scores = [_log_softmax(row) - _log_softmax(bias) for row, bias in zip(scores, biases)]
                 for i, row in zip(scored, scores):
-                    best = int(np.argmax(row))
                     results[i] = dspy.Prediction(
-                        output=labels[i][best], label_scores=dict(zip(labels[i], row.tolist()))
+                        output=self._decide(labels[i], row), label_scores=dict(zip(labels[i], row.tolist()))
                     )
             if free:
                 outs = model.generate(
@@ -177,6 +212,31 @@ class Generator(dspy.Module):
             ) from error
         return results  # type: ignore[return-value]
 
+    def _decide(self, labels: Sequence[str], scores: np.ndarray) -> str:
+        if self.label_decision == "mean":
+            try:
+                values = np.array([float(label) for label in labels])
+            except ValueError:
+                raise ValueError(f"label_decision='mean' needs numeric labels, got {list(labels)}") from None
+            return f"{float(np.exp(_log_softmax(scores)) @ values):.3f}"
+        return labels[int(np.argmax(scores))]
+
+    def _content_free_scores(
+        self, model: LocalLM, prompts: Sequence[str], labels: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
+        """Label scores of content-free prompts, cached: without a profile they are all the same."""
+        keys = [f"{model.name}|{text_key([p, *ls])}" for p, ls in zip(prompts, labels)]
+        missing = {key: i for i, key in enumerate(keys) if self._content_free_cache.get(key) is None}
+        if missing:
+            rows = model.score(
+                [self.messages(prompts[i]) for i in missing.values()],
+                [labels[i] for i in missing.values()],
+                batch_size=self.batch_size,
+            )
+            for key, row in zip(missing, rows):
+                self._content_free_cache.put(key, row)
+        return [self._content_free_cache.get(key) for key in keys]  # type: ignore[misc]
+
     def _remote_batch(
         self, prompts: Sequence[str], labels: Sequence[Sequence[str]], num_threads: int
     ) -> list[dspy.Prediction]:
@@ -186,7 +246,12 @@ class Generator(dspy.Module):
 
         def one(i: int) -> dspy.Prediction:
             with dspy.context(lm=lm):
-                return self.forward(prompts[i], labels[i])
+                return self.forward(prompts[i], labels[i])  # server models: constrained by parsing
 
         with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
             return list(pool.map(one, range(len(prompts))))
+
+
+def _log_softmax(row: np.ndarray) -> np.ndarray:
+    shifted = row - row.max()
+    return shifted - np.log(np.exp(shifted).sum())

@@ -26,7 +26,17 @@ import torch
 
 from persona_rag.io import atomic_directory
 
-__all__ = ["DEFAULT_LM", "Generation", "LocalEngine", "LocalLM", "cache_dir", "local_lm", "shared_local_lm"]
+__all__ = [
+    "DEFAULT_LM",
+    "Generation",
+    "LocalEngine",
+    "LocalLM",
+    "cache_dir",
+    "local_lm",
+    "release_local_lm",
+    "resolve_model",
+    "shared_local_lm",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,17 +124,46 @@ class LocalLM:
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.name = model
         path = resolve_model(model)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        self._setup(
+            model, loaded, tokenizer, batch_size=batch_size, max_input_tokens=max_input_tokens, chat=chat
+        )
+
+    def _setup(
+        self,
+        name: str,
+        model: Any,
+        tokenizer: Any,
+        *,
+        batch_size: int,
+        max_input_tokens: int,
+        chat: bool | None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.device = str(next(model.parameters()).device)
+        self.tokenizer = tokenizer
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device).eval()
         self.batch_size = batch_size
         self.max_input_tokens = max_input_tokens
         self.chat = bool(self.tokenizer.chat_template) if chat is None else chat
         self._lock = threading.Lock()
+
+    @classmethod
+    def wrap(
+        cls, model: Any, tokenizer: Any, *, name: str, batch_size: int = 8, max_input_tokens: int = 1024
+    ) -> LocalLM:
+        """A LocalLM over an already loaded model (e.g. one being fine-tuned), registered under
+        ``name`` so that ``local_lm(name)`` and saved engines resolve to it in this process."""
+        lm = cls.__new__(cls)
+        lm._setup(name, model, tokenizer, batch_size=batch_size, max_input_tokens=max_input_tokens, chat=None)
+        with _SHARED_LOCK:
+            _SHARED[name] = lm
+        return lm
 
     # ------------------------------------------------------------------------------ prompts
     def render(self, messages: Sequence[Message]) -> str:
@@ -284,6 +323,12 @@ def shared_local_lm(model: str = DEFAULT_LM) -> LocalLM:
         if model not in _SHARED:
             _SHARED[model] = LocalLM(model)
         return _SHARED[model]
+
+
+def release_local_lm(model: str) -> None:
+    """Forget the shared instance of ``model`` (after its weights on disk changed)."""
+    with _SHARED_LOCK:
+        _SHARED.pop(model, None)
 
 
 class LocalEngine:

@@ -135,7 +135,11 @@ class PersonalizedRAG(dspy.Module):
         result = self.retrieve(input, profile, user_id)
         prompt = self.build_prompt(input, result)
         try:
-            answer = self.generator(prompt=prompt, labels=self.task.labels_for(input))
+            answer = self.generator(
+                prompt=prompt,
+                labels=self.task.labels_for(input),
+                content_free_prompt=self._content_free_prompt(input, result),
+            )
         except GenerationError as error:
             raise GenerationError(f"user {user_id!r}, input {input[:60]!r}...: {error}") from error
         return self._prediction(input, result, prompt, answer)
@@ -163,8 +167,18 @@ class PersonalizedRAG(dspy.Module):
             if results[i] is None:
                 results[i] = self.retrieve(inputs[i], None, user_ids[i])
         prompts = [self.build_prompt(x, r) for x, r in zip(inputs, results)]  # type: ignore[arg-type]
-        answers = self.generator.generate_batch(prompts, [self.task.labels_for(x) for x in inputs])
+        answers = self.generator.generate_batch(
+            prompts,
+            [self.task.labels_for(x) for x in inputs],
+            [self._content_free_prompt(x, r) for x, r in zip(inputs, results)],  # type: ignore[arg-type]
+        )
         return [self._prediction(x, r, p, a) for x, r, p, a in zip(inputs, results, prompts, answers)]  # type: ignore[arg-type]
+
+    def _content_free_prompt(self, input: str, result: RetrievalResult) -> str | None:
+        """The prompt with the input's content blanked, for generators that calibrate."""
+        if not getattr(self.generator, "calibrate", False):
+            return None
+        return self.build_prompt(self.task.content_free(input), result)
 
     def _prediction(
         self, input: str, result: RetrievalResult, prompt: str, answer: dspy.Prediction

@@ -148,6 +148,17 @@ class TaskSpec:
         _, colon, rest = input.partition(":")
         return rest.strip() if colon else input.strip()
 
+    def content_free(self, input: str) -> str:
+        """The input with its content replaced by ``N/A``.
+
+        This is the content-free probe of contextual calibration (Zhao et al., 2021): the model's
+        label preferences on it measure its bias towards some labels, which calibration removes.
+        """
+        query = self.query(input)
+        if query and query in input:
+            return input.replace(query, "N/A")
+        return re.sub(r'"[^"]*"', '"N/A"', input)  # a query built from several quoted spans (LaMP-1)
+
     def check_item(self, item: Mapping[str, Any], *, where: str = "profile") -> None:
         """Raise :class:`DataError` naming the item and field when a required field is missing."""
         item_id = item.get("id")

@@ -190,15 +190,15 @@ def test_bm25_keeps_positions_with_an_empty_document():
 def test_bm25_index_cache_is_reused():
     retriever = BM25Retriever()
     retriever.search("cowboys", DOCS)
-    index = retriever._index(DOCS)
+    index = retriever.index(DOCS)
     retriever.search("bank report", DOCS)
-    assert retriever._index(SPEC.documents(PROFILE)) is index  # same texts: the same index object
+    assert retriever.index(SPEC.documents(PROFILE)) is index  # same texts: the same index object
     assert len(retriever._indexes) == 1
     retriever.search("cowboys", DOCS[:3])
     assert len(retriever._indexes) == 2
     other = BM25Retriever(k1=0.9)  # the settings are part of the key
     other._indexes = retriever._indexes
-    assert other._index(DOCS) is not index
+    assert other.index(DOCS) is not index
 
 
 def test_dense_ranks_the_semantic_match_first(dense):
@@ -296,3 +296,22 @@ def test_retriever_is_a_dspy_parameter_of_its_program():
     restored = Program()
     restored.load_state(program.dump_state())
     assert restored.retriever.seed == 11
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
+def test_bm25_scores_equal_bm25s(method):
+    import bm25s
+
+    from persona_rag.retrievers.bm25 import tokenize
+
+    texts = [doc.text for doc in DOCS]
+    reference = bm25s.BM25(method=method, k1=1.2, b=0.6)
+    reference.index([tokenize(t) for t in texts], show_progress=False)
+    for query in ("cowboys in the west", "bank report money", "dessert baking cake"):
+        ours = BM25Retriever(method=method, k1=1.2, b=0.6).scores(query, DOCS)
+        assert np.allclose(ours, reference.get_scores(tokenize(query)), atol=1e-5)
+
+
+def test_bm25_unknown_method_is_rejected():
+    with pytest.raises(ValueError, match="unknown BM25 method"):
+        BM25Retriever(method="bm42")

@@ -1,7 +1,10 @@
 """Training-side DSPy optimizers for persona-rag programs.
 
-This package changes weights (retrievers, selectors, readers) using the LLM's metric as the signal.
-It imports ``persona_rag``; ``persona_rag`` never imports it.
+They change weights (the reader, retrievers, the selector) with the LLM's metric as the signal.
+This package imports ``persona_rag``; ``persona_rag`` never imports it.
 """
 
-__all__: list[str] = []
+from optimizers.reader import ReaderFinetune, ReaderFinetuneConfig
+from optimizers.training import Trainer, TrainingConfig, TrainingResult
+
+__all__ = ["ReaderFinetune", "ReaderFinetuneConfig", "Trainer", "TrainingConfig", "TrainingResult"]

@@ -1,4 +1,9 @@
-"""``persona-rag``: demo, index and evaluate from the command line."""
+"""``persona-rag``: demo, index and evaluate from the command line.
+
+Other packages add commands through the ``persona_rag.commands`` entry-point group (a function
+that receives the sub-parser collection); the ``optimizers`` package adds the training commands
+that way, so ``persona_rag`` never imports training code.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,19 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-__all__ = ["main"]
+__all__ = ["add_data_options", "add_model_options", "build_program", "main", "make_console", "retriever_list"]
 
 DEMO_RETRIEVERS = ("none", "random", "recency", "bm25", "dense")
 
 
-def _console() -> Any:
+def make_console() -> Any:
     from rich.console import Console
 
     return Console()
@@ -51,10 +57,17 @@ def _generator(args: argparse.Namespace) -> Any:
         )
     else:
         lm = local_lm(args.model, max_tokens=args.max_new_tokens)
-    return Generator(lm=lm, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    return Generator(
+        lm=lm,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        label_scoring=not args.free_generation,
+        calibrate=args.calibrate,
+        label_decision=args.label_decision,
+    )
 
 
-def _program(args: argparse.Namespace, task: Any, kind: str, store: Any = None) -> Any:
+def build_program(args: argparse.Namespace, task: Any, kind: str, store: Any = None) -> Any:
     from persona_rag.program import PersonalizedRAG
     from persona_rag.retrievers import make_retriever
 
@@ -69,7 +82,7 @@ def _program(args: argparse.Namespace, task: Any, kind: str, store: Any = None) 
     )
 
 
-def _retriever_list(text: str) -> list[str]:
+def retriever_list(text: str) -> list[str]:
     from persona_rag.retrievers import RETRIEVERS
 
     kinds = [kind.strip().lower() for kind in text.split(",") if kind.strip()]
@@ -88,7 +101,7 @@ def _evaluate_all(
 
     results = []
     for kind in kinds:
-        program = _program(args, task, kind, store)
+        program = build_program(args, task, kind, store)
         results.append(evaluate_program(program, examples, name=kind, batch_size=args.batch_size))
     return results
 
@@ -108,7 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         examples = [ex.copy(profile=None) for ex in examples]  # retrieve from the store by user id
     results = _evaluate_all(args, split.task, examples, args.retriever, store)
     model = args.lm or args.model
-    _console().print(
+    make_console().print(
         results_table(
             results, title=f"{split.task.name} {args.split} ({len(examples)} questions, k={args.k}, {model})"
         )
@@ -117,7 +130,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_results(
         out, results, task=split.task.name, data=str(args.data), split=args.split, k=args.k, model=model
     )
-    _console().print(f"results written to {out}")
+    make_console().print(f"results written to {out}")
     return 0
 
 
@@ -134,7 +147,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         items = profiles.setdefault(user, {})
         items.update({item.id: item.model_dump(exclude_none=True) for item in question.profile})
     written = store.add_many((user, list(items.values())) for user, items in profiles.items())
-    _console().print(f"{len(profiles)} users, {written} items written to {store.location}")
+    make_console().print(f"{len(profiles)} users, {written} items written to {store.location}")
     return 0
 
 
@@ -149,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data = make_sample_task(out / "data", n_users=args.users, seed=args.seed)
     split = load_lamp(data, "dev")
     examples = split.examples()
-    console = _console()
+    console = make_console()
     console.print(f"sample task: {len(examples)} dev questions of {args.users} users in {data}")
     results = _evaluate_all(args, split.task, examples, DEMO_RETRIEVERS)
 
@@ -177,7 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------- parser
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser) -> None:
     from persona_rag.encoders import DEFAULT_ENCODER
     from persona_rag.lm import DEFAULT_LM
 
@@ -192,9 +205,19 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-input-tokens", type=int, default=512)
     group.add_argument("--max-new-tokens", type=int, default=32)
     group.add_argument("--batch-size", type=int, default=16)
+    group.add_argument(
+        "--free-generation", action="store_true", help="generate answers instead of scoring the label set"
+    )
+    group.add_argument(
+        "--calibrate", action="store_true", help="calibrate label scores on a content-free input"
+    )
+    group.add_argument(
+        "--label-decision", choices=("argmax", "mean"), default="argmax",
+        help="rating tasks: best label, or probability-weighted mean rating",
+    )  # fmt: skip
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="task name (default: read from the outputs file)")
     parser.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
     parser.add_argument("--split", default="dev")
@@ -218,27 +241,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="where the sample data, store and results go")
     demo.add_argument("--users", type=int, default=12)
     demo.add_argument("--seed", type=int, default=0)
-    _add_model_options(demo)
+    add_model_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     index = commands.add_parser("index", help="load a questions file's profiles into a profile store")
-    _add_data_options(index)
+    add_data_options(index)
     _add_store_options(index, required=True)
     index.add_argument("--encoder", default="all-MiniLM-L6-v2")
     index.set_defaults(func=cmd_index)
 
     evaluate = commands.add_parser("evaluate", help="evaluate retrievers on a LaMP-format split")
-    _add_data_options(evaluate)
+    add_data_options(evaluate)
     evaluate.add_argument(
         "--retriever",
-        type=_retriever_list,
+        type=retriever_list,
         default=["bm25"],
         help="comma-separated: none,random,recency,bm25,dense",
     )
     evaluate.add_argument("--out", type=Path, help="results JSON (default results/<data>-<split>.json)")
     _add_store_options(evaluate, required=False)
-    _add_model_options(evaluate)
+    add_model_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    for entry in entry_points(group="persona_rag.commands"):
+        entry.load()(commands)  # e.g. the training commands of the optimizers package
     return parser
 
 

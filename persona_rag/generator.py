@@ -179,6 +179,7 @@ class Generator(dspy.Module):
         results: list[dspy.Prediction | None] = [None] * len(prompts)
         scored = [i for i, ls in enumerate(labels) if ls and self.label_scoring]
         free = [i for i in range(len(prompts)) if i not in set(scored)]
+        self._check_label_settings([labels[i] for i in scored], content_free_prompts, scored)
         try:
             if scored:
                 scores = model.score(
@@ -187,11 +188,7 @@ class Generator(dspy.Module):
                     batch_size=self.batch_size,
                 )
                 if self.calibrate:
-                    if content_free_prompts is None or any(content_free_prompts[i] is None for i in scored):
-                        raise ValueError(
-                            "calibrate=True needs a content-free prompt for every labelled prompt"
-                        )
-                    probes = [content_free_prompts[i] for i in scored]
+                    probes = [content_free_prompts[i] for i in scored]  # type: ignore[index]
                     biases = self._content_free_scores(model, probes, [labels[i] for i in scored])  # type: ignore[arg-type]
                     scores = [_log_softmax(row) - _log_softmax(bias) for row, bias in zip(scores, biases)]
                 for i, row in zip(scored, scores):
@@ -212,12 +209,25 @@ class Generator(dspy.Module):
             ) from error
         return results  # type: ignore[return-value]
 
+    def _check_label_settings(
+        self,
+        label_sets: Sequence[Sequence[str]],
+        content_free_prompts: Sequence[str | None] | None,
+        scored: list[int],
+    ) -> None:
+        """Usage errors are raised before any model call, and not as generation failures."""
+        if self.calibrate and (
+            content_free_prompts is None or any(content_free_prompts[i] is None for i in scored)
+        ):
+            raise ValueError("calibrate=True needs a content-free prompt for every labelled prompt")
+        if self.label_decision == "mean":
+            for labels in label_sets:
+                if not all(_is_number(label) for label in labels):
+                    raise ValueError(f"label_decision='mean' needs numeric labels, got {list(labels)}")
+
     def _decide(self, labels: Sequence[str], scores: np.ndarray) -> str:
         if self.label_decision == "mean":
-            try:
-                values = np.array([float(label) for label in labels])
-            except ValueError:
-                raise ValueError(f"label_decision='mean' needs numeric labels, got {list(labels)}") from None
+            values = np.array([float(label) for label in labels])
             return f"{float(np.exp(_log_softmax(scores)) @ values):.3f}"
         return labels[int(np.argmax(scores))]
 
@@ -255,3 +265,11 @@ class Generator(dspy.Module):
 def _log_softmax(row: np.ndarray) -> np.ndarray:
     shifted = row - row.max()
     return shifted - np.log(np.exp(shifted).sum())
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

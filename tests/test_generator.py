@@ -68,3 +68,40 @@ def test_local_free_generation_batch_matches_single_calls(local_generator):
     batch = [p.output for p in local_generator.generate_batch(prompts)]
     assert all(isinstance(text, str) and text for text in batch)
     assert local_generator.generate_batch(prompts[:1])[0].output == batch[0]  # padding changes nothing
+
+
+@pytest.mark.slow
+def test_calibration_removes_the_content_free_bias(local_generator):
+    from persona_rag.generator import Generator
+    from persona_rag.lm import local_lm
+
+    calibrated = Generator(lm=local_lm(), calibrate=True)
+    prompt = "Rate from 1 to 5. just answer with 1, 2, 3, 4, or 5. review: a wonderful, moving film"
+    content_free = "Rate from 1 to 5. just answer with 1, 2, 3, 4, or 5. review: N/A"
+    labels = ("1", "2", "3", "4", "5")
+    raw = local_generator(prompt=prompt, labels=labels).label_scores
+    bias = local_generator(prompt=content_free, labels=labels).label_scores
+    fixed = calibrated(prompt=prompt, labels=labels, content_free_prompt=content_free).label_scores
+
+    def log_softmax(scores):
+        import numpy as np
+
+        values = np.array([scores[label] for label in labels])
+        return values - np.log(np.exp(values - values.max()).sum()) - values.max()
+
+    expected = log_softmax(raw) - log_softmax(bias)
+    assert [fixed[label] for label in labels] == pytest.approx(list(expected), abs=1e-4)
+    with pytest.raises(ValueError, match="content-free"):
+        calibrated(prompt=prompt, labels=labels)
+
+
+@pytest.mark.slow
+def test_mean_decision_answers_the_expected_rating(local_generator):
+    from persona_rag.generator import Generator
+    from persona_rag.lm import local_lm
+
+    generator = Generator(lm=local_lm(), label_decision="mean")
+    prediction = generator(prompt="Rate from 1 to 5: a fine film", labels=("1", "2", "3", "4", "5"))
+    assert 1.0 <= float(prediction.output) <= 5.0
+    with pytest.raises(ValueError, match="numeric labels"):
+        generator(prompt="Pick a tag", labels=("comedy", "drama"))

@@ -4,7 +4,22 @@ They change weights (the reader, retrievers, the selector) with the LLM's metric
 This package imports ``persona_rag``; ``persona_rag`` never imports it.
 """
 
+from optimizers.feedback import CandidateFeedback, Feedback, FeedbackCache
 from optimizers.reader import ReaderFinetune, ReaderFinetuneConfig
+from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from optimizers.training import Trainer, TrainingConfig, TrainingResult
 
-__all__ = ["ReaderFinetune", "ReaderFinetuneConfig", "Trainer", "TrainingConfig", "TrainingResult"]
+__all__ = [
+    "ROPG_KD",
+    "ROPG_RL",
+    "CandidateFeedback",
+    "Feedback",
+    "FeedbackCache",
+    "ROPGConfig",
+    "ROPGKDConfig",
+    "ReaderFinetune",
+    "ReaderFinetuneConfig",
+    "Trainer",
+    "TrainingConfig",
+    "TrainingResult",
+]

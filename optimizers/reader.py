@@ -19,13 +19,13 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
-from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict
+from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict, validation_scores
 from persona_rag.io import atomic_directory, atomic_write_json
 from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import Retriever
 
-__all__ = ["ReaderFinetune", "ReaderFinetuneConfig", "validation_scores"]
+__all__ = ["ReaderFinetune", "ReaderFinetuneConfig"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,21 +51,6 @@ class ReaderFinetuneConfig(TrainingConfig):
     max_examples: int | None = 512
     max_val_examples: int | None = 100
     k: int | None = None
-
-
-def validation_scores(
-    program: PersonalizedRAG, valset: Sequence[dspy.Example], batch_size: int = 16
-) -> dict[str, float]:
-    """Mean Eval (``score``, higher is better) and the task's metrics of ``program`` on ``valset``."""
-    outputs: list[str] = []
-    for start in range(0, len(valset), batch_size):
-        chunk = valset[start : start + batch_size]
-        predictions = program.batch_forward([e.input for e in chunk], [e.profile for e in chunk])
-        outputs.extend(p.output for p in predictions)
-    task = program.task
-    golds = [str(e.output) for e in valset]
-    score = sum(task.eval(g, o) for g, o in zip(golds, outputs)) / len(valset)
-    return {"score": score, **task.evaluate(outputs, golds, [e.input for e in valset])}
 
 
 class ReaderFinetune(Teleprompter):

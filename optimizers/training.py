@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dspy
 import numpy as np
 import torch
 
 from persona_rag.io import atomic_write_bytes, atomic_write_json
+from persona_rag.program import PersonalizedRAG
 
-__all__ = ["Trainer", "TrainingConfig", "TrainingResult", "config_dict", "plot_history"]
+__all__ = ["Trainer", "TrainingConfig", "TrainingResult", "config_dict", "plot_history", "validation_scores"]
 
 logger = logging.getLogger(__name__)
 
@@ -267,3 +269,18 @@ def plot_history(history: Sequence[dict[str, float]], path: str | Path, *, title
 def config_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready view of a config dataclass (paths as strings)."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+
+
+def validation_scores(
+    program: PersonalizedRAG, valset: Sequence[dspy.Example], batch_size: int = 16
+) -> dict[str, float]:
+    """Mean Eval (``score``, higher is better) and the task's metrics of ``program`` on ``valset``."""
+    outputs: list[str] = []
+    for start in range(0, len(valset), batch_size):
+        chunk = valset[start : start + batch_size]
+        predictions = program.batch_forward([e.input for e in chunk], [e.profile for e in chunk])
+        outputs.extend(p.output for p in predictions)
+    task = program.task
+    golds = [str(e.output) for e in valset]
+    score = sum(task.eval(g, o) for g, o in zip(golds, outputs)) / len(valset)
+    return {"score": score, **task.evaluate(outputs, golds, [e.input for e in valset])}

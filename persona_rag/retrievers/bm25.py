@@ -19,10 +19,11 @@ __all__ = ["BM25Retriever", "ProfileIndex", "tokenize"]
 _WORD = re.compile(r"\w+")
 _STOPWORDS = frozenset(STOPWORDS_EN)
 _IDF = {
-    # Lucene's idf is never negative; Robertson's (rank_bm25's BM25Okapi without its epsilon floor)
-    # is negative for terms in more than half of the documents; ATIRE's is log(N / df).
+    # Lucene's idf is never negative. Robertson's would be negative for terms in more than half of
+    # the documents; as in bm25s (and rank_bm25's BM25Okapi with epsilon=0) it is floored at 0.
+    # ATIRE's is log(N / df).
     "lucene": lambda n, df: np.log1p((n - df + 0.5) / (df + 0.5)),
-    "robertson": lambda n, df: np.log((n - df + 0.5) / (df + 0.5)),
+    "robertson": lambda n, df: np.log(np.maximum((n - df + 0.5) / (df + 0.5), 1.0)),
     "atire": lambda n, df: np.log(n / df),
 }
 # ATIRE keeps the (k1 + 1) factor of the original BM25 numerator; Lucene 8+ and bm25s's

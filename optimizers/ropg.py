@@ -103,16 +103,21 @@ class _ROPG(Teleprompter):
 
     def compile(
         self,
-        student: PersonalizedRAG,
+        student: dspy.Module,
         *,
         trainset: Sequence[dspy.Example],
         teacher: Any = None,
         valset: Sequence[dspy.Example] | None = None,
         **kwargs: Any,
-    ) -> PersonalizedRAG:
-        """Return a copy of ``student`` with a tuned DenseRetriever; ``student`` is left untouched."""
+    ) -> dspy.Module:
+        """Return a copy of ``student`` with a tuned DenseRetriever; ``student`` is left untouched.
+
+        ``student`` is a PersonalizedRAG or any DSPy program that holds exactly one (then the
+        examples carry that sub-program's ``input``, ``profile`` and ``output``).
+        """
         config = self.config
-        program = student.deepcopy()
+        outer = student.deepcopy()
+        program = _personalized_rag_in(outer)
         if not isinstance(program.retriever, DenseRetriever):
             raise TypeError(
                 f"{type(self).__name__} tunes a DenseRetriever; "
@@ -177,8 +182,20 @@ class _ROPG(Teleprompter):
         )
         self.result = trainer.fit(rows)
         program.retriever = DenseRetriever(encoder=TextEncoder(str(out / "best")))
-        program._compiled = True
-        return program
+        outer._compiled = True
+        return outer
+
+
+def _personalized_rag_in(module: dspy.Module) -> PersonalizedRAG:
+    """The one PersonalizedRAG that ``module`` is or holds."""
+    if isinstance(module, PersonalizedRAG):
+        return module
+    found = [sub for _, sub in module.named_sub_modules() if isinstance(sub, PersonalizedRAG)]
+    if len(found) != 1:
+        raise TypeError(
+            f"ROPG tunes the retriever of one PersonalizedRAG; {type(module).__name__} holds {len(found)}"
+        )
+    return found[0]
 
 
 class ROPG_KD(_ROPG):

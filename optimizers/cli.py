@@ -9,7 +9,7 @@ from typing import Any
 
 from persona_rag.cli import add_model_options, build_program, make_console, retriever_list
 
-__all__ = ["add_finetune", "add_train"]
+__all__ = ["add_finetune", "add_train", "ropg_demo_step"]
 
 
 def _report(history: list[dict[str, Any]], title: str, out: Path, use_hint: str) -> None:
@@ -58,8 +58,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     tuned = optimizer.compile(program, trainset=train.examples(), valset=val.examples())
     tuned.save(str(Path(args.out) / "program.json"))
     history = optimizer.result.history if optimizer.result else []
-    _report(history, f"reader fine-tuning on {Path(args.data).name}", Path(args.out),
-            f"use it with: persona-rag evaluate --model {Path(args.out) / 'best'} ...")  # fmt: skip
+    _report(
+        history,
+        f"reader fine-tuning on {Path(args.data).name}",
+        Path(args.out),
+        f"use it with: persona-rag evaluate --model {Path(args.out) / 'best'} ...",
+    )
     return 0
 
 
@@ -71,12 +75,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     train = load_lamp(args.data, args.train_split, task=args.task)
     val = load_lamp(args.data, args.val_split, task=train.task)
     common = {
-        "output_dir": out, "learning_rate": args.lr, "epochs": args.epochs,
+        "output_dir": out,
+        "learning_rate": args.lr,
+        "epochs": args.epochs,
         "batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.grad_accum, "patience": args.patience, "seed": args.seed,
-        "candidates": args.candidates, "signal": args.signal, "max_examples": args.max_examples,
-        "max_val_examples": args.max_val_examples, "feedback_cache": args.feedback_cache,
-    }  # fmt: skip
+        "gradient_accumulation_steps": args.grad_accum,
+        "patience": args.patience,
+        "seed": args.seed,
+        "candidates": args.candidates,
+        "signal": args.signal,
+        "max_examples": args.max_examples,
+        "max_val_examples": args.max_val_examples,
+        "feedback_cache": args.feedback_cache,
+    }
     if args.method == "kd":
         optimizer: Any = ROPG_KD(config=ROPGKDConfig(**common, temperature=args.temperature))
     else:
@@ -85,8 +96,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     tuned = optimizer.compile(program, trainset=train.examples(), valset=val.examples())
     tuned.save(str(out / "program.json"))
     history = optimizer.result.history if optimizer.result else []
-    _report(history, f"ROPG-{args.method.upper()} on {Path(args.data).name}", out,
-            f"use it with: persona-rag evaluate --retriever dense --encoder {out / 'best'} ...")  # fmt: skip
+    _report(
+        history,
+        f"ROPG-{args.method.upper()} on {Path(args.data).name}",
+        out,
+        f"use it with: persona-rag evaluate --retriever dense --encoder {out / 'best'} ...",
+    )
     return 0
 
 
@@ -99,8 +114,12 @@ def add_finetune(commands: Any) -> None:
     finetune.add_argument("--data", required=True, type=Path)
     finetune.add_argument("--train-split", default="train")
     finetune.add_argument("--val-split", default="dev")
-    finetune.add_argument("--retrievers", type=retriever_list, default=["none", "recency", "bm25", "dense"],
-                          help="retrievers filling the training prompts, in turn")  # fmt: skip
+    finetune.add_argument(
+        "--retrievers",
+        type=retriever_list,
+        default=["none", "recency", "bm25", "dense"],
+        help="retrievers filling the training prompts, in turn",
+    )
     finetune.add_argument("--out", type=Path, default=Path("runs/reader"))
     finetune.add_argument("--lr", type=float, default=5e-5)
     finetune.add_argument("--epochs", type=int, default=2)
@@ -140,3 +159,35 @@ def add_train(commands: Any) -> None:
     train.add_argument("--seed", type=int, default=0)
     add_model_options(train)
     train.set_defaults(func=cmd_train)
+
+
+def ropg_demo_step(args: argparse.Namespace, task: Any, data: Path, dev: list) -> Any:
+    """The demo's tuning step: a short ROPG-KD run on the sample task's train split.
+
+    It uses the cheap likelihood signal (log p(gold) per candidate), which still ranks candidates
+    when the offline 135M reader gives the same answer whatever it reads.
+    """
+    from optimizers.ropg import ROPG_KD, ROPGKDConfig
+    from persona_rag.data import load_lamp
+    from persona_rag.evaluation import evaluate_program
+
+    train = load_lamp(data, "train").examples()
+    held_out = max(2, len(train) // 6)  # validation for checkpoint choice; dev stays unseen
+    out = Path(args.out)
+    config = ROPGKDConfig(
+        output_dir=out / "ropg-kd",
+        feedback_cache=out / "feedback.sqlite",
+        candidates=8,
+        epochs=2,
+        learning_rate=1e-4,
+        batch_size=8,
+        gradient_accumulation_steps=1,
+        signal="likelihood",
+        max_val_examples=held_out,
+        patience=None,
+        resume=False,
+    )
+    tuned = ROPG_KD(config=config).compile(
+        build_program(args, task, "dense"), trainset=train[:-held_out], valset=train[-held_out:]
+    )
+    return evaluate_program(tuned, dev, name="dense + ROPG-KD (2 epochs)", batch_size=args.batch_size)

@@ -1,8 +1,10 @@
 """``persona-rag``: demo, index and evaluate from the command line.
 
 Other packages add commands through the ``persona_rag.commands`` entry-point group (a function
-that receives the sub-parser collection); the ``optimizers`` package adds the training commands
-that way, so ``persona_rag`` never imports training code.
+that receives the sub-parser collection) and demo rows through ``persona_rag.demo_steps``
+(``step(args, task, data_dir, dev_examples) -> EvaluationResult``); the ``optimizers`` package adds
+the training commands and the demo's tuning step that way, so ``persona_rag`` never imports
+training code.
 """
 
 from __future__ import annotations
@@ -178,6 +180,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     [store_result] = _evaluate_all(args, split.task, stored, ["dense"], store)
     store_result.name = "dense (Chroma store)"
     results.append(store_result)
+    for entry in entry_points(group="persona_rag.demo_steps"):
+        # e.g. a short ROPG tuning step from the optimizers package
+        results.append(entry.load()(args, split.task, data, examples))
 
     console.print(
         results_table(

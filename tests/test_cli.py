@@ -61,5 +61,14 @@ def test_demo_compares_all_retrievers(tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--users", "2"]) == 0
     saved = json.loads((tmp_path / "demo_results.json").read_text())
     names = [r["name"] for r in saved["results"]]
-    assert names == ["none", "random", "recency", "bm25", "dense", "dense (Chroma store)"]
+    assert names == [
+        "none",
+        "random",
+        "recency",
+        "bm25",
+        "dense",
+        "dense (Chroma store)",
+        "dense + ROPG-KD (2 epochs)",
+    ]
+    assert (tmp_path / "ropg-kd" / "best" / "model.safetensors").exists()
     assert all(r["n"] == 6 and "MAE" in r["metrics"] for r in saved["results"])

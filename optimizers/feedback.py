@@ -180,8 +180,8 @@ class Feedback:
         program, task = self.program, self.program.task
         fingerprint = json.dumps(generator_fingerprint(program), sort_keys=True)
         queries = [task.query(ex.input) for ex in examples]
-        results = program.retriever.batch_search(
-            queries, [task.documents(ex.profile) for ex in examples], self.candidates
+        results = program.batch_retrieve(
+            [ex.input for ex in examples], [ex.profile for ex in examples], k=self.candidates
         )
         jobs = []  # (example index, candidate index, key, prompt, labels, content-free prompt, gold)
         keys_of: list[list[str]] = [[] for _ in examples]

@@ -87,11 +87,11 @@ class ReaderFinetune(Teleprompter):
         prompts: list[str | None] = [None] * len(examples)
         for r, retriever in enumerate(retrievers):
             chosen = list(range(r, len(examples), len(retrievers)))
-            task = program.task
-            results = retriever.batch_search(
-                [task.query(examples[i].input) for i in chosen],
-                [task.documents(examples[i].profile) for i in chosen],
-                k,
+            results = program.batch_retrieve(
+                [examples[i].input for i in chosen],
+                [examples[i].profile for i in chosen],
+                retriever=retriever,
+                k=k,
             )
             for i, result in zip(chosen, results):
                 prompts[i] = program.build_prompt(examples[i].input, result)

@@ -120,6 +120,23 @@ class PersonalizedRAG(dspy.Module):
             )
         return self.retriever.search_store(query, self.store, user_id, self.k)
 
+    def batch_retrieve(
+        self,
+        inputs: Sequence[str],
+        profiles: Sequence[Profile],
+        *,
+        retriever: Retriever | None = None,
+        k: int | None = None,
+    ) -> list[RetrievalResult]:
+        """Top-``k`` items for many (input, in-memory profile) pairs in one ``batch_search``.
+
+        ``retriever`` and ``k`` default to the program's; optimizers pass others (a pool of
+        retrievers for reader training, ``l`` candidates for ROPG feedback).
+        """
+        return (retriever or self.retriever).batch_search(
+            [self.task.query(x) for x in inputs], [self.task.documents(p) for p in profiles], k or self.k
+        )
+
     def build_prompt(self, input: str, result: RetrievalResult) -> str:
         """φ_p(x, items) within the token budget."""
         settings = self.settings
@@ -156,11 +173,7 @@ class PersonalizedRAG(dspy.Module):
         user_ids = list(user_ids) if user_ids is not None else [None] * n
         results: list[RetrievalResult | None] = [None] * n
         in_memory = [i for i in range(n) if profiles[i] is not None]
-        batch = self.retriever.batch_search(
-            [self.task.query(inputs[i]) for i in in_memory],
-            [self.task.documents(profiles[i]) for i in in_memory],  # type: ignore[arg-type]
-            self.k,
-        )
+        batch = self.batch_retrieve([inputs[i] for i in in_memory], [profiles[i] for i in in_memory])  # type: ignore[misc]
         for i, result in zip(in_memory, batch):
             results[i] = result
         for i in range(n):

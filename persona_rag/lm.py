@@ -242,7 +242,9 @@ class LocalLM:
             One array per prompt with a log-probability per candidate.
 
         When every candidate of a prompt is a single distinct token (ratings 1-5), one forward pass
-        of the prompt scores them all; otherwise each (prompt, candidate) pair is scored.
+        of the prompt scores them all. Otherwise the prompt still runs once: its key/value cache is
+        shared by all its candidates, whose remaining tokens run as one short batch (15 multi-token
+        labels then cost about one prompt pass instead of fifteen).
         """
         if len(conversations) != len(continuations):
             raise ValueError(f"{len(conversations)} conversations for {len(continuations)} candidate lists")
@@ -250,20 +252,31 @@ class LocalLM:
         candidates = [
             [self.tokenizer.encode(c, add_special_tokens=False) for c in cands] for cands in continuations
         ]
+        for i, cands in enumerate(candidates):
+            if not cands or any(not c for c in cands):
+                raise ValueError(f"prompt {i}: every candidate answer needs at least one token")
         results: list[np.ndarray | None] = [None] * len(prompts)
         single = [i for i, cands in enumerate(candidates) if _single_distinct(cands)]
         if single:
             logprobs = self._next_token_logprobs([prompts[i] for i in single], batch_size)
             for i, row in zip(single, logprobs):
                 results[i] = np.array([row[c[0]] for c in candidates[i]], dtype=np.float64)
-        pairs = [(i, j) for i in range(len(prompts)) if results[i] is None for j in range(len(candidates[i]))]
-        if pairs:
-            totals = self._sequence_logprobs([(prompts[i], candidates[i][j]) for i, j in pairs], batch_size)
-            for i in {i for i, _ in pairs}:
-                results[i] = np.zeros(len(candidates[i]))
-            for (i, j), total in zip(pairs, totals):
-                results[i][j] = total  # type: ignore[index]
+        multi = [i for i in range(len(prompts)) if results[i] is None]
+        if multi:
+            totals = self._shared_prefix_logprobs(
+                [prompts[i] for i in multi], [candidates[i] for i in multi], batch_size
+            )
+            for i, total in zip(multi, totals):
+                results[i] = total
         return results  # type: ignore[return-value]
+
+    def _padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded ids, attention mask and position ids (positions count real tokens only)."""
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        return ids, mask, (mask.cumsum(dim=1) - 1).clamp(min=0)
 
     def _forward(self, rows: list[list[int]], keep: int) -> torch.Tensor:
         """Log-probabilities at the last ``keep`` positions of left-padded rows.
@@ -271,11 +284,7 @@ class LocalLM:
         Only those positions go through the LM head and the softmax (the vocabulary is large, so
         this is most of the saving over full-sequence logits).
         """
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        ids, mask, positions = self._padded(rows)
         with self._lock, torch.inference_mode():
             logits = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
@@ -291,22 +300,98 @@ class LocalLM:
                 out[order[i]] = lp[-1].cpu().numpy()
         return out  # type: ignore[return-value]
 
-    def _sequence_logprobs(
-        self, pairs: list[tuple[list[int], list[int]]], batch_size: int | None
-    ) -> list[float]:
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
-        out = [0.0] * len(pairs)
+    def _shared_prefix_logprobs(
+        self, prompts: list[list[int]], candidates: list[list[list[int]]], batch_size: int | None
+    ) -> list[np.ndarray]:
+        """Summed log-probabilities of each prompt's candidates, one prompt pass per prompt.
+
+        The prompts' pass yields the first candidate token's distribution and a key/value cache;
+        each candidate's remaining tokens (right-padded) then run against a copy of its prompt's
+        cache rows, so the long prompt is never recomputed per candidate.
+        """
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[np.ndarray | None] = [None] * len(prompts)
         for batch in self._batches(len(order), batch_size):
-            answers = [pairs[order[i]][1] for i in batch]
-            keep = max(len(a) for a in answers) + 1
-            logprobs = self._forward([pairs[order[i]][0] + a for i, a in zip(batch, answers)], keep=keep)
-            for i, answer, lp in zip(batch, answers, logprobs):
-                # Row t of the kept window predicts token t+1; the answer's tokens are the last len(answer).
-                start = keep - 1 - len(answer)
-                positions = torch.arange(start, keep - 1, device=lp.device)
-                targets = torch.tensor(answer, device=lp.device)
-                out[order[i]] = float(lp[positions, targets].sum())
-        return out
+            members = [order[i] for i in batch]
+            ids, mask, positions = self._padded([prompts[m] for m in members])
+            owners = [row for row, m in enumerate(members) for _ in candidates[m]]
+            answers = [answer for m in members for answer in candidates[m]]
+            totals = torch.zeros(len(answers), dtype=torch.float64)
+            with self._lock, torch.inference_mode():
+                first = self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                first_lp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)
+                for n, (row, answer) in enumerate(zip(owners, answers)):
+                    totals[n] = float(first_lp[row, answer[0]])
+                prefix = [(layer.keys, layer.values) for layer in first.cache.layers]
+                for rows in self._tail_chunks(len(answers), ids.shape[1]):
+                    self._add_tails(
+                        totals,
+                        rows,
+                        [answers[n] for n in rows],
+                        [owners[n] for n in rows],
+                        prefix,
+                        mask,
+                        positions,
+                    )
+            offset = 0
+            for m in members:
+                count = len(candidates[m])
+                out[m] = totals[offset : offset + count].numpy()
+                offset += count
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _tail_chunks(count: int, width: int, budget: int = 16_384) -> list[list[int]]:
+        """Candidate rows per tail pass, so that the repeated prompt cache stays near ``budget``
+        cached positions (about 0.75 GB for a 135M model) however many labels a task has."""
+        size = max(1, budget // max(width, 1))
+        return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
+
+    def _add_tails(
+        self,
+        totals: torch.Tensor,
+        rows: list[int],
+        answers: list[list[int]],
+        owners: list[int],
+        prefix: list[tuple[torch.Tensor, torch.Tensor]],
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> None:
+        """Add the log-probabilities of the answers' tokens after the first to ``totals[rows]``,
+        running only those tokens against a copy of their prompt's cached keys and values."""
+        from transformers import DynamicCache
+
+        tail = max(len(a) for a in answers) - 1
+        if tail == 0:
+            return
+        pad = self.tokenizer.pad_token_id
+        select = torch.tensor(owners, device=self.device)
+        cache = DynamicCache(config=self.model.config)
+        for layer, (keys, values) in enumerate(prefix):
+            cache.update(keys[select], values[select], layer)
+        tail_ids = torch.tensor([a[:-1] + [pad] * (tail + 1 - len(a)) for a in answers], device=self.device)
+        tail_mask = torch.tensor(
+            [[1] * (len(a) - 1) + [0] * (tail + 1 - len(a)) for a in answers], device=self.device
+        )
+        logits = self.model(
+            input_ids=tail_ids,
+            attention_mask=torch.cat([mask[select], tail_mask], dim=1),
+            position_ids=positions[select, -1:] + 1 + torch.arange(tail, device=self.device),
+            cache=cache,
+            use_cache=True,
+        ).logits
+        tail_lp = torch.log_softmax(logits.float(), dim=-1)
+        for n, (row, answer) in enumerate(zip(rows, answers)):
+            # Row t of the tail predicts the answer's token t+1.
+            steps = torch.arange(len(answer) - 1, device=self.device)
+            targets = torch.tensor(answer[1:], dtype=torch.long, device=self.device)
+            totals[row] += float(tail_lp[n, steps, targets].sum())
 
 
 def _single_distinct(candidates: list[list[int]]) -> bool:

@@ -1,9 +1,11 @@
-"""LLM feedback per (input, candidate document): the costly signal that ROPG and RSPG learn from.
+"""LLM feedback per (input, candidate document or retriever): the costly signal ROPG and RSPG learn from.
 
 For each training example the initial retriever proposes its top-``l`` profile items; the
 generator answers the task with each single item in the prompt, and Eval scores each answer
-against the gold (PAPER.md, Eq. 1-4). Answers are computed in batches (label scoring or batched
-generation for the in-process model, concurrent requests for a server ``dspy.LM``) and stored in
+against the gold (PAPER.md, Eq. 1-4). For RSPG (Eq. 5-7) the candidates are instead the top-``k``
+items of each retriever of a pool, one prompt per retriever. Answers are computed in batches
+(label scoring or batched generation for the in-process model, concurrent requests for a server
+``dspy.LM``) and stored in
 an SQLite cache keyed by the model, the generation settings and the exact messages, so a second
 run or epoch, or a run restarted after an interruption, repeats no finished work.
 
@@ -18,7 +20,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,9 +28,9 @@ from typing import Any, Literal
 import dspy
 
 from persona_rag.program import PersonalizedRAG
-from persona_rag.retrievers import RetrievalResult
+from persona_rag.retrievers import RetrievalResult, Retriever
 
-__all__ = ["CandidateFeedback", "Feedback", "FeedbackCache", "generator_fingerprint"]
+__all__ = ["CandidateFeedback", "Feedback", "FeedbackCache", "PoolFeedback", "generator_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,36 @@ class CandidateFeedback:
     def rewards(self) -> tuple[float, ...]:
         """Score minus the baseline document's score (Eq. 2)."""
         return tuple(s - self.scores[0] for s in self.scores) if self.scores else ()
+
+
+@dataclass(frozen=True)
+class PoolFeedback:
+    """The signal of one training example over a pool of retrievers (RSPG, Eq. 7).
+
+    Attributes:
+        example_id: the example's id (or its position).
+        names: the pool members, in pool order.
+        prompts: φ_p(x, R_i(x)) for each member (what the Pre selector reads).
+        outputs: the generator's answer to each prompt (what the Post selector reads too).
+        scores: per member, Eval(y, answer) for ``metric`` or log p(y | prompt) for ``likelihood``.
+    """
+
+    example_id: str
+    names: tuple[str, ...]
+    prompts: tuple[str, ...]
+    outputs: tuple[str, ...]
+    scores: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One prompt to answer: its cache key, the prompt, the labels, the content-free prompt, the gold."""
+
+    key: str
+    prompt: str
+    labels: Any
+    content_free: str | None
+    gold: str
 
 
 class FeedbackCache:
@@ -174,38 +206,70 @@ class Feedback:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def compute(self, examples: Sequence[dspy.Example]) -> list[CandidateFeedback]:
-        """Feedback for every example; cached answers are reused, missing ones computed in batches."""
+        """ROPG feedback: per example, the answer with each single top-``l`` candidate document."""
+        program = self.program
+        results = program.batch_retrieve(
+            [ex.input for ex in examples], [ex.profile for ex in examples], k=self.candidates
+        )
+        prompts = [
+            [(example, RetrievalResult((hit,))) for hit in result.hits]
+            for example, result in zip(examples, results)
+        ]
+        values = self._resolve(prompts)
+        return [
+            CandidateFeedback(
+                str(example.get("id", e)),
+                program.task.query(example.input),
+                result,
+                *self._outputs_and_scores(example, rows),
+            )
+            for e, (example, result, rows) in enumerate(zip(examples, results, values))
+        ]
+
+    def compute_pool(
+        self, examples: Sequence[dspy.Example], pool: Mapping[str, Retriever]
+    ) -> list[PoolFeedback]:
+        """RSPG feedback: per example, the answer with each pool retriever's top-``k`` items."""
+        program = self.program
+        inputs, profiles = [ex.input for ex in examples], [ex.profile for ex in examples]
+        by_name = {name: program.batch_retrieve(inputs, profiles, retriever=r) for name, r in pool.items()}
+        prompts = [[(ex, by_name[name][e]) for name in pool] for e, ex in enumerate(examples)]
+        values = self._resolve(prompts)
+        return [
+            PoolFeedback(
+                str(example.get("id", e)),
+                tuple(pool),
+                tuple(program.build_prompt(example.input, result) for _, result in candidates),
+                *self._outputs_and_scores(example, rows),
+            )
+            for e, (example, candidates, rows) in enumerate(zip(examples, prompts, values))
+        ]
+
+    def _resolve(self, prompts: Sequence[Sequence[tuple[dspy.Example, RetrievalResult]]]) -> list[list[Any]]:
+        """The cached or newly computed answer of every (example, retrieved items) prompt.
+
+        Missing answers are computed in batches and each batch is committed to the cache at once,
+        so an interrupted run repeats at most one batch.
+        """
         from tqdm.auto import tqdm
 
         program, task = self.program, self.program.task
         fingerprint = json.dumps(generator_fingerprint(program), sort_keys=True)
-        queries = [task.query(ex.input) for ex in examples]
-        results = program.batch_retrieve(
-            [ex.input for ex in examples], [ex.profile for ex in examples], k=self.candidates
-        )
-        jobs = []  # (example index, candidate index, key, prompt, labels, content-free prompt, gold)
-        keys_of: list[list[str]] = [[] for _ in examples]
-        for e, (example, result) in enumerate(zip(examples, results)):
-            labels = task.labels_for(example.input)
-            for c, hit in enumerate(result.hits):
-                single = RetrievalResult((hit,))
-                prompt = program.build_prompt(example.input, single)
-                extra = [labels, str(example.output)] if self.signal == "likelihood" else [labels]
+        jobs: dict[str, _Job] = {}
+        keys: list[list[str]] = []
+        for group in prompts:
+            keys.append([])
+            for example, result in group:
+                labels = task.labels_for(example.input)
+                prompt = program.build_prompt(example.input, result)
+                gold = str(example.output)
+                extra = [labels, gold] if self.signal == "likelihood" else [labels]
                 key = self._key(fingerprint, program.generator.messages(prompt), extra)
-                keys_of[e].append(key)
-                jobs.append(
-                    (
-                        e,
-                        c,
-                        key,
-                        prompt,
-                        labels,
-                        program._content_free_prompt(example.input, single),
-                        str(example.output),
-                    )
-                )
-        cached = self.cache.get_many([job[2] for job in jobs])
-        missing = [job for job in jobs if job[2] not in cached]
+                keys[-1].append(key)
+                content_free = program._content_free_prompt(example.input, result)
+                jobs.setdefault(key, _Job(key, prompt, labels, content_free, gold))
+        cached = self.cache.get_many(list(jobs))
+        missing = [job for key, job in jobs.items() if key not in cached]
         self.computed = len(missing)
         logger.info("feedback: %d prompts, %d cached, %d to compute", len(jobs), len(cached), len(missing))
         with tqdm(total=len(missing), desc="feedback", unit="prompt", disable=not self.progress) as bar:
@@ -215,27 +279,31 @@ class Feedback:
                 self.cache.put_many(rows)
                 cached.update(rows)
                 bar.update(len(chunk))
-        out = []
-        for e, (example, query, result) in enumerate(zip(examples, queries, results)):
-            values = [cached[key] for key in keys_of[e]]
-            outputs = tuple(v.get("output", "") for v in values)
-            if self.signal == "metric":
-                scores = tuple(task.eval(str(example.output), task.parse(o, example.input)) for o in outputs)
-            else:
-                scores = tuple(float(v["loglik"]) for v in values)
-            out.append(CandidateFeedback(str(example.get("id", e)), query, result, outputs, scores))
-        return out
+        return [[cached[key] for key in group] for group in keys]
 
-    def _answer(self, chunk: list[tuple]) -> dict[str, Any]:
+    def _outputs_and_scores(
+        self, example: dspy.Example, values: Sequence[Any]
+    ) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        task = self.program.task
+        outputs = tuple(v.get("output", "") for v in values)
+        if self.signal == "metric":
+            return outputs, tuple(
+                task.eval(str(example.output), task.parse(o, example.input)) for o in outputs
+            )
+        return outputs, tuple(float(v["loglik"]) for v in values)
+
+    def _answer(self, chunk: list[_Job]) -> dict[str, Any]:
         generator = self.program.generator
         if self.signal == "likelihood":
             model = generator.local_model
-            scores = model.score([generator.messages(job[3]) for job in chunk], [[job[6]] for job in chunk])  # type: ignore[union-attr]
-            return {job[2]: {"loglik": float(row[0])} for job, row in zip(chunk, scores)}
+            scores = model.score(
+                [generator.messages(job.prompt) for job in chunk], [[job.gold] for job in chunk]
+            )  # type: ignore[union-attr]
+            return {job.key: {"loglik": float(row[0])} for job, row in zip(chunk, scores)}
         answers = generator.generate_batch(
-            [job[3] for job in chunk],
-            [job[4] for job in chunk],
-            [job[5] for job in chunk],
+            [job.prompt for job in chunk],
+            [job.labels for job in chunk],
+            [job.content_free for job in chunk],
             num_threads=self.num_threads,
         )
-        return {job[2]: {"output": answer.output} for job, answer in zip(chunk, answers)}
+        return {job.key: {"output": answer.output} for job, answer in zip(chunk, answers)}

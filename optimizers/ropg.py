@@ -27,13 +27,14 @@ import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers.feedback import CandidateFeedback, Feedback, Signal
+from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict, validation_scores
 from persona_rag.encoders import TextEncoder
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import DenseRetriever
 
-__all__ = ["ROPG_KD", "ROPG_RL", "ROPGConfig", "ROPGKDConfig"]
+__all__ = ["ROPG_KD", "ROPG_RL", "ROPGConfig", "ROPGKDConfig", "personalized_rag_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class _ROPG(Teleprompter):
         """
         config = self.config
         outer = student.deepcopy()
-        program = _personalized_rag_in(outer)
+        program = personalized_rag_in(outer)
         if not isinstance(program.retriever, DenseRetriever):
             raise TypeError(
                 f"{type(self).__name__} tunes a DenseRetriever; "
@@ -186,15 +187,13 @@ class _ROPG(Teleprompter):
         return outer
 
 
-def _personalized_rag_in(module: dspy.Module) -> PersonalizedRAG:
-    """The one PersonalizedRAG that ``module`` is or holds."""
+def personalized_rag_in(module: dspy.Module, purpose: str = "ROPG tunes the retriever of") -> PersonalizedRAG:
+    """The one PersonalizedRAG that ``module`` is or holds (optimizers work inside larger programs)."""
     if isinstance(module, PersonalizedRAG):
         return module
     found = [sub for _, sub in module.named_sub_modules() if isinstance(sub, PersonalizedRAG)]
     if len(found) != 1:
-        raise TypeError(
-            f"ROPG tunes the retriever of one PersonalizedRAG; {type(module).__name__} holds {len(found)}"
-        )
+        raise TypeError(f"{purpose} one PersonalizedRAG; {type(module).__name__} holds {len(found)}")
     return found[0]
 
 
@@ -220,12 +219,7 @@ class ROPG_KD(_ROPG):
         return super().keep(row) and not (skip and max(row.scores) == min(row.scores))
 
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
-        temperature = getattr(self.config, "temperature", 1.0)
-        target = torch.softmax(scores.masked_fill(~mask, -1e9) / temperature, dim=-1)
-        log_policy = torch.log_softmax(logits, dim=-1)
-        # KL(p_t || π) = Σ p_t (log p_t − log π); terms with p_t = 0 contribute nothing.
-        kl = torch.where(target > 0, target * (torch.log(target.clamp_min(1e-12)) - log_policy), 0.0)
-        return kl.sum(dim=-1).mean()
+        return distillation_kl(scores, logits, mask, temperature=getattr(self.config, "temperature", 1.0))
 
 
 class ROPG_RL(_ROPG):

@@ -17,6 +17,7 @@ from persona_rag.retrievers import (
     Retriever,
     make_retriever,
 )
+from persona_rag.selector import Selection, Selector
 from persona_rag.store import ProfileStore
 from persona_rag.tasks import TaskSpec, get_task, register_task
 
@@ -39,6 +40,8 @@ __all__ = [
     "RecencyRetriever",
     "RetrievalResult",
     "Retriever",
+    "Selection",
+    "Selector",
     "StoreError",
     "TaskSpec",
     "TextEncoder",

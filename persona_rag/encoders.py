@@ -20,7 +20,14 @@ import torch
 from persona_rag.cache import LRUCache, text_key
 from persona_rag.io import atomic_directory
 
-__all__ = ["DEFAULT_ENCODER", "TextEncoder", "resolve_encoder", "shared_encoder"]
+__all__ = [
+    "DEFAULT_ENCODER",
+    "TextEncoder",
+    "default_device",
+    "mean_pool",
+    "resolve_encoder",
+    "shared_encoder",
+]
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_ENCODER.lower(), "sentence-transformers/all-minilm-l6-v2", "default"}
@@ -40,7 +47,13 @@ def resolve_encoder(name_or_path: str) -> str:
     return name_or_path
 
 
-def _default_device() -> str:
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token vectors, padding excluded (sentence-transformers' pooling)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -82,7 +95,7 @@ class TextEncoder:
         self.normalize = settings.get("normalize", True) if normalize is None else normalize
         self.max_length = max_length
         self.batch_size = batch_size
-        self.device = device or _default_device()
+        self.device = device or default_device()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         self._cache: LRUCache[str, np.ndarray] = LRUCache(cache_size)
@@ -97,9 +110,7 @@ class TextEncoder:
         batch = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
-        hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        pooled = mean_pool(self.model(**batch).last_hidden_state, batch["attention_mask"])
         return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:

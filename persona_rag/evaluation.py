@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,16 @@ import dspy
 from persona_rag.errors import GenerationError
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
+from persona_rag.tasks import TaskSpec
 
-__all__ = ["EvaluationResult", "evaluate_program", "results_table", "write_results"]
+__all__ = [
+    "EvaluationResult",
+    "evaluate_program",
+    "oracle_metrics",
+    "results_table",
+    "selection_metrics",
+    "write_results",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +122,55 @@ def evaluate_program(
         failed=failed,
         predictions=predictions,
     )
+
+
+def _evals(
+    task: TaskSpec, golds: Sequence[str], outputs: Mapping[str, Sequence[str]]
+) -> list[dict[str, float]]:
+    """Eval of every pool member's parsed output on every example."""
+    return [{name: task.eval(gold, outputs[name][i]) for name in outputs} for i, gold in enumerate(golds)]
+
+
+def selection_metrics(
+    task: TaskSpec,
+    inputs: Sequence[str],
+    golds: Sequence[str],
+    outputs: Mapping[str, Sequence[str]],
+    chosen: Sequence[str],
+) -> dict[str, float]:
+    """Task metrics of a per-example choice among a pool's outputs, its mean Eval (``score``) and
+    the selection success rate (PAPER.md Table 4: the chosen output is as good as the pool's best).
+
+    Args:
+        task: the task (metrics and Eval).
+        inputs: the examples' inputs (label sets may depend on them).
+        golds: the gold outputs.
+        outputs: per pool member, its parsed output on each example.
+        chosen: per example, the name of the chosen member.
+    """
+    evals = _evals(task, golds, outputs)
+    picked = [outputs[name][i] for i, name in enumerate(chosen)]
+    return {
+        "score": sum(e[name] for e, name in zip(evals, chosen)) / len(golds),
+        "success_rate": sum(e[name] >= max(e.values()) for e, name in zip(evals, chosen)) / len(golds),
+        **task.evaluate(picked, list(golds), list(inputs)),
+    }
+
+
+def oracle_metrics(
+    task: TaskSpec,
+    inputs: Sequence[str],
+    golds: Sequence[str],
+    outputs: Mapping[str, Sequence[str]],
+    *,
+    best: bool = True,
+) -> dict[str, float]:
+    """Task metrics of always choosing the pool's best (``best=True``, the upper bound of PAPER.md
+    Table 5) or worst member per example: the range any selector over this pool lies in."""
+    pick = max if best else min
+    evals = _evals(task, golds, outputs)
+    chosen = [pick(e, key=e.__getitem__) for e in evals]
+    return selection_metrics(task, inputs, golds, outputs, chosen)
 
 
 def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> Any:

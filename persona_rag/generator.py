@@ -256,7 +256,7 @@ class Generator(dspy.Module):
 
         def one(i: int) -> dspy.Prediction:
             with dspy.context(lm=lm):
-                return self.forward(prompts[i], labels[i])  # server models: constrained by parsing
+                return self(prompt=prompts[i], labels=labels[i])  # server models: constrained by parsing
 
         with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
             return list(pool.map(one, range(len(prompts))))

@@ -11,6 +11,7 @@ from dspy.predict.parameter import Parameter
 from persona_rag.errors import GenerationError
 from persona_rag.generator import Generator
 from persona_rag.retrievers import BM25Retriever, RetrievalResult, Retriever
+from persona_rag.selector import Selection, Selector
 from persona_rag.tasks import TaskSpec, get_task
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ class PersonalizedRAG(dspy.Module):
     An empty profile is not an error: nothing is retrieved and the prompt is the bare input (the
     non-personalised fallback).
 
+    With a :class:`~persona_rag.selector.Selector` the program retrieves with every retriever of
+    the selector's pool and answers with the one it picks (RSPG); the prediction then also says
+    which ``retriever`` was chosen, the ``selection_scores`` and, in Post mode, every member's
+    answer (``pool_outputs``), all generated as one batch.
+
     Args:
         task: a task name (``"LaMP-3"``) or :class:`~persona_rag.tasks.TaskSpec`.
         retriever: any :class:`~persona_rag.retrievers.Retriever`; default BM25.
@@ -66,6 +72,7 @@ class PersonalizedRAG(dspy.Module):
         k: items put in the prompt.
         store: a profile store, for ``user_id`` calls.
         max_input_tokens: prompt budget (PAPER.md: 512); profile text gives way first.
+        selector: choose per input among a pool of retrievers (``retriever`` is then unused).
 
     Example:
         >>> import dspy
@@ -85,6 +92,7 @@ class PersonalizedRAG(dspy.Module):
         k: int = 4,
         store: ProfileStore | None = None,
         max_input_tokens: int | None = 512,
+        selector: Selector | None = None,
     ) -> None:
         super().__init__()
         spec = get_task(task)
@@ -93,6 +101,7 @@ class PersonalizedRAG(dspy.Module):
         self.retriever = retriever if retriever is not None else BM25Retriever()
         self.generator = generator if generator is not None else Generator()
         self.store = store
+        self.selector = selector
 
     @property
     def task(self) -> TaskSpec:
@@ -106,19 +115,25 @@ class PersonalizedRAG(dspy.Module):
 
     # --------------------------------------------------------------------------- retrieval
     def retrieve(
-        self, input: str, profile: Profile | None = None, user_id: str | None = None
+        self,
+        input: str,
+        profile: Profile | None = None,
+        user_id: str | None = None,
+        *,
+        retriever: Retriever | None = None,
     ) -> RetrievalResult:
         """The top-k items for ``input`` from ``profile``, or from the store for ``user_id``."""
         query = self.task.query(input)
+        retriever = retriever or self.retriever
         if profile is not None:
-            return self.retriever.search(query, self.task.documents(profile), self.k)
+            return retriever.search(query, self.task.documents(profile), self.k)
         if user_id is None:
             raise ValueError("pass profile=[...] or user_id=... (with a store) to personalise")
         if self.store is None:
             raise ValueError(
                 f"user_id={user_id!r} given but the program has no store; pass store=ProfileStore(...)"
             )
-        return self.retriever.search_store(query, self.store, user_id, self.k)
+        return retriever.search_store(query, self.store, user_id, self.k)
 
     def batch_retrieve(
         self,
@@ -149,6 +164,8 @@ class PersonalizedRAG(dspy.Module):
     def forward(
         self, input: str, profile: Profile | None = None, user_id: str | None = None, **_: Any
     ) -> dspy.Prediction:
+        if self.selector is not None:
+            return self.batch_forward([input], [profile], [user_id])[0]
         result = self.retrieve(input, profile, user_id)
         prompt = self.build_prompt(input, result)
         try:
@@ -159,7 +176,7 @@ class PersonalizedRAG(dspy.Module):
             )
         except GenerationError as error:
             raise GenerationError(f"user {user_id!r}, input {input[:60]!r}...: {error}") from error
-        return self._prediction(input, result, prompt, answer)
+        return self._prediction(input, result, prompt, answer, retriever=self.retriever.kind)
 
     def batch_forward(
         self,
@@ -171,21 +188,98 @@ class PersonalizedRAG(dspy.Module):
         n = len(inputs)
         profiles = list(profiles) if profiles is not None else [None] * n
         user_ids = list(user_ids) if user_ids is not None else [None] * n
-        results: list[RetrievalResult | None] = [None] * n
-        in_memory = [i for i in range(n) if profiles[i] is not None]
-        batch = self.batch_retrieve([inputs[i] for i in in_memory], [profiles[i] for i in in_memory])  # type: ignore[misc]
+        if self.selector is not None:
+            return self._selected_forward(inputs, profiles, user_ids, self.selector)
+        results = self._retrieve_many(inputs, profiles, user_ids, self.retriever)
+        prompts = [self.build_prompt(x, r) for x, r in zip(inputs, results)]
+        answers = self._generate(inputs, results, prompts)
+        return [
+            self._prediction(x, r, p, a, retriever=self.retriever.kind)
+            for x, r, p, a in zip(inputs, results, prompts, answers)
+        ]
+
+    def _retrieve_many(
+        self,
+        inputs: Sequence[str],
+        profiles: Sequence[Profile | None],
+        user_ids: Sequence[str | None],
+        retriever: Retriever,
+    ) -> list[RetrievalResult]:
+        """In-memory profiles in one ``batch_search``; stored users one by one."""
+        results: list[RetrievalResult | None] = [None] * len(inputs)
+        in_memory = [i for i, profile in enumerate(profiles) if profile is not None]
+        batch = self.batch_retrieve(
+            [inputs[i] for i in in_memory],
+            [profiles[i] for i in in_memory],  # type: ignore[misc]
+            retriever=retriever,
+        )
         for i, result in zip(in_memory, batch):
             results[i] = result
-        for i in range(n):
-            if results[i] is None:
-                results[i] = self.retrieve(inputs[i], None, user_ids[i])
-        prompts = [self.build_prompt(x, r) for x, r in zip(inputs, results)]  # type: ignore[arg-type]
+        for i, result in enumerate(results):
+            if result is None:
+                results[i] = self.retrieve(inputs[i], None, user_ids[i], retriever=retriever)
+        return results  # type: ignore[return-value]
+
+    def _generate(
+        self, inputs: Sequence[str], results: Sequence[RetrievalResult], prompts: Sequence[str]
+    ) -> list[dspy.Prediction]:
+        """One batched generator call; identical prompts (pool members that agree) run once."""
+        unique: dict[str, int] = {}
+        for i, prompt in enumerate(prompts):
+            unique.setdefault(prompt, i)
+        first = list(unique.values())
         answers = self.generator.generate_batch(
-            prompts,
-            [self.task.labels_for(x) for x in inputs],
-            [self._content_free_prompt(x, r) for x, r in zip(inputs, results)],  # type: ignore[arg-type]
+            [prompts[i] for i in first],
+            [self.task.labels_for(inputs[i]) for i in first],
+            [self._content_free_prompt(inputs[i], results[i]) for i in first],
         )
-        return [self._prediction(x, r, p, a) for x, r, p, a in zip(inputs, results, prompts, answers)]  # type: ignore[arg-type]
+        by_prompt = dict(zip(unique, answers))
+        return [by_prompt[prompt] for prompt in prompts]
+
+    def _selected_forward(
+        self,
+        inputs: Sequence[str],
+        profiles: Sequence[Profile | None],
+        user_ids: Sequence[str | None],
+        selector: Selector,
+    ) -> list[dspy.Prediction]:
+        """RSPG: retrieve with every pool member, select per input, answer with the chosen one.
+
+        Pre mode answers only the chosen prompts; Post mode answers every member's prompt of
+        every input in one batch and lets the selector read the answers.
+        """
+        names = selector.names
+        pooled = [self._retrieve_many(inputs, profiles, user_ids, r) for r in selector.pool.values()]
+        results = [[pooled[m][i] for m in range(len(names))] for i in range(len(inputs))]
+        prompts = [[self.build_prompt(x, r) for r in row] for x, row in zip(inputs, results)]
+        if selector.mode == "pre":
+            selections = selector.batch_select(prompts)
+            chosen = [names.index(s.chosen) for s in selections]
+            picked = [row[c] for row, c in zip(results, chosen)]
+            picked_prompts = [row[c] for row, c in zip(prompts, chosen)]
+            answers = self._generate(inputs, picked, picked_prompts)
+            return [
+                self._prediction(x, r, p, a, retriever=s.chosen, selection=s)
+                for x, r, p, a, s in zip(inputs, picked, picked_prompts, answers, selections)
+            ]
+        flat = self._generate(
+            [x for x in inputs for _ in names],
+            [r for row in results for r in row],
+            [p for row in prompts for p in row],
+        )
+        pool_answers = [flat[i * len(names) : (i + 1) * len(names)] for i in range(len(inputs))]
+        selections = selector.batch_select(prompts, [[a.output for a in row] for row in pool_answers])
+        out = []
+        for x, row, prompt_row, answer_row, selection in zip(
+            inputs, results, prompts, pool_answers, selections
+        ):
+            c = names.index(selection.chosen)
+            prediction = self._prediction(
+                x, row[c], prompt_row[c], answer_row[c], retriever=selection.chosen, selection=selection
+            )
+            prediction.pool_outputs = {n: self.task.parse(a.output, x) for n, a in zip(names, answer_row)}
+            out.append(prediction)
+        return out
 
     def _content_free_prompt(self, input: str, result: RetrievalResult) -> str | None:
         """The prompt with the input's content blanked, for generators that calibrate."""
@@ -194,7 +288,14 @@ class PersonalizedRAG(dspy.Module):
         return self.build_prompt(self.task.content_free(input), result)
 
     def _prediction(
-        self, input: str, result: RetrievalResult, prompt: str, answer: dspy.Prediction
+        self,
+        input: str,
+        result: RetrievalResult,
+        prompt: str,
+        answer: dspy.Prediction,
+        *,
+        retriever: str,
+        selection: Selection | None = None,
     ) -> dspy.Prediction:
         return dspy.Prediction(
             output=self.task.parse(answer.output, input),
@@ -205,4 +306,6 @@ class PersonalizedRAG(dspy.Module):
             indices=result.indices,
             scores=result.scores,
             prompt=prompt,
+            retriever=retriever,
+            selection_scores=None if selection is None else selection.scores,
         )

@@ -14,6 +14,7 @@ import re
 
 import dspy
 
+from persona_rag import Generator, NoRetriever, PersonalizedRAG, RandomRetriever, Selector
 from persona_rag.tasks import TaskSpec, register_task
 
 LABELS = ("alpha", "beta", "gamma", "delta")
@@ -80,3 +81,12 @@ def reply(messages: list[dict[str, str]]) -> str:
     """The scripted LLM: the label of the handpicked item when the prompt shows it, else 'none'."""
     match = re.search(rf'"[^"]*{MARKER}[^"]*" is labelled (\w+)', messages[-1]["content"])
     return match.group(1) if match else "none"
+
+
+def selector_program(lm: dspy.LM, mode: str, *, k: int = 3) -> PersonalizedRAG:
+    """A program choosing among two random retrievers and no retrieval: the best member of an
+    example is one whose ``k`` items happen to include the key item, which only its prompt shows."""
+    pool = {"random-a": RandomRetriever(seed=1), "random-b": RandomRetriever(seed=2), "none": NoRetriever()}
+    return PersonalizedRAG(
+        task=TASK, generator=Generator(lm=lm), k=k, selector=Selector(pool=pool, mode=mode)
+    )

@@ -1,0 +1,182 @@
+"""RSPG: train the selector that picks, per input, one retriever of a pool (PAPER.md, Eq. 5-7).
+
+For each training example every pool member retrieves its top-``k`` items, the generator answers
+with each member's prompt (cached, resumable feedback, as for ROPG) and Eval scores each answer.
+The selector S_ω learns P_S(i|x) = softmax_i S_ω(R_i, x) by minimising KL(P_TS ‖ P_S) with the
+target P_TS = softmax_i(Eval_i / τ): a real KL between two distributions, not the authors'
+log-probabilities divided by a temperature.
+
+Validation reads the cached answers of the validation examples, so an epoch's validation is a
+selector pass, not an LLM pass; it reports the task metrics of the chosen answers, their mean
+Eval (``score``, what early stopping follows) and the selection success rate (Table 4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dspy
+import torch
+from dspy.teleprompt import Teleprompter
+
+from optimizers.feedback import Feedback, PoolFeedback
+from optimizers.losses import distillation_kl
+from optimizers.ropg import personalized_rag_in
+from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict
+from persona_rag.evaluation import selection_metrics
+from persona_rag.io import atomic_write_json
+from persona_rag.selector import SelectorNet
+
+__all__ = ["RSPG", "RSPGConfig"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class RSPGConfig(TrainingConfig):
+    """RSPG settings; the defaults are the paper's for selectors (Adam lr 1e-5, 5% warm-up,
+    clipping 1.0, effective batch 64 = 8 x 8 accumulation, 20 epochs) plus early stopping.
+
+    Attributes:
+        temperature: τ of the target P_TS = softmax(Eval / τ) (not stated in the paper; Eval lies
+            in [0, 1], so τ = 1 leaves the target close to uniform).
+        skip_uniform: drop examples on which every pool member scores the same: they carry no
+            preference and would only teach the selector to be undecided.
+        max_examples: training examples used (``None``: all); each costs one LLM call per member.
+        max_val_examples: validation examples (their feedback is computed once, then reused).
+        feedback_cache: SQLite file of LLM answers, shared with ROPG and between runs.
+        feedback_batch_size: prompts per generator batch.
+    """
+
+    output_dir: str | Path = "runs/rspg"
+    learning_rate: float = 1e-5
+    epochs: int = 20
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 8
+    temperature: float = 0.1
+    skip_uniform: bool = True
+    max_examples: int | None = None
+    max_val_examples: int | None = 100
+    feedback_cache: str | Path = "runs/feedback.sqlite"
+    feedback_batch_size: int = 32
+
+
+class RSPG(Teleprompter):
+    """RSPG-Pre / RSPG-Post: learn which retriever's prompt (or answer) to trust for each input.
+
+    The program must hold a :class:`~persona_rag.selector.Selector` (its pool and mode say what is
+    learned); ``compile`` returns a copy whose selector loads the best checkpoint, and leaves the
+    input program untouched.
+
+    Example:
+        >>> from optimizers import RSPG, RSPGConfig
+        >>> from persona_rag import PersonalizedRAG, Selector
+        >>> program = PersonalizedRAG(task="LaMP-3", generator=reader, selector=Selector(mode="post"))
+        >>> optimizer = RSPG(config=RSPGConfig(output_dir="runs/rspg-post", max_examples=200, epochs=5))
+        >>> tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
+        >>> tuned(input=question, profile=profile).retriever
+        'recency'
+    """
+
+    def __init__(self, *, config: RSPGConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or RSPGConfig()
+        self.result: TrainingResult | None = None
+        self.train_rows: list[PoolFeedback] = []
+        self.val_rows: list[PoolFeedback] = []
+
+    def compile(
+        self,
+        student: dspy.Module,
+        *,
+        trainset: Sequence[dspy.Example],
+        teacher: Any = None,
+        valset: Sequence[dspy.Example] | None = None,
+        **kwargs: Any,
+    ) -> dspy.Module:
+        """Return a copy of ``student`` with a trained selector; ``student`` is left untouched."""
+        config = self.config
+        outer = student.deepcopy()
+        program = personalized_rag_in(outer, "RSPG trains the selector of")
+        selector = program.selector
+        if selector is None:
+            raise TypeError(
+                "RSPG trains a selector: build the program with "
+                "PersonalizedRAG(..., selector=Selector(pool=[...], mode='pre' | 'post'))"
+            )
+        valset = list(valset or [])[: config.max_val_examples]
+        if not valset:
+            raise ValueError("RSPG needs a valset for early stopping and checkpoint choice")
+        name = f"rspg-{selector.mode}"
+        out = Path(config.output_dir)
+        atomic_write_json(
+            out / "config.json",
+            {**config_dict(config), "method": name, "pool": selector.dump_state()["pool"]},
+        )
+
+        feedback = Feedback(
+            program=program,
+            cache=config.feedback_cache,
+            batch_size=config.feedback_batch_size,
+            progress=config.progress,
+        )
+        self.train_rows = feedback.compute_pool(list(trainset)[: config.max_examples], selector.pool)
+        self.val_rows = feedback.compute_pool(valset, selector.pool)
+        rows = [r for r in self.train_rows if not (config.skip_uniform and max(r.scores) == min(r.scores))]
+        logger.info("%s: %d of %d examples carry a preference", name, len(rows), len(self.train_rows))
+        if not rows:
+            raise ValueError("RSPG: on every training example all pool members score the same")
+
+        net = SelectorNet(selector.model, max_length=selector.max_length)
+        post = selector.mode == "post"
+
+        def scores_of(batch: Sequence[PoolFeedback]) -> torch.Tensor:
+            prompts = [p for row in batch for p in row.prompts]
+            outputs = [o for row in batch for o in row.outputs] if post else None
+            return net(prompts, outputs).view(len(batch), -1)
+
+        def loss_fn(batch: list[PoolFeedback]) -> torch.Tensor:
+            logits = scores_of(batch)
+            target = torch.tensor([row.scores for row in batch], dtype=logits.dtype, device=logits.device)
+            mask = torch.ones_like(target, dtype=torch.bool)
+            return distillation_kl(target, logits, mask, temperature=config.temperature)
+
+        def validate() -> dict[str, float]:
+            with torch.inference_mode():
+                chosen = [
+                    int(i)
+                    for start in range(0, len(self.val_rows), 16)
+                    for i in scores_of(self.val_rows[start : start + 16]).argmax(dim=-1).tolist()
+                ]
+            return pool_selection_metrics(program.task, valset, self.val_rows, chosen)
+
+        trainer = Trainer(
+            module=net, config=config, loss_fn=loss_fn, validate=validate, save_best=net.save, name=name
+        )
+        self.result = trainer.fit(rows)
+        best = out / "best"
+        selector.use(SelectorNet(str(best), max_length=selector.max_length), best)
+        outer._compiled = True
+        return outer
+
+
+def pool_selection_metrics(
+    task: Any, examples: Sequence[dspy.Example], rows: Sequence[PoolFeedback], chosen: Sequence[int]
+) -> dict[str, float]:
+    """Metrics of picking member ``chosen[i]`` on example ``i``, from the pool's cached answers."""
+    names = rows[0].names
+    outputs = {
+        n: [task.parse(row.outputs[m], ex.input) for row, ex in zip(rows, examples)]
+        for m, n in enumerate(names)
+    }
+    return selection_metrics(
+        task,
+        [ex.input for ex in examples],
+        [str(ex.output) for ex in examples],
+        outputs,
+        [names[c] for c in chosen],
+    )

@@ -1,0 +1,266 @@
+"""Selector: for each input, pick the retriever of a pool whose prompt (RSPG-Pre) or whose
+generated answer (RSPG-Post) is most likely to be the best (PAPER.md, Eq. 5-7).
+
+No single retriever wins everywhere: recency helps a user with a stable taste, BM25 a question
+whose words appear in the profile, no profile at all a user whose history misleads. The selector
+scores each pool member's candidate with a text encoder and a linear head,
+S_ω(R_i, x) ∈ ℝ, and :class:`~persona_rag.program.PersonalizedRAG` keeps the highest. It is
+trained by :class:`optimizers.RSPG` to match the distribution of the LLM's metric over the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import dspy
+import numpy as np
+import torch
+from dspy.predict.parameter import Parameter
+
+from persona_rag.encoders import DEFAULT_ENCODER, default_device, mean_pool, resolve_encoder
+from persona_rag.io import atomic_directory
+from persona_rag.retrievers import Retriever, make_retriever
+
+__all__ = ["DEFAULT_POOL", "Selection", "Selector", "SelectorNet"]
+
+Mode = Literal["pre", "post"]
+
+DEFAULT_POOL = ("none", "recency", "bm25", "dense")
+"""The untrained part of the paper's pool; add tuned retrievers as ``{"ropg-kd": DenseRetriever(...)}``."""
+
+_HEAD_FILE = "selector_head.safetensors"
+_CONFIG_FILE = "selector.json"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The selector's decision for one input.
+
+    Attributes:
+        chosen: the name of the chosen pool member.
+        scores: the selector's score per pool member (softmax of these is P_S of Eq. 7).
+    """
+
+    chosen: str
+    scores: dict[str, float]
+
+
+class SelectorNet(torch.nn.Module):
+    """A Hugging Face encoder, mean pooling and a linear head: one scalar per candidate.
+
+    Post-mode candidates are encoded as the pair (answer, prompt) with only the prompt truncated,
+    so a long prompt can never cut away the answer the selector is meant to judge.
+
+    Args:
+        model: an encoder name or path, or a checkpoint written by :meth:`save` (then its head too).
+        max_length: tokens per candidate (MiniLM's limit is 512; 256 keeps training affordable).
+        device: ``cpu``/``cuda``; default: CUDA when available.
+    """
+
+    def __init__(
+        self, model: str = DEFAULT_ENCODER, *, max_length: int = 256, device: str | None = None
+    ) -> None:
+        super().__init__()
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_encoder(model)
+        self.max_length = max_length
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.encoder = AutoModel.from_pretrained(path)
+        self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
+        head_file = Path(path) / _HEAD_FILE
+        if head_file.exists():
+            self.head.load_state_dict(load_file(str(head_file)))
+        else:  # an untrained head scores every candidate alike: P_S starts uniform
+            torch.nn.init.zeros_(self.head.weight)
+            torch.nn.init.zeros_(self.head.bias)
+        self.to(device or default_device())
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def forward(self, prompts: Sequence[str], outputs: Sequence[str] | None = None) -> torch.Tensor:
+        """Scores (with gradients) for candidates given by their prompts, and answers in Post mode."""
+        if outputs is None:
+            batch = self.tokenizer(
+                list(prompts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
+        else:
+            batch = self.tokenizer(
+                [o or "(empty answer)" for o in outputs],
+                list(prompts),
+                padding=True,
+                truncation="only_second",
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+        batch = batch.to(self.device)
+        hidden = self.encoder(**batch).last_hidden_state
+        return self.head(mean_pool(hidden, batch["attention_mask"])).squeeze(-1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write encoder, tokenizer and head atomically; ``SelectorNet(path)`` loads it back."""
+        from safetensors.torch import save_file
+
+        with atomic_directory(path) as temporary:
+            self.encoder.save_pretrained(temporary)
+            self.tokenizer.save_pretrained(temporary)
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+                str(temporary / _HEAD_FILE),
+            )
+            (temporary / _CONFIG_FILE).write_text(json.dumps({"max_length": self.max_length}))
+        return Path(path)
+
+
+def _pool(pool: Mapping[str, Retriever | str] | Sequence[Retriever | str]) -> dict[str, Retriever]:
+    """Named retrievers from a mapping or a list of retrievers / retriever names."""
+    items = pool.items() if isinstance(pool, Mapping) else ((None, member) for member in pool)
+    named: dict[str, Retriever] = {}
+    for name, member in items:
+        retriever = make_retriever(member) if isinstance(member, str) else member
+        name = name or (member if isinstance(member, str) else retriever.kind)
+        if name in named:
+            raise ValueError(f"pool member {name!r} appears twice; name them with a dict")
+        named[name] = retriever
+    if len(named) < 2:
+        raise ValueError(f"a selector needs a pool of at least two retrievers, got {list(named)}")
+    return named
+
+
+class Selector(dspy.Module, Parameter):
+    """Chooses, per input, one retriever of a pool (RSPG-Pre) or one generated answer (RSPG-Post).
+
+    Give it to :class:`~persona_rag.program.PersonalizedRAG` as ``selector=``; the program then
+    retrieves with every pool member, and returns the chosen member's answer with the choice and
+    the scores. An untrained selector scores all members alike and so picks the first: train it
+    with :class:`optimizers.RSPG`.
+
+    Args:
+        pool: retrievers by name (``{"bm25": BM25Retriever(), "ropg-kd": DenseRetriever(...)}``) or
+            a list of retrievers / retriever names; default none, recency, BM25, dense.
+        mode: ``pre`` scores the prompt each member's items make; ``post`` scores prompt plus the
+            generator's answer to it (every member's prompt is answered, as one batch).
+        model: the selector's encoder: a Hugging Face encoder or a trained checkpoint directory.
+        max_length: tokens per scored candidate.
+
+    Example:
+        >>> from persona_rag import PersonalizedRAG, Selector
+        >>> program = PersonalizedRAG(task="LaMP-3", selector=Selector(mode="post"))
+        >>> prediction = program(input=question, profile=profile)
+        >>> prediction.retriever, prediction.selection_scores
+        ('recency', {'none': 0.1, 'recency': 0.7, 'bm25': 0.3, 'dense': 0.2})
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: Mapping[str, Retriever | str] | Sequence[Retriever | str] = DEFAULT_POOL,
+        mode: Mode = "pre",
+        model: str = DEFAULT_ENCODER,
+        max_length: int = 256,
+    ) -> None:
+        super().__init__()
+        if mode not in ("pre", "post"):
+            raise ValueError(f"mode must be 'pre' or 'post', got {mode!r}")
+        self.pool = _pool(pool)
+        self.mode: Mode = mode
+        self.model = model
+        self.max_length = max_length
+        self._net: SelectorNet | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.pool)
+
+    @property
+    def net(self) -> SelectorNet:
+        """The scoring network, loaded on first use."""
+        with self._lock:
+            if self._net is None:
+                self._net = SelectorNet(self.model, max_length=self.max_length).eval()
+            return self._net
+
+    def use(self, net: SelectorNet, model: str | Path) -> None:
+        """Adopt trained weights; ``model`` is the checkpoint they are saved in (what save() records)."""
+        self._net, self.model = net.eval(), str(model)
+
+    def score(
+        self, prompts: Sequence[str], outputs: Sequence[str] | None = None, *, batch_size: int = 32
+    ) -> np.ndarray:
+        """Scores of candidates (any number, e.g. every pool member of many inputs), no gradients."""
+        net = self.net
+        out = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(prompts), batch_size):
+                chunk = slice(start, start + batch_size)
+                out.append(
+                    net(prompts[chunk], None if outputs is None else outputs[chunk]).float().cpu().numpy()
+                )
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def batch_select(
+        self, prompts: Sequence[Sequence[str]], outputs: Sequence[Sequence[str]] | None = None
+    ) -> list[Selection]:
+        """One selection per input from its pool members' prompts (and answers, in Post mode).
+
+        Args:
+            prompts: per input, one prompt per pool member, in pool order.
+            outputs: per input, the answer to each of those prompts (required in Post mode).
+        """
+        names = self.names
+        if any(len(row) != len(names) for row in prompts):
+            raise ValueError(f"each input needs one prompt per pool member ({len(names)})")
+        if self.mode == "post" and outputs is None:
+            raise ValueError("a Post selector scores answers: pass the pool's outputs")
+        flat_prompts = [p for row in prompts for p in row]
+        flat_outputs = None if self.mode == "pre" else [o for row in outputs for o in row]  # type: ignore[union-attr]
+        scores = self.score(flat_prompts, flat_outputs).reshape(len(prompts), len(names))
+        # Ties (an untrained head) go to the first member: argmax keeps the earliest maximum.
+        return [
+            Selection(names[int(np.argmax(row))], {n: float(v) for n, v in zip(names, row)}) for row in scores
+        ]
+
+    # ---------------------------------------------------------------- dspy Parameter protocol
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "model": self.model,
+            "max_length": self.max_length,
+            "pool": {name: retriever.dump_state() for name, retriever in self.pool.items()},
+        }
+
+    def load_state(self, state: Mapping[str, Any], **kwargs: Any) -> Selector:
+        pool = {}
+        for name, member in state["pool"].items():
+            pool[name] = make_retriever(member["retriever"]).load_state(member)
+        self.pool = _pool(pool)
+        self.mode = state["mode"]
+        self.max_length = int(state.get("max_length", self.max_length))
+        if state["model"] != self.model:
+            self.model, self._net = state["model"], None
+        return self
+
+    def reset(self) -> None:
+        """``reset_copy()`` keeps the pool and the trained weights: they are not demos."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Selector:
+        """Copies share the (read-only at inference) network; the pool is copied."""
+        import copy
+
+        clone = Selector.__new__(Selector)
+        clone.__dict__.update(self.__dict__)
+        clone.pool = {name: copy.deepcopy(r, memo) for name, r in self.pool.items()}
+        clone._lock = threading.Lock()
+        return clone
+
+    def __repr__(self) -> str:
+        return f"Selector(mode={self.mode!r}, pool={self.names}, model={self.model!r})"

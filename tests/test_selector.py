@@ -1,0 +1,78 @@
+"""Selector: pool handling, selection, the program's selector path, save/load."""
+
+from __future__ import annotations
+
+import pytest
+
+from persona_rag import PersonalizedRAG, Selector
+from persona_rag.retrievers import BM25Retriever, DenseRetriever, RecencyRetriever
+from tests.optimizers.key_item_task import MARKER, make_examples, reply, selector_program
+
+
+def test_pool_from_names_and_mapping():
+    assert Selector().names == ["none", "recency", "bm25", "dense"]
+    selector = Selector(pool=["bm25", RecencyRetriever()])
+    assert selector.names == ["bm25", "recency"] and isinstance(selector.pool["bm25"], BM25Retriever)
+    with pytest.raises(ValueError, match="twice"):
+        Selector(pool=["bm25", BM25Retriever()])
+    with pytest.raises(ValueError, match="at least two"):
+        Selector(pool=["bm25"])
+    with pytest.raises(ValueError, match="unknown retriever"):
+        Selector(pool=["bm25", "colbert"])
+    with pytest.raises(ValueError, match="mode"):
+        Selector(mode="during")
+
+
+def test_untrained_selector_scores_members_alike_and_picks_the_first():
+    selector = Selector(pool=["none", "bm25", "recency"])
+    [selection] = selector.batch_select([["prompt a", "prompt b", "prompt c"]])
+    assert selection.chosen == "none"
+    assert len(set(selection.scores.values())) == 1
+    with pytest.raises(ValueError, match="one prompt per pool member"):
+        selector.batch_select([["only one"]])
+    with pytest.raises(ValueError, match="answers"):
+        Selector(pool=["none", "bm25"], mode="post").batch_select([["a", "b"]])
+
+
+@pytest.mark.parametrize("mode", ["pre", "post"])
+def test_program_with_selector_answers_with_the_chosen_member(scripted_lm, mode, monkeypatch):
+    program = selector_program(scripted_lm(reply), mode, k=2)
+    examples = make_examples(4, seed=5)
+    calls = []
+    original = program.generator.generate_batch
+
+    def counting(prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        return original(prompts, *args, **kwargs)
+
+    monkeypatch.setattr(program.generator, "generate_batch", counting)
+    predictions = program.batch_forward([e.input for e in examples], [e.profile for e in examples])
+    # Pre answers only the chosen prompts; Post answers every member's prompt in one batch.
+    assert calls == ([4] if mode == "pre" else [12])
+    for example, prediction in zip(examples, predictions):
+        assert prediction.retriever == "random-a"  # untrained: the first member
+        assert set(prediction.selection_scores) == {"random-a", "random-b", "none"}
+        assert prediction.output == ("none" if MARKER not in prediction.prompt else example.output)
+        if mode == "post":
+            assert prediction.pool_outputs["none"] == "none"  # no profile item, no key item
+            assert prediction.pool_outputs["random-a"] == prediction.output
+    single = program(input=examples[0].input, profile=examples[0].profile)
+    assert single.output == predictions[0].output and single.retriever == "random-a"
+
+
+def test_selector_survives_save_and_load(tmp_path):
+    program = PersonalizedRAG(
+        task="LaMP-3",
+        selector=Selector(
+            pool={"bm25": BM25Retriever(), "tuned": DenseRetriever(encoder="all-MiniLM-L6-v2")},
+            mode="post",
+            model="all-MiniLM-L6-v2",
+        ),
+    )
+    program.save(str(tmp_path / "program.json"))
+    fresh = PersonalizedRAG(task="LaMP-3", selector=Selector())
+    fresh.load(str(tmp_path / "program.json"))
+    assert fresh.selector.mode == "post"
+    assert fresh.selector.names == ["bm25", "tuned"]
+    assert isinstance(fresh.selector.pool["tuned"], DenseRetriever)
+    assert fresh.selector.model == "all-MiniLM-L6-v2"

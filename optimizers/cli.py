@@ -7,9 +7,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from persona_rag.cli import add_model_options, build_program, make_console, retriever_list
+from persona_rag.cli import (
+    add_model_options,
+    build_program,
+    make_console,
+    named_retriever,
+    retriever_list,
+    spec_name,
+)
 
-__all__ = ["add_finetune", "add_train", "ropg_demo_step"]
+__all__ = ["add_finetune", "add_report", "add_select", "add_train", "ropg_demo_step"]
 
 
 def _report(history: list[dict[str, Any]], title: str, out: Path, use_hint: str) -> None:
@@ -105,6 +112,144 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select(args: argparse.Namespace) -> int:
+    from optimizers.rspg import RSPG, RSPGConfig
+    from persona_rag.data import load_lamp
+    from persona_rag.io import atomic_write_json
+    from persona_rag.selector import Selector
+
+    out = args.out or Path("runs") / f"rspg-{args.mode}"
+    train = load_lamp(args.data, args.train_split, task=args.task)
+    val = load_lamp(args.data, args.val_split, task=train.task)
+    config = RSPGConfig(
+        output_dir=out,
+        learning_rate=args.lr,
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        patience=args.patience,
+        seed=args.seed,
+        temperature=args.temperature,
+        max_examples=args.max_examples,
+        max_val_examples=args.max_val_examples,
+        feedback_cache=args.feedback_cache,
+    )
+    program = build_program(args, train.task, "none")
+    program.selector = Selector(
+        pool={spec_name(spec): named_retriever(spec, args.encoder) for spec in args.pool},
+        mode=args.mode,
+        model=args.selector_encoder,
+    )
+    optimizer = RSPG(config=config)
+    tuned = optimizer.compile(program, trainset=train.examples(), valset=val.examples())
+    tuned.save(str(out / "program.json"))
+    atomic_write_json(out / "selector.json", tuned.selector.dump_state())
+    history = optimizer.result.history if optimizer.result else []
+    _report(
+        history,
+        f"RSPG-{args.mode.capitalize()} on {Path(args.data).name}",
+        out,
+        f"evaluate it with: persona-rag evaluate --selector {out / 'selector.json'} --data ... --model ...",
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from optimizers.report import ReportConfig, markdown_table, run_report
+    from persona_rag.data import load_lamp
+
+    train = load_lamp(args.data, args.train_split, task=args.task)
+    dev = load_lamp(args.data, args.split, task=train.task, limit=args.limit)
+    out = args.out or Path("reports") / Path(args.data).name
+    config = ReportConfig(
+        output_dir=out,
+        train_examples=args.train_examples,
+        val_examples=args.val_examples,
+        candidates=args.candidates,
+        ropg_epochs=args.ropg_epochs,
+        ropg_learning_rate=args.ropg_lr,
+        rspg_epochs=args.rspg_epochs,
+        rspg_learning_rate=args.rspg_lr,
+        ropg_checkpoints={
+            name: path for name, path in (("ropg-rl", args.ropg_rl), ("ropg-kd", args.ropg_kd)) if path
+        },
+        feedback_cache=args.feedback_cache,
+        seed=args.seed,
+    )
+    report = run_report(
+        build_program(args, train.task, "dense"),
+        trainset=train.examples(),
+        devset=dev.examples(),
+        config=config,
+    )
+    console = make_console()
+    console.print(markdown_table(report))
+    console.print(f"written: {out / 'table.md'}, {out / 'table.png'}, {out / 'report.json'}")
+    return 0
+
+
+def _add_training_options(
+    parser: argparse.ArgumentParser, *, lr: float, epochs: int, grad_accum: int
+) -> None:
+    parser.add_argument("--task", help="task name (default: read from the outputs file)")
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--val-split", default="dev")
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--train-batch-size", type=int, default=8)
+    parser.add_argument("--grad-accum", type=int, default=grad_accum)
+    parser.add_argument("--max-examples", type=int)
+    parser.add_argument("--max-val-examples", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def add_select(commands: Any) -> None:
+    """Register ``persona-rag select`` (RSPG-Pre / RSPG-Post)."""
+    select = commands.add_parser("select", help="train a selector over a pool of retrievers (RSPG)")
+    select.add_argument("--mode", choices=("pre", "post"), required=True)
+    select.add_argument(
+        "--pool",
+        type=retriever_list,
+        default=["none", "recency", "bm25", "dense"],
+        help="comma-separated retriever specs; name=DIR adds a trained dense encoder (e.g. ROPG's best)",
+    )
+    select.add_argument("--selector-encoder", default="all-MiniLM-L6-v2", help="the selector's encoder")
+    select.add_argument("--out", type=Path, help="default runs/rspg-<mode>")
+    select.add_argument("--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"))
+    select.add_argument("--temperature", type=float, default=0.1, help="target temperature")
+    _add_training_options(select, lr=1e-5, epochs=20, grad_accum=8)
+    add_model_options(select)
+    select.set_defaults(func=cmd_select)
+
+
+def add_report(commands: Any) -> None:
+    """Register ``persona-rag report`` (the paper's Table 3 on one task directory)."""
+    report = commands.add_parser(
+        "report", help="train ROPG-RL/KD and RSPG-Pre/Post and write the paper's Table 3 for a task"
+    )
+    report.add_argument("--task", help="task name (default: read from the outputs file)")
+    report.add_argument("--data", required=True, type=Path)
+    report.add_argument("--train-split", default="train")
+    report.add_argument("--split", default="dev", help="the split the table reports")
+    report.add_argument("--limit", type=int, help="first N questions of --split")
+    report.add_argument("--out", type=Path, help="default reports/<data dir name>")
+    report.add_argument("--train-examples", type=int, default=120)
+    report.add_argument("--val-examples", type=int, default=50, help="taken from the end of the train split")
+    report.add_argument("--candidates", type=int, default=8, help="ROPG's l")
+    report.add_argument("--ropg-epochs", type=int, default=3)
+    report.add_argument("--ropg-lr", type=float, default=5e-5)
+    report.add_argument("--rspg-epochs", type=int, default=5)
+    report.add_argument("--rspg-lr", type=float, default=5e-5)
+    report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
+    report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
+    report.add_argument("--feedback-cache", type=Path, help="default <out>/feedback.sqlite")
+    report.add_argument("--seed", type=int, default=0)
+    add_model_options(report)
+    report.set_defaults(func=cmd_report)
+
+
 def add_finetune(commands: Any) -> None:
     """Register ``persona-rag finetune``."""
     finetune = commands.add_parser(
@@ -140,23 +285,12 @@ def add_train(commands: Any) -> None:
         "train", help="tune the dense retriever with the LLM's metric (ROPG-KD / ROPG-RL)"
     )
     train.add_argument("--method", choices=("kd", "rl"), required=True)
-    train.add_argument("--task", help="task name (default: read from the outputs file)")
-    train.add_argument("--data", required=True, type=Path)
-    train.add_argument("--train-split", default="train")
-    train.add_argument("--val-split", default="dev")
     train.add_argument("--out", type=Path, help="default runs/ropg-<method>")
     train.add_argument("--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"))
     train.add_argument("--candidates", type=int, default=16, help="l, candidates per example")
     train.add_argument("--signal", choices=("metric", "likelihood"), default="metric")
     train.add_argument("--temperature", type=float, default=0.1, help="KD target temperature")
-    train.add_argument("--lr", type=float, default=1e-5)
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--train-batch-size", type=int, default=8)
-    train.add_argument("--grad-accum", type=int, default=8)
-    train.add_argument("--max-examples", type=int)
-    train.add_argument("--max-val-examples", type=int, default=100)
-    train.add_argument("--patience", type=int, default=3)
-    train.add_argument("--seed", type=int, default=0)
+    _add_training_options(train, lr=1e-5, epochs=10, grad_accum=8)
     add_model_options(train)
     train.set_defaults(func=cmd_train)
 

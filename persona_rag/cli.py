@@ -21,7 +21,16 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-__all__ = ["add_data_options", "add_model_options", "build_program", "main", "make_console", "retriever_list"]
+__all__ = [
+    "add_data_options",
+    "add_model_options",
+    "build_program",
+    "main",
+    "make_console",
+    "named_retriever",
+    "retriever_list",
+    "spec_name",
+]
 
 DEMO_RETRIEVERS = ("none", "random", "recency", "bm25", "dense")
 
@@ -69,14 +78,28 @@ def _generator(args: argparse.Namespace) -> Any:
     )
 
 
-def build_program(args: argparse.Namespace, task: Any, kind: str, store: Any = None) -> Any:
-    from persona_rag.program import PersonalizedRAG
-    from persona_rag.retrievers import make_retriever
+def named_retriever(spec: str, encoder: str) -> Any:
+    """A retriever from a command-line spec: a kind (``bm25``; ``dense`` uses ``encoder``) or
+    ``name=DIR``, a dense retriever over a trained encoder checkpoint (e.g. ROPG's ``best``)."""
+    from persona_rag.retrievers import DenseRetriever, make_retriever
 
-    options = {"encoder": args.encoder} if kind == "dense" else {}
+    if "=" in spec:
+        return DenseRetriever(encoder=spec.split("=", 1)[1])
+    return make_retriever(spec, **({"encoder": encoder} if spec == "dense" else {}))
+
+
+def spec_name(spec: str) -> str:
+    """The table name of a retriever spec: the kind, or the name before ``=``."""
+    return spec.split("=", 1)[0]
+
+
+def build_program(args: argparse.Namespace, task: Any, kind: str, store: Any = None) -> Any:
+    """A single-retriever program over the generator the options describe (``kind``: a spec)."""
+    from persona_rag.program import PersonalizedRAG
+
     return PersonalizedRAG(
         task=task,
-        retriever=make_retriever(kind, **options),
+        retriever=named_retriever(kind, args.encoder),
         generator=_generator(args),
         k=args.k,
         store=store,
@@ -85,15 +108,24 @@ def build_program(args: argparse.Namespace, task: Any, kind: str, store: Any = N
 
 
 def retriever_list(text: str) -> list[str]:
+    """Comma-separated retriever specs: kinds, or ``name=DIR`` for a trained dense encoder."""
     from persona_rag.retrievers import RETRIEVERS
 
-    kinds = [kind.strip().lower() for kind in text.split(",") if kind.strip()]
-    unknown = [kind for kind in kinds if kind not in RETRIEVERS]
+    specs = [
+        spec.strip() if "=" in spec else spec.strip().lower() for spec in text.split(",") if spec.strip()
+    ]
+    unknown = [spec for spec in specs if "=" not in spec and spec not in RETRIEVERS]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown retriever(s) {unknown}; choose from {', '.join(RETRIEVERS)}"
+            f"unknown retriever(s) {unknown}; choose from {', '.join(RETRIEVERS)} or name=ENCODER_DIR"
         )
-    return kinds
+    missing = [spec for spec in specs if "=" in spec and not Path(spec.split("=", 1)[1]).is_dir()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"no encoder checkpoint directory for {missing}")
+    names = [spec_name(spec) for spec in specs]
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"retriever names must be distinct: {names}")
+    return specs
 
 
 def _evaluate_all(
@@ -104,14 +136,47 @@ def _evaluate_all(
     results = []
     for kind in kinds:
         program = build_program(args, task, kind, store)
-        results.append(evaluate_program(program, examples, name=kind, batch_size=args.batch_size))
+        results.append(evaluate_program(program, examples, name=spec_name(kind), batch_size=args.batch_size))
     return results
+
+
+def _load_selector(path: Path) -> Any:
+    """A trained selector from its ``selector.json`` (written by ``persona-rag select``/``report``)."""
+    import json
+
+    from persona_rag.errors import DataError
+    from persona_rag.selector import Selector
+
+    try:
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Selector(pool=["none", "bm25"]).load_state(state)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: not a selector state file ({error})") from error
+
+
+def _evaluate_selector(args: argparse.Namespace, task: Any, examples: list, store: Any = None) -> list:
+    """Each pool member, the selector over them, and the pool's oracle bounds."""
+    from persona_rag.evaluation import evaluate_program, pool_bounds, scored_selection
+
+    selector = _load_selector(args.selector)
+    members = []
+    for name, retriever in selector.pool.items():
+        program = build_program(args, task, "none", store)
+        program.retriever = retriever
+        members.append(evaluate_program(program, examples, name=name, batch_size=args.batch_size))
+    program = build_program(args, task, "none", store)
+    program.selector = selector
+    selected = evaluate_program(
+        program, examples, name=f"selector ({selector.mode})", batch_size=args.batch_size
+    )
+    selected = scored_selection(task, examples, members, selected)
+    return [*members, selected, *pool_bounds(task, examples, members)]
 
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from persona_rag.data import load_lamp
-    from persona_rag.evaluation import results_table, write_results
+    from persona_rag.evaluation import pool_bounds, results_table, write_results
 
     split = load_lamp(args.data, args.split, task=args.task, limit=args.limit)
     examples = split.examples()
@@ -121,7 +186,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         store = ProfileStore(args.store, url=args.url, task=split.task, encoder=args.encoder)
         examples = [ex.copy(profile=None) for ex in examples]  # retrieve from the store by user id
-    results = _evaluate_all(args, split.task, examples, args.retriever, store)
+    if args.selector:
+        results = _evaluate_selector(args, split.task, examples, store)
+    else:
+        results = _evaluate_all(args, split.task, examples, args.retriever, store)
+        if len(results) > 1:
+            results += pool_bounds(split.task, examples, results)
     model = args.lm or args.model
     make_console().print(
         results_table(
@@ -261,9 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--retriever",
         type=retriever_list,
         default=["bm25"],
-        help="comma-separated: none,random,recency,bm25,dense",
+        help="comma-separated: none,random,recency,bm25,dense, or name=DIR for a trained dense encoder",
     )
     evaluate.add_argument("--out", type=Path, help="results JSON (default results/<data>-<split>.json)")
+    evaluate.add_argument(
+        "--selector",
+        type=Path,
+        help="a trained selector's selector.json: evaluate its pool, the selector and the oracle bounds",
+    )
     _add_store_options(evaluate, required=False)
     add_model_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

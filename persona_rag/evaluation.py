@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ __all__ = [
     "EvaluationResult",
     "evaluate_program",
     "oracle_metrics",
+    "pool_bounds",
     "results_table",
+    "scored_selection",
     "selection_metrics",
     "write_results",
 ]
@@ -103,6 +105,7 @@ def evaluate_program(
                         "raw_output": None if pred is None else pred.raw_output,
                         "gold": ex.get("output"),
                         "retrieved": [] if pred is None else pred.ids,
+                        "retriever": None if pred is None else pred.retriever,
                     }
                 )
             bar.update(len(chunk))
@@ -171,6 +174,57 @@ def oracle_metrics(
     evals = _evals(task, golds, outputs)
     chosen = [pick(e, key=e.__getitem__) for e in evals]
     return selection_metrics(task, inputs, golds, outputs, chosen)
+
+
+def _pool_outputs(members: Sequence[EvaluationResult]) -> dict[str, list[str]]:
+    return {m.name: [p["output"] for p in m.predictions] for m in members}
+
+
+def pool_bounds(
+    task: TaskSpec, examples: Sequence[dspy.Example], members: Sequence[EvaluationResult]
+) -> list[EvaluationResult]:
+    """Rows for the oracle that picks the best (and the worst) member's answer per example: the
+    range any selector over these members lies in (PAPER.md Table 5)."""
+    inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
+    outputs = _pool_outputs(members)
+    seconds = sum(m.seconds for m in members)
+    return [
+        EvaluationResult(
+            name=f"oracle ({label})",
+            task=task.name,
+            n=len(examples),
+            metrics=oracle_metrics(task, inputs, golds, outputs, best=best),
+            seconds=seconds,
+        )
+        for label, best in (("best member", True), ("worst member", False))
+    ]
+
+
+def scored_selection(
+    task: TaskSpec,
+    examples: Sequence[dspy.Example],
+    members: Sequence[EvaluationResult],
+    selected: EvaluationResult,
+) -> EvaluationResult:
+    """``selected`` (a run of a program with a selector over ``members``) with its mean Eval
+    (``score``) and selection success rate (PAPER.md Table 4) added to its metrics.
+
+    Examples whose LLM call failed made no choice; these two figures leave them out (the task
+    metrics of ``selected`` still count them as unparseable answers).
+    """
+    kept = [i for i, p in enumerate(selected.predictions) if p["retriever"] is not None]
+    outputs = {name: [column[i] for i in kept] for name, column in _pool_outputs(members).items()}
+    metrics = selection_metrics(
+        task,
+        [examples[i].input for i in kept],
+        [str(examples[i].output) for i in kept],
+        outputs,
+        [selected.predictions[i]["retriever"] for i in kept],
+    )
+    return replace(
+        selected,
+        metrics={**selected.metrics, "score": metrics["score"], "success_rate": metrics["success_rate"]},
+    )
 
 
 def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> Any:

@@ -30,11 +30,67 @@ def test_evaluate_writes_a_results_file(sample_task, tmp_path, capsys):
     )
     assert code == 0
     saved = json.loads(out.read_text())
-    assert [r["name"] for r in saved["results"]] == ["none", "bm25"]
-    for result in saved["results"]:
+    names = [r["name"] for r in saved["results"]]
+    assert names == ["none", "bm25", "oracle (best member)", "oracle (worst member)"]
+    members, (best, worst) = saved["results"][:2], saved["results"][2:]
+    for result in members:
         assert result["n"] == 6 and set(result["metrics"]) == {"MAE", "RMSE"}
         assert all(p["output"] in {"1", "2", "3", "4", "5"} for p in result["predictions"])
+    # Picking per question the better (worse) member's answer bounds every selector over the pool.
+    assert best["metrics"]["MAE"] <= min(r["metrics"]["MAE"] for r in members)
+    assert worst["metrics"]["MAE"] >= max(r["metrics"]["MAE"] for r in members)
     assert "MAE" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_selector_reports_success_rate_and_bounds(sample_task, tmp_path):
+    from persona_rag.selector import Selector
+
+    state = tmp_path / "selector.json"
+    state.write_text(json.dumps(Selector(pool=["recency", "bm25"], mode="post").dump_state()))
+    out = tmp_path / "results.json"
+    args = [
+        "evaluate",
+        "--data",
+        str(sample_task),
+        "--limit",
+        "6",
+        "--selector",
+        str(state),
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    results = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert list(results) == [
+        "recency",
+        "bm25",
+        "selector (post)",
+        "oracle (best member)",
+        "oracle (worst member)",
+    ]
+    selected = results["selector (post)"]
+    # Untrained, the selector takes the first member: its answers are recency's.
+    assert [p["retriever"] for p in selected["predictions"]] == ["recency"] * 6
+    assert [p["output"] for p in selected["predictions"]] == [
+        p["output"] for p in results["recency"]["predictions"]
+    ]
+    assert 0.0 <= selected["metrics"]["success_rate"] <= 1.0
+    assert results["oracle (best member)"]["metrics"]["success_rate"] == 1.0
+
+
+def test_retriever_specs_are_checked(tmp_path):
+    import argparse
+
+    from persona_rag.cli import retriever_list
+
+    assert retriever_list(f"BM25, tuned={tmp_path}") == ["bm25", f"tuned={tmp_path}"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown"):
+        retriever_list("bm25,colbert")
+    with pytest.raises(argparse.ArgumentTypeError, match="no encoder checkpoint"):
+        retriever_list(f"tuned={tmp_path / 'missing'}")
+    with pytest.raises(argparse.ArgumentTypeError, match="distinct"):
+        retriever_list(f"dense,dense={tmp_path}")
 
 
 def test_index_loads_profiles_into_the_store(sample_task, tmp_path):

@@ -1,0 +1,52 @@
+"""persona-rag report: the paper's Table 3 layout, Tables 4-5, a chart, and a resumable run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from optimizers.report import COLUMNS, ReportConfig, run_report
+from persona_rag import DenseRetriever, Generator, PersonalizedRAG
+from persona_rag.encoders import TextEncoder
+from tests.optimizers.key_item_task import TASK, make_examples, reply
+
+
+@pytest.mark.slow
+def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, tmp_path):
+    lm = scripted_lm(reply)
+    program = PersonalizedRAG(
+        task=TASK, retriever=DenseRetriever(encoder=TextEncoder()), generator=Generator(lm=lm), k=2
+    )
+    config = ReportConfig(
+        output_dir=tmp_path / "report",
+        train_examples=24,
+        val_examples=8,
+        candidates=6,
+        ropg_epochs=1,
+        rspg_epochs=1,
+        gradient_accumulation_steps=1,
+    )
+    train, dev = make_examples(32, seed=1), make_examples(12, seed=2)
+    report = run_report(program, trainset=train, devset=dev, config=config)
+
+    assert list(report.metrics) == [*COLUMNS[:6], "RSPG-Pre", "RSPG-Post", "Oracle"]
+    accuracy = {column: values["accuracy"] for column, values in report.metrics.items()}
+    assert accuracy["NoPers"] == 0.0  # without the key item the scripted LLM never answers
+    assert all(accuracy["Oracle"] >= value for value in accuracy.values())
+    assert report.oracle_worst["accuracy"] <= min(accuracy.values())
+    assert set(report.success_rate) == {"RSPG-Pre", "RSPG-Post"}
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert "| metric | " + " | ".join(COLUMNS) + " |" in table
+    assert "| accuracy |" in table and "selection success rate" in table and "worst member" in table
+    assert (tmp_path / "report" / "table.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["n"] == 12
+    for stage in ("ropg-rl", "ropg-kd", "rspg-pre", "rspg-post"):
+        assert (tmp_path / "report" / stage / "best").is_dir()
+
+    # Run again (as after an interruption): trained stages resume finished, answers come from the
+    # cache, so the LLM is not called once and the table is the same.
+    requests = len(lm.engine.requests)
+    again = run_report(program, trainset=train, devset=dev, config=config)
+    assert len(lm.engine.requests) == requests
+    assert again.metrics == report.metrics

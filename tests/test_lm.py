@@ -37,3 +37,30 @@ def test_multi_token_labels_share_the_prompt_pass_and_match_full_sequence_scores
 def test_empty_candidate_is_rejected():
     with pytest.raises(ValueError, match="prompt 0"):
         shared_local_lm().score([[{"role": "user", "content": "hi"}]], [["", "b c"]])
+
+
+def test_generation_with_the_shared_prefix_cache_matches_plain_greedy_decoding():
+    lm = shared_local_lm()
+    questions = [
+        "Rate this movie from 1 to 5: a slow but moving western.",
+        "Which tag fits Toy Story? Answer with one word.",
+        "Say hello.",
+        "What is the score of the following review on a scale of 1 to 5? review: " + "great fun " * 20,
+        "Name a colour.",
+    ]
+    conversations = [[{"role": "user", "content": q}] for q in questions]
+    # Batches of two: rows of different lengths share a batch and finish at different steps.
+    answers = lm.generate(conversations, max_new_tokens=12, batch_size=2)
+    for conversation, answer in zip(conversations, answers):
+        prompt = lm._encode_prompt(conversation)
+        with torch.inference_mode():
+            out = lm.model.generate(
+                input_ids=torch.tensor([prompt]),
+                max_new_tokens=12,
+                do_sample=False,
+                pad_token_id=lm.tokenizer.pad_token_id,
+            )[0, len(prompt) :].tolist()
+        eos = lm.tokenizer.eos_token_id
+        expected = lm.tokenizer.decode(out[: out.index(eos)] if eos in out else out, skip_special_tokens=True)
+        assert answer.text == expected.strip()
+        assert answer.input_tokens == len(prompt)

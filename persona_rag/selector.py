@@ -53,8 +53,10 @@ class Selection:
 class SelectorNet(torch.nn.Module):
     """A Hugging Face encoder, mean pooling and a linear head: one scalar per candidate.
 
-    Post-mode candidates are encoded as the pair (answer, prompt) with only the prompt truncated,
-    so a long prompt can never cut away the answer the selector is meant to judge.
+    Long prompts lose their beginning, not their end: LaMP prompts put the retrieved items first
+    and the input last, and the input is what tells one question from another. Post-mode
+    candidates are encoded as the pair (answer, prompt) with only the prompt truncated, so a long
+    prompt can never cut away the answer the selector is meant to judge.
 
     Args:
         model: an encoder name or path, or a checkpoint written by :meth:`save` (then its head too).
@@ -71,7 +73,7 @@ class SelectorNet(torch.nn.Module):
 
         path = resolve_encoder(model)
         self.max_length = max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, truncation_side="left")
         self.encoder = AutoModel.from_pretrained(path)
         self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
         head_file = Path(path) / _HEAD_FILE

@@ -76,3 +76,15 @@ def test_selector_survives_save_and_load(tmp_path):
     assert fresh.selector.names == ["bm25", "tuned"]
     assert isinstance(fresh.selector.pool["tuned"], DenseRetriever)
     assert fresh.selector.model == "all-MiniLM-L6-v2"
+
+
+def test_selector_net_keeps_the_end_of_long_prompts_and_the_whole_answer():
+    from persona_rag.selector import SelectorNet
+
+    net = SelectorNet(max_length=16)
+    prompt = "item " * 40 + "question at the end"
+    kept = net.tokenizer.decode(
+        net.tokenizer(["answer three"], [prompt], truncation="only_second", max_length=16)["input_ids"][0]
+    )
+    assert "answer three" in kept and kept.endswith("question at the end [SEP]")
+    assert net([prompt, "short"]).shape == (2,)

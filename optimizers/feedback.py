@@ -215,15 +215,15 @@ class Feedback:
             [(example, RetrievalResult((hit,))) for hit in result.hits]
             for example, result in zip(examples, results)
         ]
-        values = self._resolve(prompts)
+        answered = self._resolve(prompts)
         return [
             CandidateFeedback(
                 str(example.get("id", e)),
                 program.task.query(example.input),
                 result,
-                *self._outputs_and_scores(example, rows),
+                *self._outputs_and_scores(example, [value for _, value in rows]),
             )
-            for e, (example, result, rows) in enumerate(zip(examples, results, values))
+            for e, (example, result, rows) in enumerate(zip(examples, results, answered))
         ]
 
     def compute_pool(
@@ -234,19 +234,21 @@ class Feedback:
         inputs, profiles = [ex.input for ex in examples], [ex.profile for ex in examples]
         by_name = {name: program.batch_retrieve(inputs, profiles, retriever=r) for name, r in pool.items()}
         prompts = [[(ex, by_name[name][e]) for name in pool] for e, ex in enumerate(examples)]
-        values = self._resolve(prompts)
+        answered = self._resolve(prompts)
         return [
             PoolFeedback(
                 str(example.get("id", e)),
                 tuple(pool),
-                tuple(program.build_prompt(example.input, result) for _, result in candidates),
-                *self._outputs_and_scores(example, rows),
+                tuple(prompt for prompt, _ in rows),
+                *self._outputs_and_scores(example, [value for _, value in rows]),
             )
-            for e, (example, candidates, rows) in enumerate(zip(examples, prompts, values))
+            for e, (example, rows) in enumerate(zip(examples, answered))
         ]
 
-    def _resolve(self, prompts: Sequence[Sequence[tuple[dspy.Example, RetrievalResult]]]) -> list[list[Any]]:
-        """The cached or newly computed answer of every (example, retrieved items) prompt.
+    def _resolve(
+        self, prompts: Sequence[Sequence[tuple[dspy.Example, RetrievalResult]]]
+    ) -> list[list[tuple[str, Any]]]:
+        """The prompt and the cached or newly computed answer of every (example, retrieved items).
 
         Missing answers are computed in batches and each batch is committed to the cache at once,
         so an interrupted run repeats at most one batch.
@@ -256,7 +258,7 @@ class Feedback:
         program, task = self.program, self.program.task
         fingerprint = json.dumps(generator_fingerprint(program), sort_keys=True)
         jobs: dict[str, _Job] = {}
-        keys: list[list[str]] = []
+        keys: list[list[tuple[str, str]]] = []
         for group in prompts:
             keys.append([])
             for example, result in group:
@@ -265,7 +267,7 @@ class Feedback:
                 gold = str(example.output)
                 extra = [labels, gold] if self.signal == "likelihood" else [labels]
                 key = self._key(fingerprint, program.generator.messages(prompt), extra)
-                keys[-1].append(key)
+                keys[-1].append((prompt, key))
                 content_free = program._content_free_prompt(example.input, result)
                 jobs.setdefault(key, _Job(key, prompt, labels, content_free, gold))
         cached = self.cache.get_many(list(jobs))
@@ -279,7 +281,7 @@ class Feedback:
                 self.cache.put_many(rows)
                 cached.update(rows)
                 bar.update(len(chunk))
-        return [[cached[key] for key in group] for group in keys]
+        return [[(prompt, cached[key]) for prompt, key in group] for group in keys]
 
     def _outputs_and_scores(
         self, example: dspy.Example, values: Sequence[Any]

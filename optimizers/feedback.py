@@ -27,10 +27,18 @@ from typing import Any, Literal
 
 import dspy
 
+from optimizers.training import TrainingConfig
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import RetrievalResult, Retriever
 
-__all__ = ["CandidateFeedback", "Feedback", "FeedbackCache", "PoolFeedback", "generator_fingerprint"]
+__all__ = [
+    "CandidateFeedback",
+    "Feedback",
+    "FeedbackCache",
+    "FeedbackTrainingConfig",
+    "PoolFeedback",
+    "generator_fingerprint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +97,24 @@ class _Job:
     labels: Any
     content_free: str | None
     gold: str
+
+
+@dataclass(kw_only=True)
+class FeedbackTrainingConfig(TrainingConfig):
+    """Settings of trainers that learn from LLM feedback (ROPG, RSPG), beside the shared ones.
+
+    Attributes:
+        max_examples: training examples used (``None``: all); each costs one LLM call per
+            candidate document or pool member.
+        max_val_examples: validation examples for early stopping and checkpoint choice.
+        feedback_cache: SQLite file of LLM answers, shared between runs and methods.
+        feedback_batch_size: prompts per generator batch.
+    """
+
+    max_examples: int | None = None
+    max_val_examples: int | None = 100
+    feedback_cache: str | Path = "runs/feedback.sqlite"
+    feedback_batch_size: int = 32
 
 
 class FeedbackCache:

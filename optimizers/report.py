@@ -120,6 +120,13 @@ def run_report(
     train, val = train[: -config.val_examples][: config.train_examples], train[-config.val_examples :]
     atomic_write_json(out / "config.json", config_dict(config))
     seconds: dict[str, float] = {}
+    shared = {  # what every trainer of the report shares
+        "feedback_cache": cache,
+        "batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "max_val_examples": config.val_examples,
+        "seed": config.seed,
+    }
 
     pool: dict[str, Retriever] = {
         "none": NoRetriever(),
@@ -139,14 +146,10 @@ def run_report(
             optimizer = optimizer_class(
                 config=config_class(
                     output_dir=out / name,
-                    feedback_cache=cache,
                     candidates=config.candidates,
                     epochs=config.ropg_epochs,
                     learning_rate=config.ropg_learning_rate,
-                    batch_size=config.batch_size,
-                    gradient_accumulation_steps=config.gradient_accumulation_steps,
-                    max_val_examples=config.val_examples,
-                    seed=config.seed,
+                    **shared,
                 )
             )
             pool[name] = optimizer.compile(program, trainset=train, valset=val).retriever
@@ -160,13 +163,9 @@ def run_report(
         optimizer = RSPG(
             config=RSPGConfig(
                 output_dir=out / f"rspg-{mode}",
-                feedback_cache=cache,
                 epochs=config.rspg_epochs,
                 learning_rate=config.rspg_learning_rate,
-                batch_size=config.batch_size,
-                gradient_accumulation_steps=config.gradient_accumulation_steps,
-                max_val_examples=config.val_examples,
-                seed=config.seed,
+                **shared,
             )
         )
         selectors[mode] = optimizer.compile(student, trainset=train, valset=val).selector

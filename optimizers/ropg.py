@@ -26,9 +26,9 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
-from optimizers.feedback import CandidateFeedback, Feedback, Signal
+from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig, Signal
 from optimizers.losses import distillation_kl
-from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict, validation_scores
+from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
 from persona_rag.encoders import TextEncoder
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
@@ -40,17 +40,15 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class ROPGConfig(TrainingConfig):
+class ROPGConfig(FeedbackTrainingConfig):
     """ROPG settings; the defaults are the paper's (l = 16, Adam lr 1e-5, 5% warm-up, clipping 1.0,
     effective batch 64 = 8 x 8 accumulation, 10 epochs) plus early stopping on the valset.
 
     Attributes:
         candidates: ``l``, candidates per example from the initial retriever.
         signal: ``metric`` (Eval of the answer, the paper's) or ``likelihood`` (log p(gold)).
-        max_examples: training examples used (``None``: all); feedback costs ``l`` LLM calls each.
-        max_val_examples: validation examples scored end to end after every epoch.
-        feedback_cache: SQLite file of LLM answers, shared between runs and methods.
-        feedback_batch_size: prompts per generator batch.
+
+    Validation examples are scored end to end after every epoch.
     """
 
     output_dir: str | Path = "runs/ropg"
@@ -60,10 +58,6 @@ class ROPGConfig(TrainingConfig):
     gradient_accumulation_steps: int = 8
     candidates: int = 16
     signal: Signal = "metric"
-    max_examples: int | None = None
-    max_val_examples: int | None = 100
-    feedback_cache: str | Path = "runs/feedback.sqlite"
-    feedback_batch_size: int = 32
 
 
 @dataclass(kw_only=True)

@@ -23,10 +23,10 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
-from optimizers.feedback import Feedback, PoolFeedback
+from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback
 from optimizers.losses import distillation_kl
 from optimizers.ropg import personalized_rag_in
-from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict
+from optimizers.training import Trainer, TrainingResult, config_dict
 from persona_rag.evaluation import selection_metrics
 from persona_rag.io import atomic_write_json
 from persona_rag.selector import SelectorNet
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class RSPGConfig(TrainingConfig):
+class RSPGConfig(FeedbackTrainingConfig):
     """RSPG settings; the defaults are the paper's for selectors (Adam lr 1e-5, 5% warm-up,
     clipping 1.0, effective batch 64 = 8 x 8 accumulation, 20 epochs) plus early stopping.
 
@@ -46,10 +46,8 @@ class RSPGConfig(TrainingConfig):
             in [0, 1], so τ = 1 leaves the target close to uniform).
         skip_uniform: drop examples on which every pool member scores the same: they carry no
             preference and would only teach the selector to be undecided.
-        max_examples: training examples used (``None``: all); each costs one LLM call per member.
-        max_val_examples: validation examples (their feedback is computed once, then reused).
-        feedback_cache: SQLite file of LLM answers, shared with ROPG and between runs.
-        feedback_batch_size: prompts per generator batch.
+
+    Validation examples' pool answers are computed once and reused by every epoch.
     """
 
     output_dir: str | Path = "runs/rspg"
@@ -59,10 +57,6 @@ class RSPGConfig(TrainingConfig):
     gradient_accumulation_steps: int = 8
     temperature: float = 0.1
     skip_uniform: bool = True
-    max_examples: int | None = None
-    max_val_examples: int | None = 100
-    feedback_cache: str | Path = "runs/feedback.sqlite"
-    feedback_batch_size: int = 32
 
 
 class RSPG(Teleprompter):

@@ -189,8 +189,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_training_options(
-    parser: argparse.ArgumentParser, *, lr: float, epochs: int, grad_accum: int
+    parser: argparse.ArgumentParser,
+    *,
+    lr: float,
+    epochs: int,
+    grad_accum: int,
+    max_examples: int | None = None,
+    patience: int = 3,
 ) -> None:
+    """The data and training-loop options every training command shares (defaults per command)."""
     parser.add_argument("--task", help="task name (default: read from the outputs file)")
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--train-split", default="train")
@@ -199,9 +206,9 @@ def _add_training_options(
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--train-batch-size", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=grad_accum)
-    parser.add_argument("--max-examples", type=int)
+    parser.add_argument("--max-examples", type=int, default=max_examples)
     parser.add_argument("--max-val-examples", type=int, default=100)
-    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--patience", type=int, default=patience)
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -255,10 +262,6 @@ def add_finetune(commands: Any) -> None:
     finetune = commands.add_parser(
         "finetune", help="fine-tune the local reader with retrieved items in its prompts"
     )
-    finetune.add_argument("--task", help="task name (default: read from the outputs file)")
-    finetune.add_argument("--data", required=True, type=Path)
-    finetune.add_argument("--train-split", default="train")
-    finetune.add_argument("--val-split", default="dev")
     finetune.add_argument(
         "--retrievers",
         type=retriever_list,
@@ -266,15 +269,8 @@ def add_finetune(commands: Any) -> None:
         help="retrievers filling the training prompts, in turn",
     )
     finetune.add_argument("--out", type=Path, default=Path("runs/reader"))
-    finetune.add_argument("--lr", type=float, default=5e-5)
-    finetune.add_argument("--epochs", type=int, default=2)
-    finetune.add_argument("--train-batch-size", type=int, default=8)
-    finetune.add_argument("--grad-accum", type=int, default=1)
     finetune.add_argument("--max-length", type=int, default=256)
-    finetune.add_argument("--max-examples", type=int, default=512)
-    finetune.add_argument("--max-val-examples", type=int, default=100)
-    finetune.add_argument("--patience", type=int, default=1)
-    finetune.add_argument("--seed", type=int, default=0)
+    _add_training_options(finetune, lr=5e-5, epochs=2, grad_accum=1, max_examples=512, patience=1)
     add_model_options(finetune)
     finetune.set_defaults(func=cmd_finetune)
 

@@ -9,6 +9,7 @@ the best checkpoint, saved in Hugging Face format.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,21 @@ from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import Retriever
 
-__all__ = ["ReaderFinetune", "ReaderFinetuneConfig"]
+__all__ = ["TRAINING_RECORD", "ReaderFinetune", "ReaderFinetuneConfig", "reader_training_ids"]
+
+# Written into the checkpoint: the question ids it was trained and validated on.
+TRAINING_RECORD = "persona_rag_training.json"
+
+
+def reader_training_ids(model: str | Path) -> set[str]:
+    """The question ids a fine-tuned reader checkpoint was trained or validated on (empty for a
+    model without a record, e.g. the packaged zero-shot one), so a report can refuse to score it
+    on them."""
+    record = Path(model) / TRAINING_RECORD
+    if not record.is_file():
+        return set()
+    data = json.loads(record.read_text())
+    return {str(i) for i in [*data.get("train_ids", []), *data.get("val_ids", [])]}
 
 logger = logging.getLogger(__name__)
 
@@ -166,10 +181,16 @@ class ReaderFinetune(Teleprompter):
             evaluator.generator.predict.lm = local_lm(training_name)
             return validation_scores(evaluator, valset)
 
+        record = {
+            "train_ids": [str(e.get("id", "")) for e in trainset],
+            "val_ids": [str(e.get("id", "")) for e in valset],
+        }
+
         def save_best(directory: Path) -> None:
             with atomic_directory(directory) as temporary:
                 model.save_pretrained(temporary)
                 base.tokenizer.save_pretrained(temporary)
+                (temporary / TRAINING_RECORD).write_text(json.dumps(record))
 
         trainer = Trainer(
             module=model,

@@ -82,6 +82,7 @@ class RSPG(Teleprompter):
         self.result: TrainingResult | None = None
         self.train_rows: list[PoolFeedback] = []
         self.val_rows: list[PoolFeedback] = []
+        self.feedback_cost: tuple[int, float] = (0, 0.0)  # training feedback: model calls, seconds
 
     def compile(
         self,
@@ -115,15 +116,21 @@ class RSPG(Teleprompter):
         feedback = Feedback(
             program=program,
             cache=config.feedback_cache,
+            signal=config.signal,
             batch_size=config.feedback_batch_size,
             progress=config.progress,
         )
         self.train_rows = feedback.compute_pool(list(trainset)[: config.max_examples], selector.pool)
+        self.feedback_cost = (feedback.computed, feedback.seconds)
         self.val_rows = feedback.compute_pool(valset, selector.pool)
         rows = [r for r in self.train_rows if not (config.skip_uniform and max(r.scores) == min(r.scores))]
         logger.info("%s: %d of %d examples carry a preference", name, len(rows), len(self.train_rows))
         if not rows:
-            raise ValueError("RSPG: on every training example all pool members score the same")
+            raise ValueError(
+                f"RSPG: on every training example all pool members score the same with signal "
+                f"{feedback.signal!r}; use the metric+likelihood or likelihood signal (--signal), or a "
+                "reader that uses its profile items (persona-rag finetune)"
+            )
 
         net = SelectorNet(selector.model, max_length=selector.max_length)
         post = selector.mode == "post"

@@ -18,7 +18,11 @@ __all__ = ["DenseRetriever"]
 
 
 class DenseRetriever(Retriever):
-    """Rank profile items by the dot product of query and document embeddings.
+    """Rank profile items by the dot product of query and document embeddings over τ.
+
+    The score ``q·d / τ`` (τ: the encoder's ``temperature``, 1 unless a ROPG checkpoint says
+    otherwise) is the logit ROPG's retrieval policy was trained with, so the scores a search returns
+    are that policy's logits; the ranking is the dot product's.
 
     Document embeddings come from the encoder's cache, so a profile is encoded once and reused by
     every later query (the authors' code re-encodes the profile for each query). With a
@@ -54,9 +58,9 @@ class DenseRetriever(Retriever):
         queries_emb = self.encoder.encode(list(queries))
         texts = [doc.text for docs in documents for doc in docs]
         docs_emb = self.encoder.encode(texts)
-        out, start = [], 0
+        out, start, temperature = [], 0, self.encoder.temperature
         for q, docs in zip(queries_emb, documents):
-            out.append((docs_emb[start : start + len(docs)] @ q).astype(np.float64))
+            out.append((docs_emb[start : start + len(docs)] @ q).astype(np.float64) / temperature)
             start += len(docs)
         return out
 

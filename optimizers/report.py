@@ -30,6 +30,7 @@ from persona_rag.io import atomic_write_bytes, atomic_write_json, atomic_write_t
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import BM25Retriever, DenseRetriever, NoRetriever, RecencyRetriever, Retriever
 from persona_rag.selector import Selector
+from persona_rag.tasks import PARSING_NOTES
 
 __all__ = ["COLUMNS", "Report", "ReportConfig", "run_report"]
 
@@ -85,6 +86,7 @@ class Report:
         success_rate: per selector column, the selection success rate (Table 4).
         oracle_worst: the metrics of always picking the worst member (the lower bound).
         seconds: wall time per stage.
+        parsing: how answers were read and scored (``TaskSpec.parsing``), said in ``table.md``.
     """
 
     task: str
@@ -93,6 +95,7 @@ class Report:
     success_rate: dict[str, float]
     oracle_worst: dict[str, float]
     seconds: dict[str, float]
+    parsing: str = "lamp"
 
 
 def run_report(
@@ -214,7 +217,7 @@ def _score(
     metrics["Oracle"].pop("success_rate")
     worst = oracle_metrics(task, inputs, golds, outputs, best=False)
     worst.pop("success_rate")
-    return Report(task.name, len(devset), metrics, success, worst, seconds)
+    return Report(task.name, len(devset), metrics, success, worst, seconds, parsing=task.parsing)
 
 
 def markdown_table(report: Report) -> str:
@@ -222,6 +225,7 @@ def markdown_table(report: Report) -> str:
     task_metrics = [k for k in report.metrics["NoPers"] if k != "score"]
     lines = [
         f"Task {report.task}, {report.n} dev questions.",
+        f"Parsing: {report.parsing} ({PARSING_NOTES[report.parsing]}).",
         "",
         "| metric | " + " | ".join(COLUMNS) + " |",
         "|---|" + "---|" * len(COLUMNS),

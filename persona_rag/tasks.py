@@ -212,13 +212,14 @@ class TaskSpec:
         if self.kind == "rating" and not self._on_scale(output):
             low, high = self.rating_range
             raise DataError(
-                f"{where}: output {output!r} is not a rating from {low} to {high}", field="output"
+                f"{where}: field 'output' is {output!r}, not a rating from {low} to {high}", field="output"
             )
         if self.kind == "classification":
             labels = self.labels_for(input)
             if output.strip() not in labels:
                 raise DataError(
-                    f"{where}: output {output!r} is not one of the input's labels ({', '.join(labels)})",
+                    f"{where}: field 'output' is {output!r}, not one of the input's labels "
+                    f"({', '.join(labels)})",
                     field="output",
                 )
 

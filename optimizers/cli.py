@@ -12,6 +12,8 @@ from persona_rag.cli import (
     build_program,
     make_console,
     named_retriever,
+    positive_float,
+    positive_int,
     retriever_list,
     spec_name,
 )
@@ -202,12 +204,12 @@ def _add_training_options(
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--val-split", default="dev")
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--train-batch-size", type=int, default=8)
-    parser.add_argument("--grad-accum", type=int, default=grad_accum)
-    parser.add_argument("--max-examples", type=int, default=max_examples)
-    parser.add_argument("--max-val-examples", type=int, default=100)
+    parser.add_argument("--lr", type=positive_float, default=lr)
+    parser.add_argument("--epochs", type=positive_int, default=epochs)
+    parser.add_argument("--train-batch-size", type=positive_int, default=8)
+    parser.add_argument("--grad-accum", type=positive_int, default=grad_accum)
+    parser.add_argument("--max-examples", type=positive_int, default=max_examples)
+    parser.add_argument("--max-val-examples", type=positive_int, default=100)
     parser.add_argument("--patience", type=int, default=patience)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -225,7 +227,7 @@ def add_select(commands: Any) -> None:
     select.add_argument("--selector-encoder", default="all-MiniLM-L6-v2", help="the selector's encoder")
     select.add_argument("--out", type=Path, help="default runs/rspg-<mode>")
     select.add_argument("--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"))
-    select.add_argument("--temperature", type=float, default=0.1, help="target temperature")
+    select.add_argument("--temperature", type=positive_float, default=0.1, help="target temperature")
     _add_training_options(select, lr=1e-5, epochs=20, grad_accum=8)
     add_model_options(select)
     select.set_defaults(func=cmd_select)
@@ -240,15 +242,17 @@ def add_report(commands: Any) -> None:
     report.add_argument("--data", required=True, type=Path)
     report.add_argument("--train-split", default="train")
     report.add_argument("--split", default="dev", help="the split the table reports")
-    report.add_argument("--limit", type=int, help="first N questions of --split")
+    report.add_argument("--limit", type=positive_int, help="first N questions of --split")
     report.add_argument("--out", type=Path, help="default reports/<data dir name>")
-    report.add_argument("--train-examples", type=int, default=120)
-    report.add_argument("--val-examples", type=int, default=50, help="taken from the end of the train split")
-    report.add_argument("--candidates", type=int, default=8, help="ROPG's l")
-    report.add_argument("--ropg-epochs", type=int, default=3)
-    report.add_argument("--ropg-lr", type=float, default=5e-5)
-    report.add_argument("--rspg-epochs", type=int, default=5)
-    report.add_argument("--rspg-lr", type=float, default=5e-5)
+    report.add_argument("--train-examples", type=positive_int, default=120)
+    report.add_argument(
+        "--val-examples", type=positive_int, default=50, help="taken from the end of the train split"
+    )
+    report.add_argument("--candidates", type=positive_int, default=8, help="ROPG's l")
+    report.add_argument("--ropg-epochs", type=positive_int, default=3)
+    report.add_argument("--ropg-lr", type=positive_float, default=5e-5)
+    report.add_argument("--rspg-epochs", type=positive_int, default=5)
+    report.add_argument("--rspg-lr", type=positive_float, default=5e-5)
     report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
     report.add_argument("--feedback-cache", type=Path, help="default <out>/feedback.sqlite")
@@ -283,9 +287,9 @@ def add_train(commands: Any) -> None:
     train.add_argument("--method", choices=("kd", "rl"), required=True)
     train.add_argument("--out", type=Path, help="default runs/ropg-<method>")
     train.add_argument("--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"))
-    train.add_argument("--candidates", type=int, default=16, help="l, candidates per example")
+    train.add_argument("--candidates", type=positive_int, default=16, help="l, candidates per example")
     train.add_argument("--signal", choices=("metric", "likelihood"), default="metric")
-    train.add_argument("--temperature", type=float, default=0.1, help="KD target temperature")
+    train.add_argument("--temperature", type=positive_float, default=0.1, help="KD target temperature")
     _add_training_options(train, lr=1e-5, epochs=10, grad_accum=8)
     add_model_options(train)
     train.set_defaults(func=cmd_train)

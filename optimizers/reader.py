@@ -20,6 +20,7 @@ import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict, validation_scores
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_directory, atomic_write_json
 from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
 from persona_rag.program import PersonalizedRAG
@@ -121,14 +122,14 @@ class ReaderFinetune(Teleprompter):
         program = student.deepcopy()
         base = program.generator.local_model
         if base is None:
-            raise ValueError(
-                "ReaderFinetune trains an in-process model (Generator(lm=local_lm(...))); "
-                "for a model behind a server use dspy.BootstrapFinetune with that provider"
+            raise ConfigError(
+                "ReaderFinetune trains an in-process model (Generator(lm=local_lm(...)), --model); "
+                "for a model behind a server (--lm) use dspy.BootstrapFinetune with that provider"
             )
         trainset = list(trainset)[: config.max_examples]
         valset = list(valset or [])[: config.max_val_examples]
         if not valset:
-            raise ValueError("ReaderFinetune needs a valset for early stopping and checkpoint choice")
+            raise ConfigError("ReaderFinetune needs a valset for early stopping and checkpoint choice")
         out = Path(config.output_dir)
         atomic_write_json(out / "config.json", {**config_dict(config), "base_model": base.name})
 

@@ -25,6 +25,7 @@ from optimizers.feedback import Feedback, PoolFeedback
 from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from optimizers.rspg import RSPG, RSPGConfig, pool_selection_metrics
 from optimizers.training import config_dict
+from persona_rag.errors import ConfigError
 from persona_rag.evaluation import oracle_metrics
 from persona_rag.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from persona_rag.program import PersonalizedRAG
@@ -117,8 +118,9 @@ def run_report(
         raise TypeError("run_report starts from a program with a DenseRetriever (the one ROPG tunes)")
     train = list(trainset)
     if len(train) <= config.val_examples:
-        raise ValueError(
-            f"{len(train)} training questions: none left after {config.val_examples} for validation"
+        raise ConfigError(
+            f"{len(train)} training questions: none left after {config.val_examples} for validation; "
+            "lower --val-examples or use a larger --train-split"
         )
     train, val = train[: -config.val_examples][: config.train_examples], train[-config.val_examples :]
     atomic_write_json(out / "config.json", config_dict(config))

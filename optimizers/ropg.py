@@ -30,6 +30,7 @@ from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingCon
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
 from persona_rag.encoders import TextEncoder
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import DenseRetriever
@@ -138,8 +139,11 @@ class _ROPG(Teleprompter):
             "%s: %d of %d examples carry a training signal", self.name, len(rows), len(self.feedback_rows)
         )
         if not rows:
-            raise ValueError(
-                f"{type(self).__name__}: no training example has a usable signal (all candidates tie)"
+            raise ConfigError(
+                f"{type(self).__name__}: no training example has a usable signal (all candidates tie: "
+                "the reader scores the same whatever document it reads). Use --signal likelihood "
+                "(log p(gold) still ranks the candidates), a reader that uses its profile (--model "
+                "runs/reader/best from persona-rag finetune), or more --max-examples / --candidates"
             )
 
         initial = program.retriever.encoder

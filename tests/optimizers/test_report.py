@@ -50,3 +50,18 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
     again = run_report(program, trainset=train, devset=dev, config=config)
     assert len(lm.engine.requests) == requests
     assert again.metrics == report.metrics
+
+
+@pytest.mark.parametrize("parsing", ["lamp", "lenient"])
+def test_table_and_json_say_how_answers_were_parsed(tmp_path, parsing):
+    import json
+
+    from optimizers.report import COLUMNS, Report, write_report
+    from persona_rag.tasks import PARSING_NOTES
+
+    metrics = {column: {"MAE": 1.0, "RMSE": 1.5, "score": 0.5} for column in COLUMNS}
+    success = {"RSPG-Pre": 0.5, "RSPG-Post": 0.25}
+    report = Report("LaMP-3", 4, metrics, success, {"MAE": 2.0, "RMSE": 2.5}, {}, parsing=parsing)
+    write_report(report, tmp_path)
+    assert f"Parsing: {parsing} ({PARSING_NOTES[parsing]})." in (tmp_path / "table.md").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["parsing"] == parsing

@@ -273,7 +273,12 @@ def add_finetune(commands: Any) -> None:
         help="retrievers filling the training prompts, in turn",
     )
     finetune.add_argument("--out", type=Path, default=Path("runs/reader"))
-    finetune.add_argument("--max-length", type=int, default=256)
+    finetune.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="cap on prompt + answer tokens (default: none; prompts already fit --max-input-tokens, "
+        "as at inference)",
+    )
     _add_training_options(finetune, lr=5e-5, epochs=2, grad_accum=1, max_examples=512, patience=1)
     add_model_options(finetune)
     finetune.set_defaults(func=cmd_finetune)

@@ -12,6 +12,8 @@ from persona_rag.cli import (
     build_program,
     make_console,
     named_retriever,
+    positive_float,
+    positive_int,
     retriever_list,
     spec_name,
 )
@@ -235,12 +237,12 @@ def _add_training_options(
         help="validation for checkpoint choice: 'carve' takes each user's latest question of the "
         "train split (so dev and test stay unseen), or a split name",
     )
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--train-batch-size", type=int, default=8)
-    parser.add_argument("--grad-accum", type=int, default=grad_accum)
-    parser.add_argument("--max-examples", type=int, default=max_examples)
-    parser.add_argument("--max-val-examples", type=int, default=100)
+    parser.add_argument("--lr", type=positive_float, default=lr)
+    parser.add_argument("--epochs", type=positive_int, default=epochs)
+    parser.add_argument("--train-batch-size", type=positive_int, default=8)
+    parser.add_argument("--grad-accum", type=positive_int, default=grad_accum)
+    parser.add_argument("--max-examples", type=positive_int, default=max_examples)
+    parser.add_argument("--max-val-examples", type=positive_int, default=100)
     parser.add_argument("--patience", type=int, default=patience)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -272,7 +274,7 @@ def add_select(commands: Any) -> None:
     select.add_argument("--selector-encoder", default="all-MiniLM-L6-v2", help="the selector's encoder")
     select.add_argument("--out", type=Path, help="default runs/rspg-<mode>")
     select.add_argument("--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"))
-    select.add_argument("--temperature", type=float, default=0.1, help="target temperature")
+    select.add_argument("--temperature", type=positive_float, default=0.1, help="target temperature")
     _add_training_options(select, lr=1e-5, epochs=20, grad_accum=8)
     _add_signal_option(select)
     add_model_options(select)
@@ -296,19 +298,24 @@ def add_report(commands: Any) -> None:
     )
     report.add_argument("--out", type=Path, help="default reports/<data dir name>")
     report.add_argument(
-        "--train-examples", type=int, help="ROPG training questions (default: the whole train split)"
+        "--train-examples", type=positive_int, help="ROPG training questions (default: the whole train split)"
     )
     report.add_argument(
-        "--rspg-train-examples", type=int, help="selector training questions (default: as --train-examples)"
+        "--rspg-train-examples",
+        type=positive_int,
+        help="selector training questions (default: as --train-examples)",
     )
     report.add_argument(
-        "--val-examples", type=int, default=150, help="validation carved from train: users' latest questions"
+        "--val-examples",
+        type=positive_int,
+        default=150,
+        help="validation carved from train: users' latest questions",
     )
-    report.add_argument("--candidates", type=int, default=16, help="ROPG's l")
-    report.add_argument("--ropg-epochs", type=int, default=3)
-    report.add_argument("--ropg-lr", type=float, default=1e-5)
-    report.add_argument("--rspg-epochs", type=int, default=5)
-    report.add_argument("--rspg-lr", type=float, default=5e-5)
+    report.add_argument("--candidates", type=positive_int, default=16, help="ROPG's l")
+    report.add_argument("--ropg-epochs", type=positive_int, default=3)
+    report.add_argument("--ropg-lr", type=positive_float, default=1e-5)
+    report.add_argument("--rspg-epochs", type=positive_int, default=5)
+    report.add_argument("--rspg-lr", type=positive_float, default=5e-5)
     _add_signal_option(report)
     report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
@@ -330,7 +337,12 @@ def add_finetune(commands: Any) -> None:
         help="retrievers filling the training prompts, in turn",
     )
     finetune.add_argument("--out", type=Path, default=Path("runs/reader"))
-    finetune.add_argument("--max-length", type=int, default=256)
+    finetune.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="cap on prompt + answer tokens (default: none; prompts already fit --max-input-tokens, "
+        "as at inference)",
+    )
     _add_training_options(finetune, lr=5e-5, epochs=2, grad_accum=1, max_examples=512, patience=1)
     add_model_options(finetune)
     finetune.set_defaults(func=cmd_finetune)
@@ -344,11 +356,11 @@ def add_train(commands: Any) -> None:
     train.add_argument("--method", choices=("kd", "rl"), required=True)
     train.add_argument("--out", type=Path, help="default runs/ropg-<method>")
     train.add_argument("--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"))
-    train.add_argument("--candidates", type=int, default=16, help="l, candidates per example")
-    train.add_argument("--temperature", type=float, default=0.1, help="KD target temperature")
+    train.add_argument("--candidates", type=positive_int, default=16, help="l, candidates per example")
+    train.add_argument("--temperature", type=positive_float, default=0.1, help="KD target temperature")
     train.add_argument(
         "--policy-temperature",
-        type=float,
+        type=positive_float,
         help="τ of the retrieval policy softmax(q·d/τ) (default: 0.05 for a normalised encoder, else 1)",
     )
     _add_training_options(train, lr=1e-5, epochs=10, grad_accum=8)

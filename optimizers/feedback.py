@@ -32,7 +32,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -40,6 +41,7 @@ from typing import Any, Literal, get_args
 import dspy
 
 from optimizers.training import TrainingConfig
+from persona_rag.errors import CacheError, ConfigError
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import RetrievalResult, Retriever
 
@@ -67,14 +69,14 @@ def resolve_signal(signal: str, program: PersonalizedRAG) -> str:
     """The concrete signal for ``program``: ``auto`` becomes ``metric+likelihood`` with an in-process
     model and ``metric`` otherwise; a likelihood signal without an in-process model is refused."""
     if signal not in SIGNALS:
-        raise ValueError(f"signal must be one of {', '.join(SIGNALS)}; got {signal!r}")
+        raise ConfigError(f"signal must be one of {', '.join(SIGNALS)}; got {signal!r}")
     local = program.generator.local_model is not None
     if signal == "auto":
         return "metric+likelihood" if local else "metric"
     if "likelihood" in signal and not local:
-        raise ValueError(
+        raise ConfigError(
             f"the {signal} signal needs log-probabilities from an in-process model "
-            "(Generator(lm=local_lm(...))); use signal='metric' with a server model"
+            "(Generator(lm=local_lm(...))); with a server model (--lm) use --signal metric"
         )
     return signal
 
@@ -167,20 +169,39 @@ class FeedbackTrainingConfig(TrainingConfig):
 
 
 class FeedbackCache:
-    """A persistent key -> JSON map in SQLite: each committed batch survives an interruption."""
+    """A persistent key -> JSON map in SQLite: each committed batch survives an interruption.
+
+    A file that is not a readable SQLite database of this layout, or holds a value that is not
+    JSON, raises :class:`~persona_rag.errors.CacheError` naming the file: the cache only saves
+    work, so moving it aside loses nothing but time.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS feedback (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.commit()
+        with self._readable():
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS feedback (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            self._db.commit()
+
+    @contextmanager
+    def _readable(self) -> Iterator[None]:
+        """Turn a corrupt or foreign cache file into one clear error that says what to do."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as error:
+            raise CacheError(
+                f"{self.path}: the feedback cache cannot be read ({type(error).__name__}: {error}); "
+                f"delete or move the cache file {self.path} and run again (its answers are recomputed)"
+            ) from error
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        with self._lock:
+        with self._lock, self._readable():
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
@@ -191,14 +212,14 @@ class FeedbackCache:
         return found
 
     def put_many(self, rows: dict[str, Any]) -> None:
-        with self._lock, self._db:
+        with self._lock, self._readable(), self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO feedback (key, value) VALUES (?, ?)",
                 [(key, json.dumps(value)) for key, value in rows.items()],
             )
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, self._readable():
             return int(self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from optimizers.rspg import RSPG, RSPGConfig, pool_selection_metrics
 from optimizers.training import TrainingResult, config_dict
 from persona_rag.data import carve_validation, check_disjoint
+from persona_rag.errors import ConfigError
 from persona_rag.evaluation import oracle_metrics
 from persona_rag.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from persona_rag.program import PersonalizedRAG
@@ -50,6 +51,7 @@ from persona_rag.retrievers import (
 )
 from persona_rag.selector import Selector
 from persona_rag.significance import paired_significance
+from persona_rag.tasks import PARSING_NOTES
 
 __all__ = ["COLUMNS", "FIXED_COLUMNS", "Report", "ReportConfig", "SplitReport", "run_report"]
 
@@ -141,6 +143,7 @@ class Report:
         training: per trained stage, its cost (feedback calls and seconds, optimizer steps and
             seconds, their rates) and its best epoch.
         seconds: wall time per stage.
+        parsing: how answers were read and scored (``TaskSpec.parsing``), said in ``table.md``.
     """
 
     task: str
@@ -148,6 +151,8 @@ class Report:
     protocol: dict[str, Any]
     training: dict[str, dict[str, Any]]
     seconds: dict[str, float]
+    parsing: str = "lamp"
+    parsing: str = "lamp"
 
 
 def _stage_cost(feedback_cost: tuple[int, float], result: TrainingResult | None) -> dict[str, Any]:
@@ -200,7 +205,7 @@ def run_report(
     ``report.json`` into ``config.output_dir``.
 
     Raises:
-        ValueError: when a reported question was used for training, validation or the reader's
+        ConfigError: when a reported question was used for training, validation or the reader's
             fine-tuning, or a reported split has no golds.
     """
     config = config or ReportConfig()
@@ -210,7 +215,7 @@ def run_report(
         raise TypeError("run_report starts from a program with a DenseRetriever (the one ROPG tunes)")
     for split, examples in evalsets.items():
         if not examples or any(e.get("output") is None for e in examples):
-            raise ValueError(f"report on {split}: the split is empty or has no gold outputs")
+            raise ConfigError(f"report on {split}: the split is empty or has no gold outputs")
     carved = carve_validation(list(trainset), size=config.val_examples, seed=config.seed)
     train, val = carved.train[: config.train_examples], carved.val
     rspg_train = carved.train[: config.rspg_train_examples or config.train_examples]
@@ -281,7 +286,7 @@ def run_report(
         rows = Feedback(program=program, cache=cache).compute_pool(list(examples), members)
         seconds[f"{split} answers"] = time.perf_counter() - start
         splits[split] = _score(program, split, list(examples), rows, list(pool), selectors, config)
-    report = Report(program.task.name, splits, protocol, training, seconds)
+    report = Report(program.task.name, splits, protocol, training, seconds, parsing=program.task.parsing)
     write_report(report, out)
     return report
 
@@ -351,7 +356,10 @@ def markdown_table(report: Report) -> str:
     significant improvement over the best fixed retriever, ``†`` that baseline), the paired
     differences behind the marks, then Tables 4 and 5."""
     task_metrics = _task_metrics(report)
-    lines = [f"Task {report.task}. Validation: {report.protocol['val_rule']}; reported splits unseen."]
+    lines = [
+        f"Task {report.task}. Validation: {report.protocol['val_rule']}; reported splits unseen.",
+        f"Parsing: {report.parsing} ({PARSING_NOTES[report.parsing]}).",
+    ]
     for split in report.splits.values():
         lines += [
             "",

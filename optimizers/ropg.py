@@ -33,6 +33,7 @@ from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingCon
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
 from persona_rag.encoders import TextEncoder
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import DenseRetriever
@@ -163,10 +164,12 @@ class _ROPG(Teleprompter):
             "%s: %d of %d examples carry a training signal", self.name, len(rows), len(self.feedback_rows)
         )
         if not rows:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: no training example has a usable signal (every candidate scores "
-                f"the same with signal {feedback.signal!r}); use the metric+likelihood or likelihood signal "
-                "(--signal), or a reader that uses its profile items (persona-rag finetune)"
+                f"the same with signal {feedback.signal!r}: the reader answers alike whatever document it "
+                "reads). Use --signal metric+likelihood or likelihood (log p(gold) still ranks the "
+                "candidates), a reader that uses its profile (--model runs/reader/best from persona-rag "
+                "finetune), or more --max-examples / --candidates"
             )
         val_rows = []
         if config.validation_feedback:

@@ -27,6 +27,7 @@ from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback
 from optimizers.losses import distillation_kl
 from optimizers.ropg import personalized_rag_in
 from optimizers.training import Trainer, TrainingResult, config_dict
+from persona_rag.errors import ConfigError
 from persona_rag.evaluation import selection_metrics
 from persona_rag.io import atomic_write_json
 from persona_rag.selector import SelectorNet
@@ -126,10 +127,11 @@ class RSPG(Teleprompter):
         rows = [r for r in self.train_rows if not (config.skip_uniform and max(r.scores) == min(r.scores))]
         logger.info("%s: %d of %d examples carry a preference", name, len(rows), len(self.train_rows))
         if not rows:
-            raise ValueError(
+            raise ConfigError(
                 f"RSPG: on every training example all pool members score the same with signal "
-                f"{feedback.signal!r}; use the metric+likelihood or likelihood signal (--signal), or a "
-                "reader that uses its profile items (persona-rag finetune)"
+                f"{feedback.signal!r}, so the selector has nothing to learn. Use --signal metric+likelihood "
+                "or likelihood, a reader that uses its profile (--model runs/reader/best from persona-rag "
+                "finetune), more --max-examples, or pool members that retrieve differently"
             )
 
         net = SelectorNet(selector.model, max_length=selector.max_length)

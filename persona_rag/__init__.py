@@ -3,7 +3,15 @@ LLM's own metric (Salemi et al., SIGIR 2024) on LaMP, as composable DSPy modules
 
 from persona_rag.data import download_lamp, load_lamp, make_sample_task
 from persona_rag.encoders import TextEncoder
-from persona_rag.errors import DataError, DownloadError, GenerationError, StoreError, UnknownTaskError
+from persona_rag.errors import (
+    CacheError,
+    ConfigError,
+    DataError,
+    DownloadError,
+    GenerationError,
+    StoreError,
+    UnknownTaskError,
+)
 from persona_rag.generator import Generator, PromptAdapter
 from persona_rag.lm import LocalEngine, LocalLM, local_lm
 from persona_rag.program import PersonalizedRAG
@@ -25,6 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BM25Retriever",
+    "CacheError",
+    "ConfigError",
     "DataError",
     "DenseRetriever",
     "DownloadError",

@@ -80,3 +80,16 @@ def test_report_refuses_to_report_a_question_it_trained_or_validated_on(scripted
             config=ReportConfig(output_dir=tmp_path / "r", val_examples=4),
         )
     assert not (tmp_path / "r" / "ropg-rl").exists()  # refused before any training
+
+
+@pytest.mark.parametrize("parsing", ["lamp", "lenient"])
+def test_table_and_json_say_how_answers_were_parsed(tmp_path, parsing):
+    from optimizers.report import Report, SplitReport, write_report
+    from persona_rag.tasks import PARSING_NOTES
+
+    metrics = {column: {"MAE": 1.0, "RMSE": 1.5, "score": 0.5} for column in COLUMNS}
+    split = SplitReport("test", 4, metrics, {"RSPG-Pre": 0.5}, {"MAE": 2.0, "RMSE": 2.5}, "Dense", {})
+    protocol = {"val_rule": "latest"}
+    write_report(Report("LaMP-3", {"test": split}, protocol, {}, {}, parsing=parsing), tmp_path)
+    assert f"Parsing: {parsing} ({PARSING_NOTES[parsing]})." in (tmp_path / "table.md").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["parsing"] == parsing

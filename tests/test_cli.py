@@ -178,7 +178,7 @@ def test_bad_counts_are_refused_before_any_model_loads(
         ["train", "--method", "kd", "--epochs", "0"],
         ["train", "--method", "rl", "--max-examples", "-1"],
         ["select", "--mode", "pre", "--lr", "0"],
-        ["report", "--limit", "-34"],
+        ["report", "--splits", "test:-34"],
         ["finetune", "--k", "0"],
     ],
 )

@@ -432,9 +432,12 @@ class ProfileStore:
         if not documents:
             return RetrievalResult(())
         if any(fingerprint != self.fingerprint for fingerprint in encoders):
-            built = (collection.metadata or {}).get("encoder", "another encoder")
+            metadata = collection.metadata or {}
+            built = (
+                repr(metadata["encoder"]) if "encoder_fingerprint" in metadata else "an unrecorded encoder"
+            )
             raise StoreError(
-                f"{self.location}: user {user_id!r} was embedded with {built!r}, not with this "
+                f"{self.location}: user {user_id!r} was embedded with {built}, not with this "
                 f"store's encoder {self.encoder.name!r} (fingerprint {self.fingerprint}); re-embed it "
                 f"(ProfileStore.reembed, or `persona-rag index` with --encoder {self.encoder.name}) "
                 f"or open the store with the encoder it was built with"

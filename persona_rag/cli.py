@@ -223,7 +223,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from persona_rag.store import ProfileStore
 
         store = ProfileStore(args.store, url=args.url, task=task, encoder=args.encoder)
-        examples = [ex.copy(profile=None) for ex in examples]  # retrieve from the store by user id
+        # Retrieve from the store by user id, but only among the question's own profile items: the
+        # store holds the user's whole history, later questions' answers included.
+        examples = [
+            ex.copy(
+                profile=None,
+                user_id=_store_user(ex),
+                profile_ids=[item["id"] for item in ex.profile],
+            ).with_inputs("input", "user_id", "profile_ids")
+            for ex in examples
+        ]
     if args.selector:
         results = _evaluate_selector(args, task, examples, store)
     else:
@@ -242,17 +251,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_user(question: Any) -> str:
+    """The store's user for a question: its user id, or (LaMP's user-based split has none) the
+    question itself, whose profile is then a user of its own."""
+    return str(question.user_id or question.id)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from persona_rag.data import load_lamp
     from persona_rag.store import ProfileStore
 
     split = load_lamp(args.data, args.split, task=args.task, limit=args.limit)
     store = ProfileStore(args.store, url=args.url, task=split.task, encoder=args.encoder)
-    profiles = {}
+    profiles: dict[str, dict[str, Any]] = {}
     for question in split.questions:
-        # Without user ids (LaMP's user-based split) each question's profile is its own user.
-        user = question.user_id or question.id
-        items = profiles.setdefault(user, {})
+        # A user's stored profile is the union of their questions' profiles: readers pass a
+        # question's own item ids (evaluate --store) or a date, so no question sees a later one's.
+        items = profiles.setdefault(_store_user(question), {})
         items.update({item.id: item.model_dump(exclude_none=True) for item in question.profile})
     written = store.add_many((user, list(items.values())) for user, items in profiles.items())
     make_console().print(f"{len(profiles)} users, {written} items written to {store.location}")

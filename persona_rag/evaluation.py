@@ -62,13 +62,21 @@ def _predict_chunk(program: PersonalizedRAG, chunk: Sequence[dspy.Example]) -> l
             [ex.input for ex in chunk],
             [ex.get("profile") for ex in chunk],
             [ex.get("user_id") for ex in chunk],
+            [ex.get("profile_ids") for ex in chunk],
         )
     except GenerationError as error:
         logger.warning("batch failed (%s); retrying its %d examples one by one", error, len(chunk))
     out: list[dspy.Prediction | None] = []
     for ex in chunk:
         try:
-            out.append(program(input=ex.input, profile=ex.get("profile"), user_id=ex.get("user_id")))
+            out.append(
+                program(
+                    input=ex.input,
+                    profile=ex.get("profile"),
+                    user_id=ex.get("user_id"),
+                    profile_ids=ex.get("profile_ids"),
+                )
+            )
         except GenerationError as error:
             logger.error("example %s failed: %s", ex.get("id"), error)
             out.append(None)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from persona_rag.cli import main
+from persona_rag.data import load_lamp
 from persona_rag.store import ProfileStore
 
 
@@ -93,12 +94,37 @@ def test_retriever_specs_are_checked(tmp_path):
         retriever_list(f"dense,dense={tmp_path}")
 
 
-def test_index_loads_profiles_into_the_store(sample_task, tmp_path):
+def test_index_stores_each_users_history_and_reads_back_each_questions_profile(sample_task, tmp_path):
     assert main(["index", "--data", str(sample_task), "--split", "dev", "--store", str(tmp_path / "s")]) == 0
     store = ProfileStore(tmp_path / "s", task="LaMP-3")
-    assert len(store.users()) == 12
-    # Each user holds the union of their questions' profiles.
-    assert all(store.count(user) > 0 for user in store.users())
+    split = load_lamp(sample_task, "dev")
+    history = {}
+    for question in split.questions:
+        history.setdefault(question.user_id, set()).update(item.id for item in question.profile)
+    assert sorted(store.users()) == sorted(history)
+    assert all(store.count(user) == len(ids) for user, ids in history.items())
+    for question in split.questions:
+        # A user's later questions hold this question's answer; reading by its own ids never shows it.
+        profile = [item.model_dump(exclude_none=True) for item in question.profile]
+        docs = store.documents(question.user_id, ids=[item["id"] for item in profile])
+        assert [dict(doc.item) for doc in docs] == profile
+
+
+@pytest.mark.slow
+def test_evaluate_through_the_store_equals_evaluate_with_profiles(sample_task, tmp_path):
+    # The first 6 questions are 2 users' 3 questions each: each later profile holds the earlier gold.
+    store = str(tmp_path / "store")
+    assert main(["index", "--data", str(sample_task), "--limit", "6", "--store", store]) == 0
+    evaluate = ["evaluate", "--data", str(sample_task), "--limit", "6", "--retriever", "bm25,dense,recency"]
+    assert main([*evaluate, "--out", str(tmp_path / "memory.json")]) == 0
+    assert main([*evaluate, "--store", store, "--out", str(tmp_path / "store.json")]) == 0
+    memory, stored = (
+        json.loads((tmp_path / f"{run}.json").read_text())["results"] for run in ("memory", "store")
+    )
+    assert [r["name"] for r in stored] == [r["name"] for r in memory]
+    for by_memory, by_store in zip(memory, stored):
+        assert by_store["predictions"] == by_memory["predictions"]
+        assert by_store["metrics"] == by_memory["metrics"]
 
 
 def test_unknown_task_is_a_clear_error(sample_task, capsys):

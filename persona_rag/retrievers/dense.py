@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,10 +65,19 @@ class DenseRetriever(Retriever):
             start += len(docs)
         return out
 
-    def search_store(self, query: str, store: ProfileStore, user_id: str, k: int = 4) -> RetrievalResult:
+    def search_store(
+        self,
+        query: str,
+        store: ProfileStore,
+        user_id: str,
+        k: int = 4,
+        *,
+        ids: Sequence[str] | None = None,
+        before: str | datetime | None = None,
+    ) -> RetrievalResult:
         if store.encoder is self.encoder:
-            return store.search(user_id, self.encoder.encode([query])[0], k)
-        return super().search_store(query, store, user_id, k)
+            return store.search(user_id, self.encoder.encode([query])[0], k, ids=ids, before=before)
+        return super().search_store(query, store, user_id, k, ids=ids, before=before)
 
     def config(self) -> dict[str, Any]:
         return {"encoder": self.encoder.name, "normalize": self.encoder.normalize}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,10 @@ class DenseRetriever(Retriever):
         before: str | datetime | None = None,
     ) -> RetrievalResult:
         if store.encoder is self.encoder:
-            return store.search(user_id, self.encoder.encode([query])[0], k, ids=ids, before=before)
+            # Chroma returns q·d; the scores of this retriever are q·d / τ wherever the search runs.
+            found = store.search(user_id, self.encoder.encode([query])[0], k, ids=ids, before=before)
+            temperature = self.encoder.temperature
+            return RetrievalResult(tuple(replace(hit, score=hit.score / temperature) for hit in found.hits))
         return super().search_store(query, store, user_id, k, ids=ids, before=before)
 
     def config(self) -> dict[str, Any]:

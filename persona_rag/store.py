@@ -30,10 +30,10 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from persona_rag.dates import timestamp
 from persona_rag.encoders import DEFAULT_ENCODER, TextEncoder, shared_encoder
 from persona_rag.errors import DataError, PersonaRAGError, StoreError
 from persona_rag.retrievers.base import Hit, RetrievalResult
-from persona_rag.retrievers.simple import _timestamp
 from persona_rag.tasks import Document, TaskSpec, get_task
 
 __all__ = ["NAMESPACE_RULE", "TOKEN_ENV", "ProfileStore", "encoder_fingerprint"]
@@ -70,12 +70,12 @@ def _stored_item(meta: Mapping[str, Any]) -> Any:
 def _order_key(doc: Document) -> tuple[bool, float, str]:
     """Date order (undated items first, as :class:`RecencyRetriever` counts them oldest), then id:
     a function of the data alone, so concurrent writers cannot make the order ambiguous."""
-    stamp = _timestamp(doc.date)
+    stamp = timestamp(doc.date)
     return (stamp is not None, stamp if stamp is not None else 0.0, doc.id)
 
 
 def _before_stamp(before: str | datetime) -> float:
-    stamp = before.timestamp() if isinstance(before, datetime) else _timestamp(before)
+    stamp = before.timestamp() if isinstance(before, datetime) else timestamp(before)
     if stamp is None:
         raise ValueError(f"before={before!r} is not a date (expected e.g. 2001-03-09T12:00:00Z)")
     return stamp
@@ -313,7 +313,7 @@ class ProfileStore:
                 "text_sha": _digest(doc.text),
                 "encoder": self.fingerprint,
                 "item": record,
-                "ts": _timestamp(doc.date),
+                "ts": timestamp(doc.date),
                 "position": None,  # the insertion counter of stores written before 2026-11
             }
 

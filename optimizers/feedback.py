@@ -5,9 +5,10 @@ generator answers the task with each single item in the prompt, and Eval scores 
 against the gold (PAPER.md, Eq. 1-4). For RSPG (Eq. 5-7) the candidates are instead the top-``k``
 items of each retriever of a pool, one prompt per retriever. Answers are computed in batches
 (label scoring or batched generation for the in-process model, concurrent requests for a server
-``dspy.LM``) and stored in
-an SQLite cache keyed by the model, the generation settings and the exact messages, so a second
-run or epoch, or a run restarted after an interruption, repeats no finished work.
+``dspy.LM``) and stored in an SQLite cache keyed by :meth:`Generator.fingerprint` (the model by
+the content of its files, and the generation settings) and the exact messages, so a second run or
+epoch, or a run restarted after an interruption, repeats no finished work, while another
+checkpoint in a folder of the same name never reads this one's answers.
 
 A second, cheaper signal beyond the paper is offered: the log-likelihood of the gold output under
 the generator with each candidate (one scoring pass; no decoding).
@@ -15,7 +16,6 @@ the generator with each candidate (one scoring pass; no decoding).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
@@ -28,6 +28,7 @@ from typing import Any, Literal
 import dspy
 
 from optimizers.training import TrainingConfig
+from persona_rag.fingerprint import stable_hash
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import RetrievalResult, Retriever
 
@@ -37,7 +38,6 @@ __all__ = [
     "FeedbackCache",
     "FeedbackTrainingConfig",
     "PoolFeedback",
-    "generator_fingerprint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -157,38 +157,6 @@ class FeedbackCache:
             self._db.close()
 
 
-def generator_fingerprint(program: PersonalizedRAG) -> dict[str, Any]:
-    """What the generator's answers depend on, besides the messages: model and settings.
-
-    A local checkpoint directory contributes the size and modification time of its files, so
-    retraining a checkpoint in place does not reuse stale answers.
-    """
-    generator = program.generator
-    local = generator.local_model
-    if local is not None:
-        model: Any = local.name
-        directory = Path(local.name)
-        if directory.is_dir():
-            model = [
-                local.name,
-                sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir()),
-            ]
-    else:
-        lm = generator.lm
-        model = [
-            lm.model,
-            {k: v for k, v in sorted(lm.kwargs.items()) if isinstance(v, str | int | float | bool)},
-        ]
-    return {
-        "model": model,
-        "label_scoring": generator.label_scoring,
-        "calibrate": generator.calibrate,
-        "label_decision": generator.label_decision,
-        "max_new_tokens": generator.max_new_tokens,
-        "max_input_tokens": program.settings.max_input_tokens,
-    }
-
-
 class Feedback:
     """Compute (and cache) the generator's feedback for each candidate of each training example.
 
@@ -228,8 +196,7 @@ class Feedback:
         self.computed = 0  # prompts answered by the model in the last compute() (not from the cache)
 
     def _key(self, fingerprint: str, messages: list[dict[str, Any]], extra: Any) -> str:
-        payload = json.dumps([fingerprint, self.signal, messages, extra], sort_keys=True)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        return stable_hash([fingerprint, self.signal, messages, extra])
 
     def compute(self, examples: Sequence[dspy.Example]) -> list[CandidateFeedback]:
         """ROPG feedback: per example, the answer with each single top-``l`` candidate document."""
@@ -282,7 +249,9 @@ class Feedback:
         from tqdm.auto import tqdm
 
         program, task = self.program, self.program.task
-        fingerprint = json.dumps(generator_fingerprint(program), sort_keys=True)
+        # The messages carry the prompt, instructions and demos; the generator's fingerprint the
+        # model (by content: a retrained folder of the same name is another model) and settings.
+        fingerprint = stable_hash(program.generator.fingerprint())
         jobs: dict[str, _Job] = {}
         keys: list[list[tuple[str, str]]] = []
         for group in prompts:
@@ -294,7 +263,7 @@ class Feedback:
                 extra = [labels, gold] if self.signal == "likelihood" else [labels]
                 key = self._key(fingerprint, program.generator.messages(prompt), extra)
                 keys[-1].append((prompt, key))
-                content_free = program._content_free_prompt(example.input, result)
+                content_free = program.content_free_prompt(example.input, result)
                 jobs.setdefault(key, _Job(key, prompt, labels, content_free, gold))
         cached = self.cache.get_many(list(jobs))
         missing = [job for key, job in jobs.items() if key not in cached]

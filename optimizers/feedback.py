@@ -23,7 +23,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import dspy
 
@@ -115,6 +115,9 @@ class FeedbackTrainingConfig(TrainingConfig):
     max_val_examples: int | None = 100
     feedback_cache: str | Path = "runs/feedback.sqlite"
     feedback_batch_size: int = 32
+
+    # The cache holds answers keyed by content, so where it is and how it is filled change nothing.
+    run_only: ClassVar[frozenset[str]] = TrainingConfig.run_only | {"feedback_cache", "feedback_batch_size"}
 
 
 class FeedbackCache:

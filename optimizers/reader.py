@@ -178,6 +178,7 @@ class ReaderFinetune(Teleprompter):
             validate=validate,
             save_best=save_best,
             name="reader",
+            base=base.files_fingerprint,
         )
         self.result = trainer.fit(items)
         release_local_lm(training_name)

@@ -57,6 +57,7 @@ class ReportConfig:
         ropg_checkpoints: already trained encoders (``{"ropg-kd": dir}``) to use instead of training.
         feedback_cache: the shared LLM answer cache (default: ``output_dir/feedback.sqlite``).
         seed: training seed.
+        resume: let each trainer resume its state in ``output_dir`` (``False``: start fresh).
     """
 
     output_dir: str | Path = "reports/report"
@@ -72,6 +73,7 @@ class ReportConfig:
     ropg_checkpoints: dict[str, str | Path] = field(default_factory=dict)
     feedback_cache: str | Path | None = None
     seed: int = 0
+    resume: bool = True
 
 
 @dataclass
@@ -126,6 +128,7 @@ def run_report(
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "max_val_examples": config.val_examples,
         "seed": config.seed,
+        "resume": config.resume,
     }
 
     pool: dict[str, Retriever] = {

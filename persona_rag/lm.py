@@ -5,9 +5,10 @@ transformers dequantizes). Dequantizing takes ~17 s, so a safetensors copy is ca
 machine under ``$PERSONA_RAG_CACHE`` (default ``~/.cache/persona_rag``) and reloads in under a
 second. Any Hugging Face causal LM name or local directory works the same way.
 
-:class:`LocalEngine` plugs the model into DSPy 3.4 as ``dspy.LM("local/<name>", engine=...)``, so
-``dspy.Predict`` and every DSPy tool can call it; bulk work (evaluation, training feedback) calls
-:class:`LocalLM` directly in batches.
+:class:`LocalEngine` plugs the model into DSPy 3.4 as ``dspy.LM("local/<name>@<content hash>",
+engine=...)``, so ``dspy.Predict`` and every DSPy tool can call it, and DSPy's response cache is
+keyed by what the model files hold rather than by their folder's name; bulk work (evaluation,
+training feedback) calls :class:`LocalLM` directly in batches.
 """
 
 from __future__ import annotations

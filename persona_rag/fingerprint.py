@@ -121,7 +121,8 @@ def stable_hash(value: Any) -> str:
 
 
 def public_settings(obj: Any, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The public attributes of ``obj`` that hold plain values (its settings), minus ``exclude``.
+    """The public attributes of ``obj`` that hold plain values or tuples of them (its settings),
+    minus ``exclude``. Lists are left out: they are state that grows (a DSPy module's ``history``).
 
     Fingerprints take settings this way rather than from a list, so a setting added later (a new
     decoding or scoring option) changes the fingerprint without anyone having to remember it.
@@ -134,6 +135,6 @@ def public_settings(obj: Any, *, exclude: frozenset[str] = frozenset()) -> dict[
         and name not in exclude
         and (
             isinstance(value, plain)
-            or (isinstance(value, tuple | list) and all(isinstance(v, plain) for v in value))
+            or (isinstance(value, tuple) and all(isinstance(v, plain) for v in value))
         )
     }

@@ -46,7 +46,7 @@ def test_public_settings_take_every_plain_attribute():
     class Settings:
         def __init__(self):
             self.max_new_tokens, self.stop, self.batch_size = 8, ("\n",), 4
-            self._cache, self.model = {}, object()
+            self._cache, self.model, self.history = {}, object(), []  # state, not settings
 
     assert public_settings(Settings(), exclude=frozenset({"batch_size"})) == {
         "max_new_tokens": 8,

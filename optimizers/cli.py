@@ -70,6 +70,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         patience=args.patience,
         k=args.k,
         seed=args.seed,
+        resume=not args.overwrite,
     )
     retrievers = [
         make_retriever(kind, **({"encoder": args.encoder} if kind == "dense" else {}))
@@ -108,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "max_examples": args.max_examples,
         "max_val_examples": args.max_val_examples,
         "feedback_cache": args.feedback_cache,
+        "resume": not args.overwrite,
     }
     if args.method == "kd":
         optimizer: Any = ROPG_KD(config=ROPGKDConfig(**common, temperature=args.temperature))
@@ -146,6 +148,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         max_examples=args.max_examples,
         max_val_examples=args.max_val_examples,
         feedback_cache=args.feedback_cache,
+        resume=not args.overwrite,
     )
     program = build_program(args, task, "none")
     program.selector = Selector(
@@ -193,6 +196,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         },
         feedback_cache=args.feedback_cache,
         seed=args.seed,
+        resume=not args.overwrite,
     )
     report = run_report(
         build_program(args, train.task, "dense"), trainset=train.examples(), evalsets=evalsets, config=config
@@ -245,6 +249,15 @@ def _add_training_options(
     parser.add_argument("--max-val-examples", type=positive_int, default=100)
     parser.add_argument("--patience", type=int, default=patience)
     parser.add_argument("--seed", type=int, default=0)
+    _add_overwrite(parser)
+
+
+def _add_overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="start fresh, replacing a resume state in --out (by default a run resumes it, and a "
+        "state of a different run there is an error)",
+    )  # fmt: skip
 
 
 def _add_signal_option(parser: argparse.ArgumentParser) -> None:
@@ -321,6 +334,7 @@ def add_report(commands: Any) -> None:
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
     report.add_argument("--feedback-cache", type=Path, help="default <out>/feedback.sqlite")
     report.add_argument("--seed", type=int, default=0)
+    _add_overwrite(report)
     add_model_options(report)
     report.set_defaults(func=cmd_report)
 

@@ -5,9 +5,10 @@ generator answers the task with each single item in the prompt, and Eval scores 
 against the gold (PAPER.md, Eq. 1-4). For RSPG (Eq. 5-7) the candidates are instead the top-``k``
 items of each retriever of a pool, one prompt per retriever. Answers are computed in batches
 (label scoring or batched generation for the in-process model, concurrent requests for a server
-``dspy.LM``) and stored in
-an SQLite cache keyed by the model, the generation settings and the exact messages, so a second
-run or epoch, or a run restarted after an interruption, repeats no finished work.
+``dspy.LM``) and stored in an SQLite cache keyed by :meth:`Generator.fingerprint` (the model by
+the content of its files, and the generation settings) and the exact messages, so a second run or
+epoch, or a run restarted after an interruption, repeats no finished work, while another
+checkpoint in a folder of the same name never reads this one's answers.
 
 Beyond the paper's signal (``metric``: Eval of the answer) two more are offered:
 
@@ -26,7 +27,6 @@ for a server model, which may not return log-probabilities.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
@@ -36,12 +36,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import dspy
 
 from optimizers.training import TrainingConfig
 from persona_rag.errors import CacheError, ConfigError
+from persona_rag.fingerprint import stable_hash
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import RetrievalResult, Retriever
 
@@ -53,7 +54,6 @@ __all__ = [
     "FeedbackCache",
     "FeedbackTrainingConfig",
     "PoolFeedback",
-    "generator_fingerprint",
     "resolve_signal",
 ]
 
@@ -167,6 +167,9 @@ class FeedbackTrainingConfig(TrainingConfig):
     feedback_batch_size: int = 32
     signal: Signal = "auto"
 
+    # The cache holds answers keyed by content, so where it is and how it is filled change nothing.
+    run_only: ClassVar[frozenset[str]] = TrainingConfig.run_only | {"feedback_cache", "feedback_batch_size"}
+
 
 class FeedbackCache:
     """A persistent key -> JSON map in SQLite: each committed batch survives an interruption.
@@ -227,38 +230,6 @@ class FeedbackCache:
             self._db.close()
 
 
-def generator_fingerprint(program: PersonalizedRAG) -> dict[str, Any]:
-    """What the generator's answers depend on, besides the messages: model and settings.
-
-    A local checkpoint directory contributes the size and modification time of its files, so
-    retraining a checkpoint in place does not reuse stale answers.
-    """
-    generator = program.generator
-    local = generator.local_model
-    if local is not None:
-        model: Any = local.name
-        directory = Path(local.name)
-        if directory.is_dir():
-            model = [
-                local.name,
-                sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir()),
-            ]
-    else:
-        lm = generator.lm
-        model = [
-            lm.model,
-            {k: v for k, v in sorted(lm.kwargs.items()) if isinstance(v, str | int | float | bool)},
-        ]
-    return {
-        "model": model,
-        "label_scoring": generator.label_scoring,
-        "calibrate": generator.calibrate,
-        "label_decision": generator.label_decision,
-        "max_new_tokens": generator.max_new_tokens,
-        "max_input_tokens": program.settings.max_input_tokens,
-    }
-
-
 class Feedback:
     """Compute (and cache) the generator's feedback for each candidate of each training example.
 
@@ -298,8 +269,7 @@ class Feedback:
 
     @staticmethod
     def _key(fingerprint: str, kind: str, messages: list[dict[str, Any]], extra: Any) -> str:
-        payload = json.dumps([fingerprint, kind, messages, extra], sort_keys=True)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        return stable_hash([fingerprint, kind, messages, extra])
 
     def _loglik_from_answer(self, labels: Any, gold: str) -> bool:
         """Whether label scoring yields log p(gold) with the answer (raw label scores, gold a label)."""
@@ -357,7 +327,9 @@ class Feedback:
         from tqdm.auto import tqdm
 
         program, task = self.program, self.program.task
-        fingerprint = json.dumps(generator_fingerprint(program), sort_keys=True)
+        # The messages carry the prompt, instructions and demos; the generator's fingerprint the
+        # model (by content: a retrained folder of the same name is another model) and settings.
+        fingerprint = stable_hash(program.generator.fingerprint())
         jobs: dict[str, _Job] = {}
         keys: list[list[tuple[str, list[str]]]] = []
         for group in prompts:
@@ -367,7 +339,7 @@ class Feedback:
                 prompt = program.build_prompt(example.input, result)
                 gold = str(example.output)
                 messages = program.generator.messages(prompt)
-                content_free = program._content_free_prompt(example.input, result)
+                content_free = program.content_free_prompt(example.input, result)
                 kinds = []
                 if self.signal != "likelihood":
                     kinds.append(("answer", [labels]))

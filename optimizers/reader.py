@@ -43,6 +43,7 @@ def reader_training_ids(model: str | Path) -> set[str]:
     data = json.loads(record.read_text())
     return {str(i) for i in [*data.get("train_ids", []), *data.get("val_ids", [])]}
 
+
 logger = logging.getLogger(__name__)
 
 
@@ -227,6 +228,7 @@ class ReaderFinetune(Teleprompter):
             validate=validate,
             save_best=save_best,
             name="reader",
+            base=base.files_fingerprint,
         )
         self.result = trainer.fit(items)
         release_local_lm(training_name)

@@ -86,6 +86,7 @@ class ReportConfig:
         feedback_cache: the shared LLM answer cache (default: ``output_dir/feedback.sqlite``).
         resamples: bootstrap resamples and randomisation rounds of the significance tests.
         seed: training seed and the draw of validation users.
+        resume: let each trainer resume its state in ``output_dir`` (``False``: start fresh).
     """
 
     output_dir: str | Path = "reports/report"
@@ -105,6 +106,7 @@ class ReportConfig:
     feedback_cache: str | Path | None = None
     resamples: int = 2000
     seed: int = 0
+    resume: bool = True
 
 
 @dataclass
@@ -231,6 +233,7 @@ def run_report(
         "max_val_examples": config.val_examples,
         "patience": config.patience,
         "seed": config.seed,
+        "resume": config.resume,
     }
 
     pool: dict[str, Retriever] = {

@@ -32,8 +32,9 @@ from dspy.teleprompt import Teleprompter
 from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
-from persona_rag.encoders import TextEncoder
+from persona_rag.encoders import TextEncoder, resolve_encoder
 from persona_rag.errors import ConfigError
+from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import DenseRetriever
@@ -202,6 +203,7 @@ class _ROPG(Teleprompter):
             validate=validate,
             save_best=encoder.save,
             name=self.name,
+            base=directory_fingerprint(resolve_encoder(initial.name)),
         )
         self.result = trainer.fit(rows)
         program.retriever = DenseRetriever(encoder=TextEncoder(str(out / "best")))

@@ -27,8 +27,10 @@ from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback
 from optimizers.losses import distillation_kl
 from optimizers.ropg import personalized_rag_in
 from optimizers.training import Trainer, TrainingResult, config_dict
+from persona_rag.encoders import resolve_encoder
 from persona_rag.errors import ConfigError
 from persona_rag.evaluation import selection_metrics
+from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
 from persona_rag.selector import SelectorNet
 
@@ -158,7 +160,13 @@ class RSPG(Teleprompter):
             return pool_selection_metrics(program.task, valset, self.val_rows, chosen)
 
         trainer = Trainer(
-            module=net, config=config, loss_fn=loss_fn, validate=validate, save_best=net.save, name=name
+            module=net,
+            config=config,
+            loss_fn=loss_fn,
+            validate=validate,
+            save_best=net.save,
+            name=name,
+            base=directory_fingerprint(resolve_encoder(selector.model)),
         )
         self.result = trainer.fit(rows)
         best = out / "best"

@@ -5,10 +5,19 @@ effective batch, validation after every epoch with early stopping, the best weig
 atomically, and a resumable state: an interrupted run started again with the same output
 directory continues where its last checkpoint left off, repeating no finished optimizer step.
 Per-epoch losses and validation metrics go to ``history.json`` and ``curves.png``.
+
+The resume state (``state/``, replaced atomically as a whole) loads without running code:
+tensors (weights, optimizer moments, torch's RNG) in ``trainer.pt`` read with
+``torch.load(weights_only=True)``, everything else (progress, history, scheduler, Python's RNG)
+in ``trainer.json``. It records the run's fingerprint (the settings that shape the result, a
+hash of the training items, and the base model's fingerprint): a run started into a folder that
+holds a different run stops with a clear error instead of returning the old model, unless
+``resume=False`` (``--overwrite``) asks to start fresh.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -16,13 +25,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dspy
 import numpy as np
 import torch
 
-from persona_rag.io import atomic_write_bytes, atomic_write_json
+from persona_rag.errors import StateError
+from persona_rag.fingerprint import stable_hash
+from persona_rag.io import atomic_directory, atomic_write_bytes, atomic_write_json
 from persona_rag.program import PersonalizedRAG
 
 __all__ = ["Trainer", "TrainingConfig", "TrainingResult", "config_dict", "plot_history", "validation_scores"]
@@ -30,6 +41,7 @@ __all__ = ["Trainer", "TrainingConfig", "TrainingResult", "config_dict", "plot_h
 logger = logging.getLogger(__name__)
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
+_STATE_FORMAT = 1  # of state/trainer.json; a pickled trainer.pt alone (before) is never loaded
 
 
 @dataclass(kw_only=True)
@@ -48,7 +60,9 @@ class TrainingConfig:
         weight_decay: AdamW weight decay (paper: none, i.e. Adam).
         patience: stop after this many epochs without a better validation score (``None``: never).
         checkpoint_every: optimizer steps between resume checkpoints (also saved every epoch).
-        resume: continue from ``output_dir/state`` when it exists.
+        resume: continue from ``output_dir/state`` when it holds this same run (settings, data,
+            base model); a different run there is an error. ``False`` starts fresh and replaces
+            that state (the CLI's ``--overwrite``).
         seed: shuffling and initialisation seed.
         progress: show a progress bar.
     """
@@ -67,9 +81,16 @@ class TrainingConfig:
     seed: int = 0
     progress: bool = True
 
+    run_only: ClassVar[frozenset[str]] = frozenset({"output_dir", "checkpoint_every", "resume", "progress"})
+    """Fields that do not change what a run computes, left out of its fingerprint."""
+
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.gradient_accumulation_steps
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that shape the trained weights (all fields but :attr:`run_only`)."""
+        return {k: v for k, v in config_dict(self).items() if k not in self.run_only}
 
 
 @dataclass
@@ -100,6 +121,8 @@ class Trainer:
             averaged per epoch into the history.
         validate: ``validate() -> {"score": higher-is-better, ...}`` on the validation set.
         save_best: ``save_best(directory)`` writes the current weights in Hugging Face format.
+        base: what the weights start from, e.g. the base model's content fingerprint (part of the
+            run's fingerprint, so a resume never continues from another base model).
 
     Example:
         >>> trainer = Trainer(module=model, config=TrainingConfig(output_dir="runs/x", epochs=2),
@@ -117,45 +140,92 @@ class Trainer:
         validate: Callable[[], dict[str, float]],
         save_best: Callable[[Path], Any],
         name: str = "train",
+        base: Any = None,
     ) -> None:
         self.module, self.config, self.loss_fn = module, config, loss_fn
-        self.validate, self.save_best, self.name = validate, save_best, name
+        self.validate, self.save_best, self.name, self.base = validate, save_best, name, base
         self.out = Path(config.output_dir)
+        self._run: dict[str, Any] = {}
 
     # ---------------------------------------------------------------------------- resume state
     @property
-    def _state_file(self) -> Path:
-        return self.out / "state" / "trainer.pt"
+    def _state_dir(self) -> Path:
+        return self.out / "state"
+
+    def run_fingerprint(self, items: Sequence[Any]) -> dict[str, Any]:
+        """What this run's result depends on: settings, training items and the base model."""
+        run = {"config": self.config.identity(), "data": stable_hash(list(items)), "base": self.base}
+        return json.loads(json.dumps(run, default=str))  # as it reads back from trainer.json
 
     def _save_state(self, optimizer: Any, scheduler: Any, progress: dict[str, Any]) -> None:
         import io
 
-        buffer = io.BytesIO()
+        tensors = io.BytesIO()
         torch.save(
             {
                 "model": self.module.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "progress": progress,
                 "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(),
             },
-            buffer,
+            tensors,
         )
-        atomic_write_bytes(self._state_file, buffer.getvalue())
+        version, internal, gauss = random.getstate()
+        with atomic_directory(self._state_dir) as temporary:  # both files or neither
+            atomic_write_bytes(temporary / "trainer.pt", tensors.getvalue())
+            atomic_write_json(
+                temporary / "trainer.json",
+                {
+                    "format": _STATE_FORMAT,
+                    "run": self._run,
+                    "progress": progress,
+                    "scheduler": scheduler.state_dict(),
+                    "python_rng": [version, list(internal), gauss],
+                },
+            )
 
     def _load_state(self, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
-        if not (self.config.resume and self._state_file.exists()):
+        if not (self.config.resume and self._state_dir.exists()):
             return None
-        state = torch.load(self._state_file, map_location="cpu", weights_only=False)
-        self.module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = self._read_state()
+        tensors_file = self._state_dir / "trainer.pt"
+        try:  # weights_only: tensors and plain containers, never code
+            tensors = torch.load(tensors_file, map_location="cpu", weights_only=True)
+            self.module.load_state_dict(tensors["model"])
+            optimizer.load_state_dict(tensors["optimizer"])
+            torch.set_rng_state(tensors["torch_rng"])
+        except Exception as error:
+            raise StateError(
+                f"{tensors_file}: not a persona-rag resume state: it does not load as plain tensors "
+                f"({type(error).__name__}), and it is never unpickled, as that can run code. Start fresh "
+                "with --overwrite (resume=False) or use another output folder"
+            ) from error
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
+        version, internal, gauss = state["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
         progress = state["progress"]
         logger.info("resuming %s at epoch %d, step %d", self.name, progress["epoch"], progress["step"])
         return progress
+
+    def _read_state(self) -> dict[str, Any]:
+        """``trainer.json``, checked to belong to this run before anything is loaded."""
+        path = self._state_dir / "trainer.json"
+        fresh = "Start fresh with --overwrite (resume=False), or use another output folder"
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise StateError(
+                f"{path}: unreadable resume state ({error}); a state written by an older persona-rag "
+                f"(one pickled trainer.pt) is never loaded, as unpickling can run code. {fresh}"
+            ) from error
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise StateError(f"{path}: not a persona-rag resume state (format {_STATE_FORMAT}). {fresh}")
+        changed = _differences(state.get("run") or {}, self._run)
+        if changed:
+            raise StateError(
+                f"{path}: this folder holds another run (it differs in {', '.join(changed)}); resuming it "
+                f"would return that run's model. {fresh}"
+            )
+        return state
 
     # ------------------------------------------------------------------------------------ fit
     def fit(self, items: Sequence[Any]) -> TrainingResult:
@@ -165,6 +235,7 @@ class Trainer:
         config = self.config
         if not items:
             raise ValueError(f"{self.name}: no training items")
+        self._run = self.run_fingerprint(items)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         micro_per_epoch = math.ceil(len(items) / config.batch_size)
@@ -253,6 +324,13 @@ class Trainer:
         atomic_write_json(self.out / "history.json", progress["history"])
         plot_history(progress["history"], self.out / "curves.png", title=self.name)
         logger.info("%s epoch %d: %s", self.name, epoch, record)
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two run fingerprints: config fields by name, then data and base."""
+    old, new = saved.get("config") or {}, now["config"]
+    changed = [f"config.{key}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return changed + [part for part in ("data", "base") if saved.get(part) != now[part]]
 
 
 def plot_history(history: Sequence[dict[str, float]], path: str | Path, *, title: str = "") -> Path:

@@ -54,6 +54,30 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+_API_KEY_VARIABLES = ("PERSONA_RAG_API_KEY", "OPENAI_API_KEY")
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key for ``--lm``: ``--api-key-file``, else ``--api-key`` (``main`` warns about it),
+    else ``$PERSONA_RAG_API_KEY``, else ``$OPENAI_API_KEY``. It is handed to the ``dspy.LM``
+    only: never logged, never saved (saved programs and results hold no key)."""
+    from persona_rag.errors import DataError
+
+    if args.api_key_file:
+        try:
+            key = Path(args.api_key_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise DataError(
+                f"cannot read the API key file ({error.strerror})", file=str(args.api_key_file)
+            ) from error
+        if not key:
+            raise DataError("the API key file is empty", file=str(args.api_key_file))
+        return key
+    if args.api_key:
+        return args.api_key
+    return next((os.environ[name] for name in _API_KEY_VARIABLES if os.environ.get(name)), None)
+
+
 def _generator(args: argparse.Namespace) -> Any:
     import dspy
 
@@ -64,7 +88,7 @@ def _generator(args: argparse.Namespace) -> Any:
         lm = dspy.LM(
             args.lm,
             api_base=args.api_base,
-            api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
+            api_key=_api_key(args),
             max_tokens=args.max_new_tokens,
             temperature=0.0,
             timeout=args.timeout,
@@ -324,7 +348,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", default=DEFAULT_LM, help="in-process Hugging Face model name or path")
     group.add_argument("--lm", help="a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B")
     group.add_argument("--api-base", help="OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)")
-    group.add_argument("--api-key", help="API key for --lm (default: $OPENAI_API_KEY)")
+    group.add_argument(
+        "--api-key-file", type=Path, help="file holding the API key for --lm (default: $PERSONA_RAG_API_KEY, "
+        "else $OPENAI_API_KEY)",
+    )  # fmt: skip
+    group.add_argument("--api-key", help="API key for --lm; avoid: it shows in ps and the shell history")
     group.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per --lm request")
     group.add_argument("--encoder", default=DEFAULT_ENCODER, help="dense retriever encoder")
     group.add_argument("--k", type=positive_int, default=4, help="profile items per prompt")
@@ -410,6 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     _quiet_libraries()
+    if getattr(args, "api_key", None):
+        logging.getLogger(__name__).warning(
+            "--api-key puts the key in the process list and the shell history; "
+            "set $PERSONA_RAG_API_KEY or use --api-key-file instead"
+        )
     from persona_rag.errors import PersonaRAGError
 
     try:

@@ -9,6 +9,7 @@ __all__ = [
     "DownloadError",
     "GenerationError",
     "PersonaRAGError",
+    "StateError",
     "StoreError",
     "UnknownTaskError",
 ]
@@ -63,6 +64,12 @@ class DownloadError(PersonaRAGError, OSError):
 
 class GenerationError(PersonaRAGError, RuntimeError):
     """An LLM call failed or timed out; names the example it was for."""
+
+
+class StateError(PersonaRAGError, ValueError):
+    """A saved program or run state that is not loaded as it is: loading it would run code, send
+    requests (and an API key) to an endpoint the caller did not choose, or continue from other
+    weights, data or settings than the caller's."""
 
 
 class StoreError(PersonaRAGError, RuntimeError):

@@ -13,6 +13,7 @@ highest likelihood), which constrains the answer to the label set.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -21,11 +22,13 @@ import dspy
 import numpy as np
 
 from persona_rag.cache import LRUCache, text_key
-from persona_rag.errors import GenerationError
+from persona_rag.errors import GenerationError, StateError
+from persona_rag.fingerprint import public_settings, stable_hash
 from persona_rag.lm import LocalLM, local_lm, local_model_of
+from persona_rag.lm_state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
 from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
 
-__all__ = ["Generator", "PersonalizedAnswer", "PromptAdapter"]
+__all__ = ["Generator", "PersonalizedAnswer", "PromptAdapter", "SafePredict"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,41 @@ class PromptAdapter(dspy.Adapter):
 
     def parse(self, signature: Any, completion: str) -> dict[str, Any]:
         return {"output": (completion or "").strip()}
+
+
+class SafePredict(dspy.Predict):
+    """``dspy.Predict`` whose LM is saved as data and loaded through an allow-list.
+
+    The LM goes under its own key as a record of :mod:`persona_rag.lm_state` (model path and
+    fingerprint, or model string and endpoint; never a key or a class to import), and DSPy's own
+    ``lm`` entry stays empty, so a saved program loads without ``allow_unsafe_lm_state``.
+    """
+
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        bare = copy.copy(self)
+        bare.lm = None
+        state = dspy.Predict.dump_state(bare, json_mode=json_mode)
+        state[LM_STATE_KEY] = dump_lm(self.lm)
+        return state
+
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> SafePredict:
+        """Load demos, signature and the LM record.
+
+        ``allow_unsafe_lm_state`` is accepted for DSPy's interface and has no effect here: the LM is
+        always restored through :func:`persona_rag.lm_state.load_lm`, so no file can make this
+        load import a class or redirect requests, whatever the caller passes.
+        """
+        state = dict(state)
+        record = state.pop(LM_STATE_KEY, None)
+        legacy = state.pop("lm", None)
+        if record is None and legacy is not None:
+            if not isinstance(legacy, dict):
+                raise StateError(f"the generator's lm entry is not an LM record: {legacy!r}")
+            record = legacy_record(legacy)
+        lm = load_lm(record, current=self.lm)
+        super().load_state({**state, "lm": None})
+        self.lm = lm
+        return self
 
 
 class Generator(dspy.Module):
@@ -91,7 +129,7 @@ class Generator(dspy.Module):
         batch_size: int = 8,
     ) -> None:
         super().__init__()
-        self.predict = dspy.Predict(PersonalizedAnswer)
+        self.predict = SafePredict(PersonalizedAnswer)
         if lm is not None:
             self.predict.lm = lm
         self.max_new_tokens = max_new_tokens
@@ -127,6 +165,15 @@ class Generator(dspy.Module):
         """For prompt budgets: the model's own tokenizer when local, else whitespace tokens."""
         model = self.local_model
         return HFTokenizer(model.tokenizer) if model is not None else ApproxTokenizer()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What an answer depends on besides the conversation (which carries the instructions and
+        demos): the model, by the content of its files for an in-process model or by model string,
+        endpoint and generation settings for a server (never its key), and every plain setting of
+        this generator, including any added later; ``batch_size`` only groups the work."""
+        local = self.local_model
+        model = local.fingerprint() if local is not None else dump_lm(self.lm)
+        return {"model": model, "settings": public_settings(self, exclude=frozenset({"batch_size"}))}
 
     def messages(self, prompt: str) -> list[dict[str, Any]]:
         """The conversation the model receives for ``prompt`` (instructions, demos, prompt)."""
@@ -235,7 +282,8 @@ class Generator(dspy.Module):
         self, model: LocalLM, prompts: Sequence[str], labels: Sequence[Sequence[str]]
     ) -> list[np.ndarray]:
         """Label scores of content-free prompts, cached: without a profile they are all the same."""
-        keys = [f"{model.name}|{text_key([p, *ls])}" for p, ls in zip(prompts, labels)]
+        identity = stable_hash(model.fingerprint())  # not the name: a retrained folder keeps its name
+        keys = [f"{identity}|{text_key([p, *ls])}" for p, ls in zip(prompts, labels)]
         missing = {key: i for i, key in enumerate(keys) if self._content_free_cache.get(key) is None}
         if missing:
             rows = model.score(

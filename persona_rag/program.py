@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 from dspy.predict.parameter import Parameter
 
-from persona_rag.errors import GenerationError
+from persona_rag.errors import GenerationError, StateError
 from persona_rag.generator import Generator
 from persona_rag.retrievers import BM25Retriever, RetrievalResult, Retriever
 from persona_rag.selector import Selection, Selector
@@ -108,6 +108,14 @@ class PersonalizedRAG(dspy.Module):
         self.store = store
         self.selector = selector
 
+    def load(self, path: Any, **kwargs: Any) -> None:
+        """``dspy.Module.load``, naming the file when its saved LM is refused. Programs saved by
+        persona-rag load without ``allow_unsafe_lm_state`` (see :mod:`persona_rag.lm_state`)."""
+        try:
+            super().load(path, **kwargs)
+        except StateError as error:
+            raise StateError(f"{path}: {error}") from error
+
     @property
     def task(self) -> TaskSpec:
         if self._spec.name != self.settings.task:  # settings were loaded from a file
@@ -186,7 +194,7 @@ class PersonalizedRAG(dspy.Module):
             answer = self.generator(
                 prompt=prompt,
                 labels=self.task.labels_for(input),
-                content_free_prompt=self._content_free_prompt(input, result),
+                content_free_prompt=self.content_free_prompt(input, result),
             )
         except GenerationError as error:
             raise GenerationError(f"user {user_id!r}, input {input[:60]!r}...: {error}") from error
@@ -252,7 +260,7 @@ class PersonalizedRAG(dspy.Module):
         answers = self.generator.generate_batch(
             [prompts[i] for i in first],
             [self.task.labels_for(inputs[i]) for i in first],
-            [self._content_free_prompt(inputs[i], results[i]) for i in first],
+            [self.content_free_prompt(inputs[i], results[i]) for i in first],
         )
         by_prompt = dict(zip(unique, answers))
         return [by_prompt[prompt] for prompt in prompts]
@@ -303,8 +311,9 @@ class PersonalizedRAG(dspy.Module):
             out.append(prediction)
         return out
 
-    def _content_free_prompt(self, input: str, result: RetrievalResult) -> str | None:
-        """The prompt with the input's content blanked, for generators that calibrate."""
+    def content_free_prompt(self, input: str, result: RetrievalResult) -> str | None:
+        """The prompt with the input's content blanked, for generators that calibrate (``None``
+        otherwise); optimizers that answer prompts themselves pass it on to the generator."""
         if not getattr(self.generator, "calibrate", False):
             return None
         return self.build_prompt(self.task.content_free(input), result)

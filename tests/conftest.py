@@ -119,3 +119,28 @@ def scripted_lm():
         return dspy.LM("scripted/test", engine=ScriptedEngine(reply_fn), cache=False, num_retries=0)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint():
+    """``tiny_checkpoint(directory, seed)``: a random-weight one-layer Llama with the default
+    model's tokenizer, saved with ``save_pretrained`` (a few MB; different seeds answer differently)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from persona_rag.lm import DEFAULT_LM, resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_LM))
+
+    def make(directory: Path, seed: int) -> Path:
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        )  # fmt: skip
+        LlamaForCausalLM(config).save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        return Path(directory)
+
+    return make

@@ -295,3 +295,72 @@ def test_bad_gold_is_one_line_naming_file_id_and_field(tmp_path, write_split, ra
     )
     assert main(["evaluate", "--data", str(tmp_path)]) == 2
     assert_one_line_error(capsys, "dev_outputs.json", "'q1'", "'output'", "banana")
+
+
+@pytest.fixture
+def openai_server():
+    """A loopback OpenAI-compatible server answering "3", recording each request's Authorization."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append(self.headers.get("Authorization"))
+            body = json.dumps({
+                "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "3"}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }).encode()  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    server.shutdown()
+
+
+def test_api_keys_come_from_the_environment_or_a_file_and_are_never_logged_or_saved(
+    sample_task, tmp_path, monkeypatch, capsys, caplog, openai_server
+):
+    import uuid
+
+    from persona_rag.cli import build_parser, build_program
+
+    url, seen = openai_server
+
+    def evaluate(out, *extra):  # a new model name each time: DSPy's cache would answer otherwise
+        model = ["--lm", f"openai/test-{uuid.uuid4().hex}", "--api-base", url]
+        return main(
+            ["-v", "evaluate", "--data", str(sample_task), "--limit", "2", *model, "--out", str(out), *extra]
+        )
+
+    (tmp_path / "key").write_text("sk-from-file\n")
+    monkeypatch.setenv("PERSONA_RAG_API_KEY", "sk-from-env")
+    assert evaluate(tmp_path / "env.json") == 0
+    assert evaluate(tmp_path / "file.json", "--api-key-file", str(tmp_path / "key")) == 0
+    assert evaluate(tmp_path / "flag.json", "--api-key", "sk-from-flag") == 0
+    assert seen == ["Bearer sk-from-env"] * 2 + ["Bearer sk-from-file"] * 2 + ["Bearer sk-from-flag"] * 2
+    assert "--api-key puts the key in the process list" in caplog.text
+
+    args = build_parser().parse_args(
+        ["evaluate", "--data", str(sample_task), "--lm", "openai/m", "--api-base", url]
+    )
+    build_program(args, "LaMP-3", "bm25").save(str(tmp_path / "program.json"))
+    captured = capsys.readouterr()
+    written = "".join(p.read_text() for p in tmp_path.glob("*.json"))
+    for secret in ("sk-from-env", "sk-from-file", "sk-from-flag"):
+        assert secret not in written + captured.out + captured.err + caplog.text
+    assert evaluate(tmp_path / "never.json", "--api-key-file", str(tmp_path / "missing")) == 2
+    assert "missing: cannot read the API key file" in capsys.readouterr().err

@@ -111,7 +111,7 @@ def test_saved_program_keeps_the_local_model_reference(tmp_path):
     program = PersonalizedRAG(task="LaMP-3", generator=Generator(lm=local_lm()))
     program.save(str(tmp_path / "p.json"))
     fresh = PersonalizedRAG(task="LaMP-3")
-    fresh.load(str(tmp_path / "p.json"), allow_unsafe_lm_state=True)
+    fresh.load(str(tmp_path / "p.json"))
     engine = fresh.generator.predict.lm.engine
     assert isinstance(engine, LocalEngine) and engine.model == "SmolLM2-135M-Instruct"
 

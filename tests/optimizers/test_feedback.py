@@ -103,3 +103,47 @@ def test_a_corrupt_value_in_the_cache_is_a_clear_error(tmp_path):
     with pytest.raises(CacheError, match=f"delete or move the cache file {path}") as info:
         cache.get_many(["good", "bad"])
     assert "JSONDecodeError" in str(info.value)
+
+
+def test_checkpoints_in_folders_of_the_same_name_get_their_own_feedback(tmp_path, tiny_checkpoint):
+    from persona_rag.lm import local_lm
+
+    a = tiny_checkpoint(tmp_path / "a" / "best", seed=1)
+    b = tiny_checkpoint(tmp_path / "b" / "best", seed=2)
+    examples = make_examples(2, profile_size=4)
+
+    def outputs(path, cache):
+        generator = Generator(lm=local_lm(str(path)), label_scoring=False, max_new_tokens=4)
+        program = PersonalizedRAG(task=TASK, retriever=BM25Retriever(), generator=generator)
+        rows = Feedback(program=program, candidates=3, cache=cache, progress=False).compute(examples)
+        return [row.outputs for row in rows]
+
+    shared = tmp_path / "feedback.sqlite"
+    assert outputs(a, shared) != outputs(b, tmp_path / "b-alone.sqlite")
+    # b after a in one cache file: b's own answers, not a's (the key was the folder name's model)
+    assert outputs(b, shared) == outputs(b, tmp_path / "b-alone.sqlite")
+
+
+def test_the_packaged_model_is_keyed_by_its_content_not_its_name(tmp_path, tiny_checkpoint, monkeypatch):
+    from persona_rag.lm import DEFAULT_LM, local_lm, release_local_lm
+
+    examples = make_examples(2, profile_size=4)
+
+    def outputs(machine_cache, seed):
+        # The default model's copy under $PERSONA_RAG_CACHE, e.g. rebuilt by a newer transformers.
+        monkeypatch.setenv("PERSONA_RAG_CACHE", str(tmp_path / machine_cache))
+        tiny_checkpoint(tmp_path / machine_cache / "models" / DEFAULT_LM, seed=seed)
+        release_local_lm(DEFAULT_LM)
+        try:
+            generator = Generator(lm=local_lm(DEFAULT_LM), label_scoring=False, max_new_tokens=4)
+            program = PersonalizedRAG(task=TASK, retriever=BM25Retriever(), generator=generator)
+            feedback = Feedback(
+                program=program, candidates=3, cache=tmp_path / "feedback.sqlite", progress=False
+            )
+            return [row.outputs for row in feedback.compute(examples)], feedback.computed
+        finally:
+            release_local_lm(DEFAULT_LM)  # later tests get the real default model again
+
+    first, _ = outputs("machine-1", seed=1)
+    second, computed = outputs("machine-2", seed=2)
+    assert computed == 6 and second != first  # the name alone served the first copy's answers

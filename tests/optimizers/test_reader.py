@@ -45,7 +45,7 @@ def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_pa
 
     tuned.save(str(tmp_path / "program.json"))
     fresh = PersonalizedRAG(task="LaMP-3", retriever=BM25Retriever(), k=2)
-    fresh.load(str(tmp_path / "program.json"), allow_unsafe_lm_state=True)
+    fresh.load(str(tmp_path / "program.json"))
     engine = fresh.generator.predict.lm.engine
     assert isinstance(engine, LocalEngine) and engine.model == str(best)
     assert fresh(input=dev[0].input, profile=dev[0].profile).output == prediction.output

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from optimizers.training import Trainer, TrainingConfig
+from persona_rag.errors import StateError
 
 
 def make_problem(seed: int = 0):
@@ -116,3 +118,64 @@ def test_interrupted_run_resumes_without_repeating_steps(tmp_path):
     resumed.fit(items)
     assert counted["n"] == 6 * 8 - 18  # only the micro-batches after the last checkpoint
     assert torch.allclose(fresh_model.weight, reference_model.weight, atol=1e-6)
+
+
+def test_a_different_run_in_the_same_folder_is_refused_until_overwrite(tmp_path):
+    items, model = make_problem()
+    trainer_for(model, items, tmp_path, epochs=2)[0].fit(items)
+    for overrides, differs in (
+        ({"learning_rate": 0.1}, "config.learning_rate"),
+        ({"output_dir": tmp_path, "progress": True}, None),  # run-only fields: the same run, resumed
+    ):
+        _, other = make_problem()
+        trainer, _ = trainer_for(other, items, tmp_path, epochs=2, **overrides)
+        if differs:
+            with pytest.raises(
+                StateError, match=rf"state/trainer\.json: .*differs in {differs}.*--overwrite"
+            ):
+                trainer.fit(items)
+        else:
+            assert len(trainer.fit(items).history) == 3  # nothing left to train
+    _, other = make_problem()
+    with pytest.raises(StateError, match="differs in data"):
+        trainer_for(other, items[:32], tmp_path, epochs=2)[0].fit(items[:32])
+    trainer, _ = trainer_for(other, items, tmp_path, epochs=2)
+    trainer.base = "another base model"
+    with pytest.raises(StateError, match="differs in base"):
+        trainer.fit(items)
+
+    fresh, _ = trainer_for(other, items, tmp_path, epochs=2, learning_rate=0.1, resume=False)
+    result = fresh.fit(items)  # --overwrite: starts again and replaces the state
+    assert [row["epoch"] for row in result.history] == [0, 1, 2]
+    state = json.loads((tmp_path / "state" / "trainer.json").read_text())
+    assert state["run"]["config"]["learning_rate"] == 0.1
+
+
+class Payload:
+    """Unpickling this runs ``Path.write_text(marker, "ran")``: a stand-in for ``os.system``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "ran"))
+
+
+@pytest.mark.parametrize("layout", ["pickle alone (old layout)", "pickle beside a valid trainer.json"])
+def test_a_crafted_pickle_is_never_unpickled_on_resume(tmp_path, layout):
+    proof = tmp_path / "proof"
+    torch.save({"model": Payload(proof)}, tmp_path / "proof.pt")
+    torch.load(tmp_path / "proof.pt", weights_only=False)
+    assert proof.exists()  # the payload is live: unpickling it does run code
+
+    items, model = make_problem()
+    out = tmp_path / "run"
+    trainer_for(model, items, out, epochs=1)[0].fit(items)
+    if layout.startswith("pickle alone"):
+        (out / "state" / "trainer.json").unlink()
+    marker = tmp_path / "pwned"
+    torch.save({"model": Payload(marker)}, out / "state" / "trainer.pt")
+    _, fresh = make_problem()
+    with pytest.raises(StateError, match=r"state/trainer\.(pt|json): .*never (loaded|unpickled)"):
+        trainer_for(fresh, items, out, epochs=1)[0].fit(items)
+    assert not marker.exists()

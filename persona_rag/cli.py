@@ -1,10 +1,10 @@
-"""``persona-rag``: demo, index and evaluate from the command line.
+"""``persona-rag``: the command line (demo, evaluate, index; the optimizers add finetune, train,
+select and report).
 
 Other packages add commands through the ``persona_rag.commands`` entry-point group (a function
-that receives the sub-parser collection) and demo rows through ``persona_rag.demo_steps``
-(``step(args, task, data_dir, dev_examples) -> EvaluationResult``); the ``optimizers`` package adds
-the training commands and the demo's tuning step that way, so ``persona_rag`` never imports
-training code.
+that receives the sub-parser collection); the ``optimizers`` package adds the demo and the training
+commands that way, so ``persona_rag`` never imports training code. Heavy modules (torch, dspy,
+transformers) are imported inside the commands, so ``persona-rag --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ __all__ = [
     "retriever_list",
     "spec_name",
 ]
-
-DEMO_RETRIEVERS = ("none", "random", "recency", "bm25", "dense")
 
 
 def make_console() -> Any:
@@ -223,51 +221,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    import shutil
-
-    from persona_rag.data import load_lamp, make_sample_task
-    from persona_rag.evaluation import results_table, write_results
-    from persona_rag.store import ProfileStore
-
-    out = Path(args.out)
-    data = make_sample_task(out / "data", n_users=args.users, seed=args.seed)
-    split = load_lamp(data, "dev")
-    examples = split.examples()
-    console = make_console()
-    console.print(f"sample task: {len(examples)} dev questions of {args.users} users in {data}")
-    results = _evaluate_all(args, split.task, examples, DEMO_RETRIEVERS)
-
-    # The same dense retrieval served by an embedded Chroma store. Each user's store holds the
-    # history before their first dev question, so no question can see its own future.
-    shutil.rmtree(out / "store", ignore_errors=True)
-    store = ProfileStore(out / "store", task=split.task, encoder=args.encoder)
-    first: dict[str, Any] = {}
-    for ex in examples:
-        first.setdefault(ex.user_id, ex.profile)
-    store.add_many(first.items())
-    stored = [ex.copy(profile=None) for ex in examples]
-    [store_result] = _evaluate_all(args, split.task, stored, ["dense"], store)
-    store_result.name = "dense (Chroma store)"
-    results.append(store_result)
-    for entry in entry_points(group="persona_rag.demo_steps"):
-        # e.g. a short ROPG tuning step from the optimizers package
-        results.append(entry.load()(args, split.task, data, examples))
-
-    console.print(
-        results_table(
-            results, title=f"persona-rag demo: {split.task.name}-format sample, dev, k={args.k}, {args.model}"
-        )
-    )
-    write_results(out / "demo_results.json", results, task=split.task.name, k=args.k, model=args.model)
-    console.print(f"results written to {out / 'demo_results.json'}")
-    return 0
-
-
 # -------------------------------------------------------------------------------------- parser
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    from persona_rag.encoders import DEFAULT_ENCODER
-    from persona_rag.lm import DEFAULT_LM
+    from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_LM
 
     group = parser.add_argument_group("models")
     group.add_argument("--model", default=DEFAULT_LM, help="in-process Hugging Face model name or path")
@@ -277,9 +233,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--timeout", type=float, default=60.0, help="seconds per --lm request")
     group.add_argument("--encoder", default=DEFAULT_ENCODER, help="dense retriever encoder")
     group.add_argument("--k", type=int, default=4, help="profile items per prompt")
-    group.add_argument("--max-input-tokens", type=int, default=512)
-    group.add_argument("--max-new-tokens", type=int, default=32)
-    group.add_argument("--batch-size", type=int, default=16)
+    group.add_argument(
+        "--max-input-tokens", type=int, default=512, help="prompt budget; profile text gives way first"
+    )
+    group.add_argument("--max-new-tokens", type=int, default=32, help="longest generated answer")
+    group.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass or request batch")
     group.add_argument(
         "--free-generation", action="store_true", help="generate answers instead of scoring the label set"
     )
@@ -295,7 +253,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="task name (default: read from the outputs file)")
     parser.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
-    parser.add_argument("--split", default="dev")
+    parser.add_argument("--split", default="dev", help="train, dev or test")
     parser.add_argument("--limit", type=int, help="first N questions only")
 
 
@@ -305,27 +263,37 @@ def _add_store_options(parser: argparse.ArgumentParser, *, required: bool) -> No
     group.add_argument("--url", help="Chroma server URL (chroma run)")
 
 
+class _HelpfulParser(argparse.ArgumentParser):
+    """Every command's help shows each option's default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="persona-rag", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser(
-        "demo", help="compare retrievers on a generated sample task (embedded defaults)"
+    parser = _HelpfulParser(
+        prog="persona-rag",
+        description="Personalise an LLM with retrieval from each user's profile, and tune the retrieval "
+        "with the LLM's own metric (LaMP; ROPG and RSPG of Salemi et al., SIGIR 2024). Start with "
+        "`persona-rag demo`; `persona-rag COMMAND --help` lists a command's options.",
     )
-    demo.add_argument("--out", default="runs/demo", help="where the sample data, store and results go")
-    demo.add_argument("--users", type=int, default=12)
-    demo.add_argument("--seed", type=int, default=0)
-    add_model_options(demo)
-    demo.set_defaults(func=cmd_demo)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_HelpfulParser
+    )
 
-    index = commands.add_parser("index", help="load a questions file's profiles into a profile store")
+    index = commands.add_parser(
+        "index", help="load a LaMP file's profiles into a Chroma profile store (embedded or a server)"
+    )
     add_data_options(index)
     _add_store_options(index, required=True)
-    index.add_argument("--encoder", default="all-MiniLM-L6-v2")
+    index.add_argument("--encoder", default="all-MiniLM-L6-v2", help="the store's embedding encoder")
     index.set_defaults(func=cmd_index)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate retrievers on a LaMP-format split")
+    evaluate = commands.add_parser(
+        "evaluate", help="score retrievers (or a trained selector) on a LaMP-format split: table and JSON"
+    )
     add_data_options(evaluate)
     evaluate.add_argument(
         "--retriever",

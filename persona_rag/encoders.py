@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from persona_rag.cache import LRUCache, text_key
+from persona_rag.defaults import DEFAULT_ENCODER
 from persona_rag.io import atomic_directory
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "shared_encoder",
 ]
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_ENCODER.lower(), "sentence-transformers/all-minilm-l6-v2", "default"}
 _CONFIG_FILE = "persona_rag_encoder.json"
 

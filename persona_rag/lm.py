@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from persona_rag.defaults import DEFAULT_LM
+from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
 from persona_rag.io import atomic_directory
 
 __all__ = [
@@ -80,12 +80,7 @@ def _dequantized_default() -> Path:
 
 
 def resolve_model(name_or_path: str) -> str:
-    if name_or_path.lower() in (
-        DEFAULT_LM.lower(),
-        "default",
-        "smollm2",
-        f"huggingfacetb/{DEFAULT_LM.lower()}",
-    ):
+    if name_or_path.lower() in DEFAULT_LM_ALIASES:
         return str(_dequantized_default())
     return name_or_path
 

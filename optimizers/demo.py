@@ -498,7 +498,8 @@ def example_data(data: str | Path | None, *, out: str | Path, tiny: bool = False
     from persona_rag.retrievers import DenseRetriever
 
     config = DemoConfig.tiny(Path(out)) if tiny else DemoConfig(out=Path(out))
-    if data is None:
+    sample = data is None
+    if sample:
         data = make_sample_task(
             Path(out) / "data",
             n_users=config.users,
@@ -512,10 +513,11 @@ def example_data(data: str | Path | None, *, out: str | Path, tiny: bool = False
     if tiny:
         fit, val, test = fit[:6], val[:3], test[:4]
     if reader is None:
+        # On the demo's own sample task the demo's fine-tuned reader is the one to reuse.
+        shared = sample and not tiny
+        reader_dir = DemoConfig().out / "reader" if shared else Path(out) / "reader"
         program = PersonalizedRAG(
             task=split.task, retriever=DenseRetriever(), generator=Generator(lm=local_lm())
         )
-        reader = str(
-            finetune_reader(program, fit, val, out=Path(out) / "reader", examples=config.reader_examples)
-        )
+        reader = str(finetune_reader(program, fit, val, out=reader_dir, examples=config.reader_examples))
     return ExampleData(task=split.task, fit=fit, val=val, test=test, reader=local_lm(reader))

@@ -3,8 +3,10 @@ the printed table equal to the JSON, and a second run that reuses every trained 
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import threading
 
 import pytest
 
@@ -49,3 +51,48 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys):
     assert "tuned the dense retriever" not in again and "trained the selector" not in again
     rerun = json.loads((tmp_path / "demo_results.json").read_text())
     assert [r["metrics"] for r in rerun["results"]] == [r["metrics"] for r in saved["results"]]
+
+
+class _ReadingServer(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat server whose 'model' answers the most common score in its prompt's
+    profile items (3 without items): a reader that reads, so the feedback has signal."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        scores = re.findall(r"(\d) is the score for", prompt)
+        answer = max(set(scores), key=scores.count) if scores else "3"
+        message = {"role": "assistant", "content": answer}
+        reply = json.dumps({
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args) -> None:
+        """Quiet."""
+
+
+@pytest.mark.slow
+def test_tiny_demo_against_an_openai_compatible_server(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / "dspy-cache"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ReadingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        code = main(["demo", "--tiny", "--out", str(tmp_path), "--lm", "openai/reader", "--api-base", url,
+                     "--api-key", "none"])  # fmt: skip
+    finally:
+        server.shutdown()
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "applies to local models only" in printed
+    assert not (tmp_path / "reader").exists()
+    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    assert [r["name"] for r in saved["results"]] == [*ROW_NAMES.values(), "oracle (best member)"]
+    assert saved["model"] == "openai/reader"

@@ -36,13 +36,26 @@ def _report(history: list[dict[str, Any]], title: str, out: Path, use_hint: str)
     console.print(use_hint)
 
 
-def cmd_finetune(args: argparse.Namespace) -> int:
-    from optimizers.reader import ReaderFinetune, ReaderFinetuneConfig
-    from persona_rag.data import load_lamp
-    from persona_rag.retrievers import make_retriever
+def _train_and_val(args: argparse.Namespace) -> tuple[list, list, Any]:
+    """The training examples, the validation examples and the task of a training command.
+
+    By default the validation set is carved from the training split (each user's latest
+    question), so checkpoint choice never sees the dev or test questions a table reports.
+    """
+    from persona_rag.data import carve_validation, load_lamp
 
     train = load_lamp(args.data, args.train_split, task=args.task)
-    val = load_lamp(args.data, args.val_split, task=train.task)
+    if args.val_split == "carve":
+        carved = carve_validation(train.examples(), size=args.max_val_examples, seed=args.seed)
+        return carved.train, carved.val, train.task
+    return train.examples(), load_lamp(args.data, args.val_split, task=train.task).examples(), train.task
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from optimizers.reader import ReaderFinetune, ReaderFinetuneConfig
+    from persona_rag.retrievers import make_retriever
+
+    train, val, task = _train_and_val(args)
     config = ReaderFinetuneConfig(
         output_dir=args.out,
         learning_rate=args.lr,
@@ -61,8 +74,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         for kind in args.retrievers
     ]
     optimizer = ReaderFinetune(config=config, retrievers=retrievers)
-    program = build_program(args, train.task, args.retrievers[0])
-    tuned = optimizer.compile(program, trainset=train.examples(), valset=val.examples())
+    program = build_program(args, task, args.retrievers[0])
+    tuned = optimizer.compile(program, trainset=train, valset=val)
     tuned.save(str(Path(args.out) / "program.json"))
     history = optimizer.result.history if optimizer.result else []
     _report(
@@ -76,11 +89,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
-    from persona_rag.data import load_lamp
 
     out = args.out or Path("runs") / f"ropg-{args.method}"
-    train = load_lamp(args.data, args.train_split, task=args.task)
-    val = load_lamp(args.data, args.val_split, task=train.task)
+    train, val, task = _train_and_val(args)
     common = {
         "output_dir": out,
         "learning_rate": args.lr,
@@ -99,8 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         optimizer: Any = ROPG_KD(config=ROPGKDConfig(**common, temperature=args.temperature))
     else:
         optimizer = ROPG_RL(config=ROPGConfig(**common))
-    program = build_program(args, train.task, "dense")
-    tuned = optimizer.compile(program, trainset=train.examples(), valset=val.examples())
+    program = build_program(args, task, "dense")
+    tuned = optimizer.compile(program, trainset=train, valset=val)
     tuned.save(str(out / "program.json"))
     history = optimizer.result.history if optimizer.result else []
     _report(
@@ -114,13 +125,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     from optimizers.rspg import RSPG, RSPGConfig
-    from persona_rag.data import load_lamp
     from persona_rag.io import atomic_write_json
     from persona_rag.selector import Selector
 
     out = args.out or Path("runs") / f"rspg-{args.mode}"
-    train = load_lamp(args.data, args.train_split, task=args.task)
-    val = load_lamp(args.data, args.val_split, task=train.task)
+    train, val, task = _train_and_val(args)
     config = RSPGConfig(
         output_dir=out,
         learning_rate=args.lr,
@@ -134,14 +143,14 @@ def cmd_select(args: argparse.Namespace) -> int:
         max_val_examples=args.max_val_examples,
         feedback_cache=args.feedback_cache,
     )
-    program = build_program(args, train.task, "none")
+    program = build_program(args, task, "none")
     program.selector = Selector(
         pool={spec_name(spec): named_retriever(spec, args.encoder) for spec in args.pool},
         mode=args.mode,
         model=args.selector_encoder,
     )
     optimizer = RSPG(config=config)
-    tuned = optimizer.compile(program, trainset=train.examples(), valset=val.examples())
+    tuned = optimizer.compile(program, trainset=train, valset=val)
     tuned.save(str(out / "program.json"))
     atomic_write_json(out / "selector.json", tuned.selector.dump_state())
     history = optimizer.result.history if optimizer.result else []
@@ -201,7 +210,12 @@ def _add_training_options(
     parser.add_argument("--task", help="task name (default: read from the outputs file)")
     parser.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
     parser.add_argument("--train-split", default="train", help="the split trained on")
-    parser.add_argument("--val-split", default="dev", help="the split checkpoints are chosen on")
+    parser.add_argument(
+        "--val-split",
+        default="carve",
+        help="validation for checkpoint choice: 'carve' takes each user's latest question of the "
+        "train split (so dev and test stay unseen), or a split name",
+    )
     parser.add_argument("--lr", type=float, default=lr, help="peak learning rate")
     parser.add_argument("--epochs", type=int, default=epochs, help="passes over the training set")
     parser.add_argument("--train-batch-size", type=int, default=8, help="examples per forward pass")

@@ -34,7 +34,6 @@ __all__ = [
     "DemoResult",
     "ExampleData",
     "add_demo",
-    "carve_validation",
     "example_data",
     "finetune_reader",
     "run_demo",
@@ -128,15 +127,6 @@ def _stage(directory: Path, key: str, train: Callable[[], None]) -> bool:
     train()
     atomic_write_json(marker, {"key": key})
     return True
-
-
-def carve_validation(train: Sequence[Any]) -> tuple[list[Any], list[Any]]:
-    """Each user's latest train question validates; the rest trains (no question is in both)."""
-    latest: dict[str, int] = {}
-    for i, example in enumerate(train):  # questions are listed in time order per user
-        latest[example.user_id] = i
-    chosen = set(latest.values())
-    return [ex for i, ex in enumerate(train) if i not in chosen], [train[i] for i in sorted(chosen)]
 
 
 def _store_program(args: argparse.Namespace, task: Any, out: Path, test: list[Any]) -> tuple[Any, list]:
@@ -322,7 +312,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     """Run the demo's stages (see the module docstring) with the model options in ``args``."""
     from optimizers.ropg import ROPG_KD, ROPGKDConfig
     from optimizers.rspg import RSPG, RSPGConfig
-    from persona_rag.data import load_lamp, make_sample_task
+    from persona_rag.data import carve_validation, load_lamp, make_sample_task
     from persona_rag.evaluation import evaluate_program, pool_bounds, results_table, write_results
     from persona_rag.io import atomic_write_bytes, atomic_write_json
     from persona_rag.retrievers import DenseRetriever, make_retriever
@@ -339,7 +329,8 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     )
     split = load_lamp(data, "train")
     task = split.task
-    fit, val = carve_validation(split.examples())
+    carved = carve_validation(split.examples())
+    fit, val = carved.train, carved.val
     test = load_lamp(data, "test", task=task).examples()
     console.print(
         f"sample task in {data}: {len(fit)} training and {len(val)} validation questions (from the train "
@@ -491,7 +482,7 @@ def example_data(data: str | Path | None, *, out: str | Path, tiny: bool = False
     ``tiny`` keeps a few questions of each split, so that an example runs in seconds (its numbers
     then mean nothing).
     """
-    from persona_rag.data import load_lamp, make_sample_task
+    from persona_rag.data import carve_validation, load_lamp, make_sample_task
     from persona_rag.generator import Generator
     from persona_rag.lm import local_lm
     from persona_rag.program import PersonalizedRAG
@@ -508,7 +499,8 @@ def example_data(data: str | Path | None, *, out: str | Path, tiny: bool = False
             seed=config.seed,
         )
     split = load_lamp(data, "train")
-    fit, val = carve_validation(split.examples())
+    carved = carve_validation(split.examples())
+    fit, val = carved.train, carved.val
     test = load_lamp(data, "test", task=split.task).examples()
     if tiny:
         fit, val, test = fit[:6], val[:3], test[:4]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from persona_rag.dates import timestamp
 from persona_rag.retrievers.base import RetrievalResult, Retriever
 from persona_rag.tasks import Document
 
@@ -58,22 +58,6 @@ class RandomRetriever(Retriever):
         self.seed = int(config.get("seed", self.seed))
 
 
-def _timestamp(date: str | None) -> float | None:
-    if not date:
-        return None
-    text = date.strip().replace("Z", "+00:00")
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        pass
-    for layout in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d", "%m/%d/%Y", "%d %B %Y", "%B %d, %Y", "%Y"):
-        try:
-            return datetime.strptime(text, layout).timestamp()
-        except ValueError:
-            continue
-    return None
-
-
 class RecencyRetriever(Retriever):
     """The user's most recent items first.
 
@@ -87,7 +71,7 @@ class RecencyRetriever(Retriever):
     def scores(self, query: str, documents: Sequence[Document]) -> np.ndarray:
         keys = []
         for doc in documents:
-            stamp = _timestamp(doc.date)
+            stamp = timestamp(doc.date)
             keys.append((stamp is not None, stamp if stamp is not None else 0.0, doc.index))
         order = sorted(range(len(documents)), key=lambda i: keys[i])
         scores = np.empty(len(documents))

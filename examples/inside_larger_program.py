@@ -65,8 +65,8 @@ def main() -> None:
         )
     )
     optimizer = BetterTogether(metric=data.task.metric, w=kd, p=LabeledFewShot(k=2))
-    trainset = data.fit[: args.train_examples] + data.val
-    compiled = optimizer.compile(program, trainset=trainset, strategy="w -> p")
+    trainset = data.fit[: args.train_examples]
+    compiled = optimizer.compile(program, trainset=trainset, valset=data.val, strategy="w -> p")
     ran = [candidate["strategy"] for candidate in compiled.candidate_programs]
     if "w -> p" not in ran:
         sys.exit(f"a BetterTogether step failed (strategies that ran: {ran}); see the log above")

@@ -182,16 +182,11 @@ def bar_chart(results: Sequence[Any], metric: str, title: str, *, lower: bool) -
     )
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
     if oracle is not None:
-        ax.axhline(oracle.metrics[metric], color="#55a868", linestyle="--", linewidth=1.2)
-        ax.annotate(
-            f"oracle over the pool: {oracle.metrics[metric]:.3f}",
-            (0.01, oracle.metrics[metric]),
-            xycoords=("axes fraction", "data"),
-            textcoords="offset points",
-            xytext=(0, 3),
-            fontsize=8,
-            color="#55a868",
+        value = oracle.metrics[metric]
+        ax.axhline(
+            value, color="#55a868", linestyle="--", linewidth=1.2, label=f"oracle over the pool: {value:.3f}"
         )
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_ylabel(f"{metric} ({'lower' if lower else 'higher'} is better)")
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="x", labelrotation=20, labelsize=8)
@@ -286,8 +281,8 @@ def _pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector:
     results = []
     for name, chosen in picks.items():
         metrics = pool_selection_metrics(task, test, rows, chosen)
-        extra = {"success_rate": metrics.pop("success_rate")} if name == "rspg-post" else {}
-        metrics.pop("score")
+        success, _ = metrics.pop("success_rate"), metrics.pop("score")
+        extra = {"success_rate": success} if name == "rspg-post" else {}
         predictions = [
             {
                 "id": ex.get("id"),
@@ -414,6 +409,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
 
     metric = task.primary_metric
     model = args.lm or f"{args.model} (fine-tuned from {DEFAULT_LM})"
+    reader_name = args.lm or f"{DEFAULT_LM}, fine-tuned"
     title = f"persona-rag demo: sample task, {len(test)} held-out test questions, k={args.k}, reader {model}"
     summary = _summary(rows, metric, task.lower_is_better)
     console.print(results_table(results, title=title))
@@ -429,7 +425,8 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         train_questions=len(fit),
         validation_questions=len(val),
     )
-    chart = bar_chart(results, metric, title, lower=task.lower_is_better)
+    chart_title = f"persona-rag demo (sample task): {len(test)} held-out test questions, reader {reader_name}"
+    chart = bar_chart(results, metric, chart_title, lower=task.lower_is_better)
     chart_path = atomic_write_bytes(out / "demo.png", chart)
     console.print(f"results: {json_path}; chart: {chart_path}")
     return DemoResult(results=results, summary=summary, json_path=json_path, chart_path=chart_path)

@@ -245,13 +245,17 @@ def finetune_reader(
         base.name,
         program.retriever.dump_state(),
     )
-    _stage(
-        Path(out),
-        key,
-        lambda: ReaderFinetune(config=config, retrievers=retrievers).compile(
+    console = make_console()
+
+    def train() -> None:
+        console.print(f"reader: fine-tuning {base.name} to read profile items ({len(trainset)} questions)")
+        ReaderFinetune(config=config, retrievers=retrievers).compile(
             program, trainset=trainset, valset=valset
-        ),
-    )
+        )
+
+    trained = _stage(Path(out), key, train)
+    if not trained:
+        console.print(f"reader: reusing the fine-tuned checkpoint {Path(out) / 'best'}")
     return Path(out) / "best"
 
 
@@ -337,9 +341,6 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         reader_key = _fingerprint(args.lm, args.api_base)
     else:
         reader_dir = out / "reader"
-        console.print(
-            f"reader: {args.model} fine-tuned to read profile items ({reader_dir}; reused when done)"
-        )
         best = finetune_reader(
             build_program(args, task, "dense"),
             fit,

@@ -16,7 +16,8 @@ from persona_rag.data import load_lamp
 
 
 @pytest.mark.slow
-def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys):
+def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # table rows on one line each
     assert main(["demo", "--tiny", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     saved = json.loads((tmp_path / "demo_results.json").read_text())

@@ -81,7 +81,7 @@ def test_tiny_demo_against_an_openai_compatible_server(tmp_path, capsys, monkeyp
     finally:
         server.shutdown()
     assert code == 0
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())
     assert "applies to local models only" in printed
     assert not (tmp_path / "reader").exists()
     saved = json.loads((tmp_path / "demo_results.json").read_text())

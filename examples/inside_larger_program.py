@@ -1,7 +1,7 @@
 """A PersonalizedRAG step inside a larger DSPy program, tuned with ROPG-KD and a prompt optimizer
 in sequence by dspy's BetterTogether.
 
-    python examples/inside_larger_program.py            # the sample task, a few minutes on 2 cores
+    python examples/inside_larger_program.py            # the sample task (with the demo's fine-tuned reader)
     python examples/inside_larger_program.py --data ../shared/lamp-real/movielens_rating \
         --reader runs/reader/best
 

@@ -1,6 +1,6 @@
 """Personalised answers with retrieval from the user's profile, on the project's sample task.
 
-    python examples/quickstart.py                       # the sample task, under a minute on 2 cores
+    python examples/quickstart.py                       # a fresh sample task, zero-shot reader
     python examples/quickstart.py --data ../shared/lamp-real/movielens_rating
 
 The offline default model answers zero-shot here (`persona-rag demo` fine-tunes it first): what

@@ -1,6 +1,6 @@
 """Learn which retriever to trust per input (RSPG-Post) and use the result as a program.
 
-    python examples/rspg_pipeline.py                    # the sample task, about 5 minutes on 2 cores
+    python examples/rspg_pipeline.py                    # the sample task (with the demo's fine-tuned reader)
     python examples/rspg_pipeline.py --data ../shared/lamp-real/movielens_rating --reader runs/reader/best
 
 The selector chooses among no retrieval, recency, BM25 and dense retrieval; add ROPG-tuned

@@ -1,7 +1,7 @@
 """Tune the dense retriever with the reader's feedback (ROPG-KD, then ROPG-RL) and compare them
 with the untuned retriever on held-out questions.
 
-    python examples/train_ropg.py                       # the sample task, about 5 minutes on 2 cores
+    python examples/train_ropg.py                       # the sample task (with the demo's fine-tuned reader)
     python examples/train_ropg.py --data ../shared/lamp-real/movielens_rating --reader runs/reader/best
 
 Training uses the train split (validation: each user's latest train question); the table is on

@@ -448,7 +448,7 @@ def add_demo(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="the paper's result on a generated sample task: fine-tuned reader, fixed retrievers, "
-        "ROPG-KD and RSPG-Post on held-out questions (about 5 minutes on 2 cores)",
+        "ROPG-KD and RSPG-Post on held-out questions",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     demo.add_argument("--out", default="runs/demo", help="where the data, checkpoints, results and chart go")

@@ -32,7 +32,8 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatc
     assert str(tmp_path / "demo.png") in printed.replace("\n", "") or "demo.png" in printed
     assert saved["summary"] in " ".join(printed.split())
     for result in saved["results"]:  # the printed table shows the JSON's numbers
-        row = next(line for line in printed.splitlines() if line.strip("│ ").startswith(result["name"][:12]))
+        rows = [line.strip("│ ") for line in printed.splitlines() if line.startswith("│")]
+        row = next(line for line in rows if line.startswith(result["name"]))
         shown = [float(x) for x in re.findall(r"\d+\.\d{4}", row)]
         assert shown[:2] == [round(result["metrics"]["MAE"], 4), round(result["metrics"]["RMSE"], 4)]
 

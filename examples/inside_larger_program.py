@@ -61,7 +61,6 @@ def main() -> None:
             gradient_accumulation_steps=1,
             max_examples=args.train_examples,
             feedback_cache=args.out / "feedback.sqlite",
-            signal="likelihood",
         )
     )
     optimizer = BetterTogether(metric=data.task.metric, w=kd, p=LabeledFewShot(k=2))

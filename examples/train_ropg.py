@@ -40,7 +40,6 @@ def main() -> None:
         "gradient_accumulation_steps": 1,
         "max_examples": args.train_examples,
         "feedback_cache": args.out / "feedback.sqlite",
-        "signal": "likelihood",  # log p(gold): graded even where two candidates give the same answer
     }
     optimizers = {
         "ROPG-KD": ROPG_KD(config=ROPGKDConfig(output_dir=args.out / "ropg-kd", **common)),

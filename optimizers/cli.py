@@ -12,6 +12,8 @@ from persona_rag.cli import (
     build_program,
     make_console,
     named_retriever,
+    positive_float,
+    positive_int,
     retriever_list,
     spec_name,
 )
@@ -102,6 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "candidates": args.candidates,
         "signal": args.signal,
+        "policy_temperature": args.policy_temperature,
         "max_examples": args.max_examples,
         "max_val_examples": args.max_val_examples,
         "feedback_cache": args.feedback_cache,
@@ -139,6 +142,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
         temperature=args.temperature,
+        signal=args.signal,
         max_examples=args.max_examples,
         max_val_examples=args.max_val_examples,
         feedback_cache=args.feedback_cache,
@@ -168,13 +172,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     from persona_rag.data import load_lamp
 
     train = load_lamp(args.data, args.train_split, task=args.task)
-    dev = load_lamp(args.data, args.split, task=train.task, limit=args.limit)
+    evalsets = {
+        split: load_lamp(args.data, split, task=train.task, limit=limit).examples()
+        for split, limit in args.splits
+    }
     out = args.out or Path("reports") / Path(args.data).name
     config = ReportConfig(
         output_dir=out,
         train_examples=args.train_examples,
+        rspg_train_examples=args.rspg_train_examples,
         val_examples=args.val_examples,
         candidates=args.candidates,
+        signal=args.signal,
         ropg_epochs=args.ropg_epochs,
         ropg_learning_rate=args.ropg_lr,
         rspg_epochs=args.rspg_epochs,
@@ -186,15 +195,27 @@ def cmd_report(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     report = run_report(
-        build_program(args, train.task, "dense"),
-        trainset=train.examples(),
-        devset=dev.examples(),
-        config=config,
+        build_program(args, train.task, "dense"), trainset=train.examples(), evalsets=evalsets, config=config
     )
     console = make_console()
     console.print(markdown_table(report))
     console.print(f"written: {out / 'table.md'}, {out / 'table.png'}, {out / 'report.json'}")
     return 0
+
+
+def _split_specs(text: str) -> list[tuple[str, int | None]]:
+    """``test,dev:200`` -> ``[("test", None), ("dev", 200)]``."""
+    specs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, limit = part.partition(":")
+        if limit and not (limit.isdigit() and int(limit) > 0):
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: the question count after ':' must be a positive integer"
+            )
+        specs.append((name, int(limit) if limit else None))
+    if not specs:
+        raise argparse.ArgumentTypeError("name at least one split")
+    return specs
 
 
 def _add_training_options(
@@ -216,20 +237,39 @@ def _add_training_options(
         help="validation for checkpoint choice: 'carve' takes each user's latest question of the "
         "train split (so dev and test stay unseen), or a split name",
     )
-    parser.add_argument("--lr", type=float, default=lr, help="peak learning rate")
-    parser.add_argument("--epochs", type=int, default=epochs, help="passes over the training set")
-    parser.add_argument("--train-batch-size", type=int, default=8, help="examples per forward pass")
+    parser.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate")
+    parser.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training set")
+    parser.add_argument("--train-batch-size", type=positive_int, default=8, help="examples per forward pass")
     parser.add_argument(
-        "--grad-accum", type=int, default=grad_accum, help="forward passes per optimizer step"
+        "--grad-accum", type=positive_int, default=grad_accum, help="forward passes per optimizer step"
     )
     parser.add_argument(
-        "--max-examples", type=int, default=max_examples, help="first N training questions (None: all)"
+        "--max-examples",
+        type=positive_int,
+        default=max_examples,
+        help="first N training questions (None: all)",
     )
-    parser.add_argument("--max-val-examples", type=int, default=100, help="validation questions scored")
+    parser.add_argument(
+        "--max-val-examples", type=positive_int, default=100, help="validation questions scored"
+    )
     parser.add_argument(
         "--patience", type=int, default=patience, help="stop after this many epochs without improvement"
     )
     parser.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
+
+
+def _add_signal_option(parser: argparse.ArgumentParser) -> None:
+    """``--signal`` of the trainers that learn from LLM feedback (ROPG, RSPG)."""
+    from optimizers.feedback import SIGNALS
+
+    parser.add_argument(
+        "--signal",
+        choices=SIGNALS,
+        default="auto",
+        help="what the LLM feedback scores: metric (the paper's Eval), likelihood (log p(gold)), "
+        "metric+likelihood (Eval, ties broken by log p(gold)); auto: metric+likelihood for a local "
+        "model, metric for a server",
+    )
 
 
 def add_select(commands: Any) -> None:
@@ -252,8 +292,9 @@ def add_select(commands: Any) -> None:
     select.add_argument(
         "--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"), help="cache of the LLM's answers"
     )
-    select.add_argument("--temperature", type=float, default=0.1, help="target temperature")
+    select.add_argument("--temperature", type=positive_float, default=0.1, help="target temperature")
     _add_training_options(select, lr=1e-5, epochs=20, grad_accum=8)
+    _add_signal_option(select)
     add_model_options(select)
     select.set_defaults(func=cmd_select)
 
@@ -265,23 +306,39 @@ def add_report(commands: Any) -> None:
     )
     report.add_argument("--task", help="task name (default: read from the outputs file)")
     report.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
-    report.add_argument("--train-split", default="train", help="the split trained (and validated) on")
-    report.add_argument("--split", default="dev", help="the split the table reports")
-    report.add_argument("--limit", type=int, help="first N questions of --split")
+    report.add_argument("--train-split", default="train", help="the split trained on")
+    report.add_argument(
+        "--splits",
+        type=_split_specs,
+        default=[("test", None), ("dev", None)],
+        help="comma-separated splits the table reports (never trained or validated on); "
+        "SPLIT:N keeps its first N questions, e.g. test,dev:200",
+    )
     report.add_argument("--out", type=Path, help="default reports/<data dir name>")
     report.add_argument(
-        "--train-examples", type=int, default=120, help="training questions for ROPG and RSPG"
+        "--train-examples", type=positive_int, help="ROPG training questions (default: the whole train split)"
     )
-    report.add_argument("--val-examples", type=int, default=50, help="taken from the end of the train split")
-    report.add_argument("--candidates", type=int, default=8, help="ROPG's l")
-    report.add_argument("--ropg-epochs", type=int, default=3, help="ROPG epochs")
-    report.add_argument("--ropg-lr", type=float, default=5e-5, help="ROPG learning rate")
-    report.add_argument("--rspg-epochs", type=int, default=5, help="RSPG epochs")
-    report.add_argument("--rspg-lr", type=float, default=5e-5, help="RSPG learning rate")
+    report.add_argument(
+        "--rspg-train-examples",
+        type=positive_int,
+        help="selector training questions (default: as --train-examples)",
+    )
+    report.add_argument(
+        "--val-examples",
+        type=positive_int,
+        default=150,
+        help="validation carved from train: users' latest questions",
+    )
+    report.add_argument("--candidates", type=positive_int, default=16, help="ROPG's l")
+    report.add_argument("--ropg-epochs", type=positive_int, default=3, help="ROPG epochs")
+    report.add_argument("--ropg-lr", type=positive_float, default=1e-5, help="ROPG learning rate")
+    report.add_argument("--rspg-epochs", type=positive_int, default=5, help="RSPG epochs")
+    report.add_argument("--rspg-lr", type=positive_float, default=5e-5, help="RSPG learning rate")
+    _add_signal_option(report)
     report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
     report.add_argument("--feedback-cache", type=Path, help="default <out>/feedback.sqlite")
-    report.add_argument("--seed", type=int, default=0, help="training seed")
+    report.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
     add_model_options(report)
     report.set_defaults(func=cmd_report)
 
@@ -298,7 +355,12 @@ def add_finetune(commands: Any) -> None:
         help="retrievers filling the training prompts, in turn",
     )
     finetune.add_argument("--out", type=Path, default=Path("runs/reader"), help="checkpoints and history")
-    finetune.add_argument("--max-length", type=int, default=256, help="tokens of prompt plus answer")
+    finetune.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="cap on prompt + answer tokens (default: none; prompts already fit --max-input-tokens, "
+        "as at inference)",
+    )
     _add_training_options(finetune, lr=5e-5, epochs=2, grad_accum=1, max_examples=512, patience=1)
     add_model_options(finetune)
     finetune.set_defaults(func=cmd_finetune)
@@ -316,12 +378,14 @@ def add_train(commands: Any) -> None:
     train.add_argument(
         "--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"), help="cache of the LLM's answers"
     )
-    train.add_argument("--candidates", type=int, default=16, help="l, candidates per example")
+    train.add_argument("--candidates", type=positive_int, default=16, help="l, candidates per example")
+    train.add_argument("--temperature", type=positive_float, default=0.1, help="KD target temperature")
     train.add_argument(
-        "--signal", choices=("metric", "likelihood"), default="metric",
-        help="Eval of each answer (the paper's) or log p(gold) (needs a local model)",
-    )  # fmt: skip
-    train.add_argument("--temperature", type=float, default=0.1, help="KD target temperature")
+        "--policy-temperature",
+        type=positive_float,
+        help="τ of the retrieval policy softmax(q·d/τ) (default: 0.05 for a normalised encoder, else 1)",
+    )
     _add_training_options(train, lr=1e-5, epochs=10, grad_accum=8)
+    _add_signal_option(train)
     add_model_options(train)
     train.set_defaults(func=cmd_train)

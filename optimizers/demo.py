@@ -370,7 +370,6 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         candidates=config.candidates,
         epochs=config.ropg_epochs,
         learning_rate=1e-4,
-        signal="metric" if args.lm else "likelihood",
         **shared,
     )
     ropg_key = _fingerprint(reader_key, _examples_key(fit), asdict(ropg_config), args.encoder, args.k)

@@ -9,8 +9,19 @@ items of each retriever of a pool, one prompt per retriever. Answers are compute
 an SQLite cache keyed by the model, the generation settings and the exact messages, so a second
 run or epoch, or a run restarted after an interruption, repeats no finished work.
 
-A second, cheaper signal beyond the paper is offered: the log-likelihood of the gold output under
-the generator with each candidate (one scoring pass; no decoding).
+Beyond the paper's signal (``metric``: Eval of the answer) two more are offered:
+
+* ``likelihood``: the log-likelihood of the gold output with each candidate (one scoring pass, no
+  decoding); it ranks candidates even when a weak reader gives the same answer whatever it reads.
+* ``metric+likelihood``: Eval stays the primary key and log p(gold) only breaks its ties: the
+  score is ``Eval + TIE_BREAK · l``, with ``l`` the example's log-likelihoods min-max scaled to
+  [0, 1]. Candidates whose Eval differs by more than ``TIE_BREAK`` keep their order (always on
+  LaMP-1/2/3, whose Eval steps are at least 0.25); candidates that tie on Eval (with a weak reader,
+  most of them) are ordered by how likely they make the gold. With label scoring the likelihood
+  comes from the same pass as the answer, so the signal costs no more than ``metric``.
+
+``auto`` (the trainers' default) is ``metric+likelihood`` for an in-process model and ``metric``
+for a server model, which may not return log-probabilities.
 """
 
 from __future__ import annotations
@@ -20,29 +31,54 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import dspy
 
 from optimizers.training import TrainingConfig
+from persona_rag.errors import CacheError, ConfigError
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import RetrievalResult, Retriever
 
 __all__ = [
+    "SIGNALS",
+    "TIE_BREAK",
     "CandidateFeedback",
     "Feedback",
     "FeedbackCache",
     "FeedbackTrainingConfig",
     "PoolFeedback",
     "generator_fingerprint",
+    "resolve_signal",
 ]
 
 logger = logging.getLogger(__name__)
 
-Signal = Literal["metric", "likelihood"]
+Signal = Literal["metric", "likelihood", "metric+likelihood", "auto"]
+SIGNALS: tuple[str, ...] = get_args(Signal)
+# Weight of the scaled log-likelihood in ``metric+likelihood``: below any Eval step of LaMP-1/2/3.
+TIE_BREAK = 0.05
+
+
+def resolve_signal(signal: str, program: PersonalizedRAG) -> str:
+    """The concrete signal for ``program``: ``auto`` becomes ``metric+likelihood`` with an in-process
+    model and ``metric`` otherwise; a likelihood signal without an in-process model is refused."""
+    if signal not in SIGNALS:
+        raise ConfigError(f"signal must be one of {', '.join(SIGNALS)}; got {signal!r}")
+    local = program.generator.local_model is not None
+    if signal == "auto":
+        return "metric+likelihood" if local else "metric"
+    if "likelihood" in signal and not local:
+        raise ConfigError(
+            f"the {signal} signal needs log-probabilities from an in-process model "
+            "(Generator(lm=local_lm(...))); with a server model (--lm) use --signal metric"
+        )
+    return signal
 
 
 @dataclass(frozen=True)
@@ -54,7 +90,8 @@ class CandidateFeedback:
         query: φ_q(x).
         candidates: the initial retriever's top-``l`` result (index 0 is the baseline d_b).
         outputs: the generator's answer with each single candidate (empty for ``likelihood``).
-        scores: per candidate, Eval(y, answer) for ``metric`` or log p(y | prompt) for ``likelihood``.
+        scores: per candidate, the signal: Eval(y, answer) for ``metric``, log p(y | prompt) for
+            ``likelihood``, Eval plus the scaled log-likelihood for ``metric+likelihood``.
     """
 
     example_id: str
@@ -78,7 +115,7 @@ class PoolFeedback:
         names: the pool members, in pool order.
         prompts: φ_p(x, R_i(x)) for each member (what the Pre selector reads).
         outputs: the generator's answer to each prompt (what the Post selector reads too).
-        scores: per member, Eval(y, answer) for ``metric`` or log p(y | prompt) for ``likelihood``.
+        scores: per member, the signal (as in :class:`CandidateFeedback`).
     """
 
     example_id: str
@@ -87,12 +124,23 @@ class PoolFeedback:
     outputs: tuple[str, ...]
     scores: tuple[float, ...]
 
+    def members(self, names: Sequence[str]) -> PoolFeedback:
+        """The same row restricted to (and ordered as) ``names``: a selector's pool out of a wider
+        evaluation pass."""
+        index = [self.names.index(name) for name in names]
+        prompts, outputs, scores = (
+            tuple(values[i] for i in index) for values in (self.prompts, self.outputs, self.scores)
+        )
+        return PoolFeedback(self.example_id, tuple(names), prompts, outputs, scores)
+
 
 @dataclass(frozen=True)
 class _Job:
-    """One prompt to answer: its cache key, the prompt, the labels, the content-free prompt, the gold."""
+    """One model call to make: its cache key, what it computes (``answer`` or ``loglik``), the
+    prompt, the labels, the content-free prompt and the gold."""
 
     key: str
+    kind: str
     prompt: str
     labels: Any
     content_free: str | None
@@ -109,29 +157,51 @@ class FeedbackTrainingConfig(TrainingConfig):
         max_val_examples: validation examples for early stopping and checkpoint choice.
         feedback_cache: SQLite file of LLM answers, shared between runs and methods.
         feedback_batch_size: prompts per generator batch.
+        signal: what the LLM's feedback scores (see the module docstring): ``metric`` (the
+            paper's), ``likelihood``, ``metric+likelihood`` or ``auto``.
     """
 
     max_examples: int | None = None
     max_val_examples: int | None = 100
     feedback_cache: str | Path = "runs/feedback.sqlite"
     feedback_batch_size: int = 32
+    signal: Signal = "auto"
 
 
 class FeedbackCache:
-    """A persistent key -> JSON map in SQLite: each committed batch survives an interruption."""
+    """A persistent key -> JSON map in SQLite: each committed batch survives an interruption.
+
+    A file that is not a readable SQLite database of this layout, or holds a value that is not
+    JSON, raises :class:`~persona_rag.errors.CacheError` naming the file: the cache only saves
+    work, so moving it aside loses nothing but time.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS feedback (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.commit()
+        with self._readable():
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS feedback (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            self._db.commit()
+
+    @contextmanager
+    def _readable(self) -> Iterator[None]:
+        """Turn a corrupt or foreign cache file into one clear error that says what to do."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as error:
+            raise CacheError(
+                f"{self.path}: the feedback cache cannot be read ({type(error).__name__}: {error}); "
+                f"delete or move the cache file {self.path} and run again (its answers are recomputed)"
+            ) from error
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        with self._lock:
+        with self._lock, self._readable():
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
@@ -142,14 +212,14 @@ class FeedbackCache:
         return found
 
     def put_many(self, rows: dict[str, Any]) -> None:
-        with self._lock, self._db:
+        with self._lock, self._readable(), self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO feedback (key, value) VALUES (?, ?)",
                 [(key, json.dumps(value)) for key, value in rows.items()],
             )
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, self._readable():
             return int(self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
 
     def close(self) -> None:
@@ -196,7 +266,8 @@ class Feedback:
         program: the program whose retriever proposes candidates and whose generator answers.
         candidates: ``l``, the number of candidates per example (paper: 16).
         cache: the SQLite cache file.
-        signal: ``metric`` (Eval of the answer, the paper's) or ``likelihood`` (log p(gold)).
+        signal: ``metric`` (Eval of the answer, the paper's), ``likelihood`` (log p(gold)),
+            ``metric+likelihood`` (Eval, ties broken by log p(gold)) or ``auto``.
         batch_size: prompts per generator call (and per committed cache write).
         num_threads: concurrent requests for a server ``dspy.LM``.
         progress: show a progress bar with ETA.
@@ -218,18 +289,22 @@ class Feedback:
         num_threads: int = 8,
         progress: bool = True,
     ) -> None:
-        if signal not in ("metric", "likelihood"):
-            raise ValueError(f"signal must be 'metric' or 'likelihood', got {signal!r}")
-        if signal == "likelihood" and program.generator.local_model is None:
-            raise ValueError("the likelihood signal needs an in-process model (Generator(lm=local_lm(...)))")
-        self.program, self.candidates, self.signal = program, candidates, signal
+        self.program, self.candidates = program, candidates
+        self.signal = resolve_signal(signal, program)
         self.batch_size, self.num_threads, self.progress = batch_size, num_threads, progress
         self.cache = FeedbackCache(cache)
-        self.computed = 0  # prompts answered by the model in the last compute() (not from the cache)
+        self.computed = 0  # model calls (answers or log-likelihoods) made by the last compute(), not cached
+        self.seconds = 0.0  # wall time of those calls
 
-    def _key(self, fingerprint: str, messages: list[dict[str, Any]], extra: Any) -> str:
-        payload = json.dumps([fingerprint, self.signal, messages, extra], sort_keys=True)
+    @staticmethod
+    def _key(fingerprint: str, kind: str, messages: list[dict[str, Any]], extra: Any) -> str:
+        payload = json.dumps([fingerprint, kind, messages, extra], sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def _loglik_from_answer(self, labels: Any, gold: str) -> bool:
+        """Whether label scoring yields log p(gold) with the answer (raw label scores, gold a label)."""
+        generator = self.program.generator
+        return bool(labels) and generator.label_scoring and not generator.calibrate and gold in labels
 
     def compute(self, examples: Sequence[dspy.Example]) -> list[CandidateFeedback]:
         """ROPG feedback: per example, the answer with each single top-``l`` candidate document."""
@@ -284,21 +359,31 @@ class Feedback:
         program, task = self.program, self.program.task
         fingerprint = json.dumps(generator_fingerprint(program), sort_keys=True)
         jobs: dict[str, _Job] = {}
-        keys: list[list[tuple[str, str]]] = []
+        keys: list[list[tuple[str, list[str]]]] = []
         for group in prompts:
             keys.append([])
             for example, result in group:
                 labels = task.labels_for(example.input)
                 prompt = program.build_prompt(example.input, result)
                 gold = str(example.output)
-                extra = [labels, gold] if self.signal == "likelihood" else [labels]
-                key = self._key(fingerprint, program.generator.messages(prompt), extra)
-                keys[-1].append((prompt, key))
+                messages = program.generator.messages(prompt)
                 content_free = program._content_free_prompt(example.input, result)
-                jobs.setdefault(key, _Job(key, prompt, labels, content_free, gold))
+                kinds = []
+                if self.signal != "likelihood":
+                    kinds.append(("answer", [labels]))
+                if self.signal != "metric" and not (
+                    self.signal == "metric+likelihood" and self._loglik_from_answer(labels, gold)
+                ):
+                    kinds.append(("loglik", [gold]))
+                prompt_keys = []
+                for kind, extra in kinds:
+                    key = self._key(fingerprint, kind, messages, extra)
+                    prompt_keys.append(key)
+                    jobs.setdefault(key, _Job(key, kind, prompt, labels, content_free, gold))
+                keys[-1].append((prompt, prompt_keys))
         cached = self.cache.get_many(list(jobs))
         missing = [job for key, job in jobs.items() if key not in cached]
-        self.computed = len(missing)
+        self.computed, started = len(missing), time.perf_counter()
         logger.info("feedback: %d prompts, %d cached, %d to compute", len(jobs), len(cached), len(missing))
         with tqdm(total=len(missing), desc="feedback", unit="prompt", disable=not self.progress) as bar:
             for start in range(0, len(missing), self.batch_size):
@@ -307,31 +392,49 @@ class Feedback:
                 self.cache.put_many(rows)
                 cached.update(rows)
                 bar.update(len(chunk))
-        return [[(prompt, cached[key]) for prompt, key in group] for group in keys]
+        self.seconds = time.perf_counter() - started
+
+        def merged(prompt_keys: list[str]) -> dict[str, Any]:  # one prompt's answer and/or log-likelihood
+            return {name: value for key in prompt_keys for name, value in cached[key].items()}
+
+        return [[(prompt, merged(prompt_keys)) for prompt, prompt_keys in group] for group in keys]
 
     def _outputs_and_scores(
         self, example: dspy.Example, values: Sequence[Any]
     ) -> tuple[tuple[str, ...], tuple[float, ...]]:
-        task = self.program.task
+        task, gold = self.program.task, str(example.output)
         outputs = tuple(v.get("output", "") for v in values)
+        evals = [task.eval(gold, task.parse(o, example.input)) for o in outputs]
         if self.signal == "metric":
-            return outputs, tuple(
-                task.eval(str(example.output), task.parse(o, example.input)) for o in outputs
-            )
-        return outputs, tuple(float(v["loglik"]) for v in values)
+            return outputs, tuple(evals)
+        logliks = [float(v["loglik"]) if "loglik" in v else float(v["label_scores"][gold]) for v in values]
+        if self.signal == "likelihood":
+            return outputs, tuple(logliks)
+        low, high = min(logliks), max(logliks)
+        scaled = [(x - low) / (high - low) if high > low else 0.0 for x in logliks]
+        return outputs, tuple(e + TIE_BREAK * x for e, x in zip(evals, scaled))
 
     def _answer(self, chunk: list[_Job]) -> dict[str, Any]:
         generator = self.program.generator
-        if self.signal == "likelihood":
-            model = generator.local_model
-            scores = model.score(
-                [generator.messages(job.prompt) for job in chunk], [[job.gold] for job in chunk]
-            )  # type: ignore[union-attr]
-            return {job.key: {"loglik": float(row[0])} for job, row in zip(chunk, scores)}
-        answers = generator.generate_batch(
-            [job.prompt for job in chunk],
-            [job.labels for job in chunk],
-            [job.content_free for job in chunk],
-            num_threads=self.num_threads,
-        )
-        return {job.key: {"output": answer.output} for job, answer in zip(chunk, answers)}
+        rows: dict[str, Any] = {}
+        scoring = [job for job in chunk if job.kind == "loglik"]
+        if scoring:
+            scores = generator.local_model.score(  # type: ignore[union-attr]
+                [generator.messages(job.prompt) for job in scoring], [[job.gold] for job in scoring]
+            )
+            rows.update({job.key: {"loglik": float(row[0])} for job, row in zip(scoring, scores)})
+        answering = [job for job in chunk if job.kind == "answer"]
+        if answering:
+            answers = generator.generate_batch(
+                [job.prompt for job in answering],
+                [job.labels for job in answering],
+                [job.content_free for job in answering],
+                num_threads=self.num_threads,
+            )
+            rows.update(
+                {
+                    job.key: {"output": answer.output, "label_scores": answer.get("label_scores")}
+                    for job, answer in zip(answering, answers)
+                }
+            )
+        return rows

@@ -9,6 +9,7 @@ the best checkpoint, saved in Hugging Face format.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,12 +21,27 @@ import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict, validation_scores
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_directory, atomic_write_json
 from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import Retriever
 
-__all__ = ["ReaderFinetune", "ReaderFinetuneConfig"]
+__all__ = ["TRAINING_RECORD", "ReaderFinetune", "ReaderFinetuneConfig", "reader_training_ids"]
+
+# Written into the checkpoint: the question ids it was trained and validated on.
+TRAINING_RECORD = "persona_rag_training.json"
+
+
+def reader_training_ids(model: str | Path) -> set[str]:
+    """The question ids a fine-tuned reader checkpoint was trained or validated on (empty for a
+    model without a record, e.g. the packaged zero-shot one), so a report can refuse to score it
+    on them."""
+    record = Path(model) / TRAINING_RECORD
+    if not record.is_file():
+        return set()
+    data = json.loads(record.read_text())
+    return {str(i) for i in [*data.get("train_ids", []), *data.get("val_ids", [])]}
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +51,10 @@ class ReaderFinetuneConfig(TrainingConfig):
     """Reader fine-tuning settings (see :class:`~optimizers.training.TrainingConfig` for the rest).
 
     Attributes:
-        max_length: tokens of prompt plus answer; longer prompts lose their beginning.
+        max_length: a cap on tokens of prompt plus answer (``None``: no cap). The training prompts
+            are built exactly as at inference, within the program's ``max_input_tokens`` budget,
+            so by default the reader trains on what it will read; a cap cuts longer prompts from
+            their beginning (the chat template and the first profile entries), with a warning.
         max_examples: training examples used (a CPU step of 8 x 128 tokens takes ~7 s).
         max_val_examples: validation examples scored after each epoch.
         k: profile items per training prompt (``None``: the program's ``k``).
@@ -47,7 +66,7 @@ class ReaderFinetuneConfig(TrainingConfig):
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
     patience: int | None = 1
-    max_length: int = 256
+    max_length: int | None = None
     max_examples: int | None = 512
     max_val_examples: int | None = 100
     k: int | None = None
@@ -100,11 +119,32 @@ class ReaderFinetune(Teleprompter):
     def _encode(
         self, lm: LocalLM, program: PersonalizedRAG, prompt: str, answer: str
     ) -> tuple[list[int], list[int]]:
+        """Token ids of the prompt as the generator renders it at inference, and of the answer."""
         tokenizer = lm.tokenizer
         prompt_ids = tokenizer.encode(lm.render(program.generator.messages(prompt)), add_special_tokens=False)
         answer_ids = [*tokenizer.encode(answer, add_special_tokens=False), tokenizer.eos_token_id]
-        room = max(self.config.max_length - len(answer_ids), 1)
-        return prompt_ids[-room:], answer_ids
+        return prompt_ids, answer_ids
+
+    def _fit(
+        self, items: list[tuple[list[int], list[int]]], budget: int | None
+    ) -> list[tuple[list[int], list[int]]]:
+        """Apply ``max_length``: longer sequences keep the end of their prompt, with a warning,
+        since inference reads the whole prompt (``budget``: the program's prompt budget)."""
+        limit = self.config.max_length
+        if limit is None:
+            return items
+        long = sum(len(p) + len(a) > limit for p, a in items)
+        if long:
+            logger.warning(
+                "reader: %d of %d training sequences exceed max_length=%d and lose the beginning of their "
+                "prompt, which inference reads whole (prompt budget %s tokens plus the chat template); "
+                "raise --max-length or lower --max-input-tokens",
+                long,
+                len(items),
+                limit,
+                budget,
+            )
+        return [(p[-max(limit - len(a), 1) :], a) for p, a in items]
 
     # ---------------------------------------------------------------------------- compile
     def compile(
@@ -121,14 +161,14 @@ class ReaderFinetune(Teleprompter):
         program = student.deepcopy()
         base = program.generator.local_model
         if base is None:
-            raise ValueError(
-                "ReaderFinetune trains an in-process model (Generator(lm=local_lm(...))); "
-                "for a model behind a server use dspy.BootstrapFinetune with that provider"
+            raise ConfigError(
+                "ReaderFinetune trains an in-process model (Generator(lm=local_lm(...)), --model); "
+                "for a model behind a server (--lm) use dspy.BootstrapFinetune with that provider"
             )
         trainset = list(trainset)[: config.max_examples]
         valset = list(valset or [])[: config.max_val_examples]
         if not valset:
-            raise ValueError("ReaderFinetune needs a valset for early stopping and checkpoint choice")
+            raise ConfigError("ReaderFinetune needs a valset for early stopping and checkpoint choice")
         out = Path(config.output_dir)
         atomic_write_json(out / "config.json", {**config_dict(config), "base_model": base.name})
 
@@ -142,7 +182,10 @@ class ReaderFinetune(Teleprompter):
 
         logger.info("building %d training prompts", len(trainset))
         prompts = self._prompts(program, trainset)
-        items = [self._encode(training_lm, program, p, str(e.output)) for p, e in zip(prompts, trainset)]
+        items = self._fit(
+            [self._encode(training_lm, program, p, str(e.output)) for p, e in zip(prompts, trainset)],
+            program.settings.max_input_tokens,
+        )
         pad = base.tokenizer.pad_token_id
 
         def loss_fn(batch: list[tuple[list[int], list[int]]]) -> torch.Tensor:
@@ -166,10 +209,16 @@ class ReaderFinetune(Teleprompter):
             evaluator.generator.predict.lm = local_lm(training_name)
             return validation_scores(evaluator, valset)
 
+        record = {
+            "train_ids": [str(e.get("id", "")) for e in trainset],
+            "val_ids": [str(e.get("id", "")) for e in valset],
+        }
+
         def save_best(directory: Path) -> None:
             with atomic_directory(directory) as temporary:
                 model.save_pretrained(temporary)
                 base.tokenizer.save_pretrained(temporary)
+                (temporary / TRAINING_RECORD).write_text(json.dumps(record))
 
         trainer = Trainer(
             module=model,

@@ -1,137 +1,242 @@
-"""The paper's comparison on one task directory: Table 3 (plus Tables 4 and 5) as Markdown and a PNG.
+"""The paper's comparison on one task directory: Table 3 (plus Tables 4 and 5) with paired
+significance, as Markdown, a PNG chart and JSON.
 
-Columns: NoPers, BM25, Recency, Dense, ROPG-RL, ROPG-KD, RSPG-Pre, RSPG-Post and the oracle that
-picks the best pool member per input. ROPG-RL and ROPG-KD tune the dense retriever; RSPG-Pre and
-RSPG-Post train a selector over the pool of the six retrievers. Every stage writes into its own
-directory and all LLM answers go through one feedback cache, so an interrupted report started
-again repeats no finished training or generation.
+Columns: the fixed retrievers NoPers, Random, Recency, BM25 and Dense; ROPG-RL and ROPG-KD (the
+dense retriever tuned with the LLM's feedback); RSPG-Pre and RSPG-Post (selectors over the pool of
+the paper's six retrievers: none, recency, BM25, dense, ROPG-RL, ROPG-KD); the oracle that picks
+the best (and the worst) pool member per input.
 
-The evaluation answers each dev question once per pool member (one batched, cached pass) and
-scores every column from those answers: a single-retriever pipeline is the pool member's answer,
-RSPG is the answer of the member its selector picks (the same answer the program would generate,
-as generation is deterministic), and the oracle the best member's.
+The protocol is the one a result needs: every trained part picks its checkpoint on a validation
+set carved from the *train* split (each user's latest training question), the reported splits
+(test, dev) are never trained or selected on, and :func:`run_report` refuses to run when a
+reported question was seen by training, validation or the reader's fine-tuning (read from the
+reader checkpoint's record). Every column is compared with the best fixed retriever of its split
+by a paired test (bootstrap interval and randomisation p-value, :mod:`persona_rag.significance`).
+
+Every stage writes into its own directory and all LLM answers go through one feedback cache, so
+an interrupted report started again repeats no finished training or generation. The evaluation
+answers each reported question once per pool member (one batched, cached pass) and scores every
+column from those answers: a single-retriever pipeline is its member's answer, RSPG the answer of
+the member its selector picks (what the program would generate, as generation is deterministic).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dspy
 
-from optimizers.feedback import Feedback, PoolFeedback
+from optimizers.feedback import Feedback, PoolFeedback, Signal
+from optimizers.reader import reader_training_ids
 from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from optimizers.rspg import RSPG, RSPGConfig, pool_selection_metrics
-from optimizers.training import config_dict
+from optimizers.training import TrainingResult, config_dict
+from persona_rag.data import carve_validation, check_disjoint
+from persona_rag.errors import ConfigError
 from persona_rag.evaluation import oracle_metrics
 from persona_rag.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from persona_rag.program import PersonalizedRAG
-from persona_rag.retrievers import BM25Retriever, DenseRetriever, NoRetriever, RecencyRetriever, Retriever
+from persona_rag.retrievers import (
+    BM25Retriever,
+    DenseRetriever,
+    NoRetriever,
+    RandomRetriever,
+    RecencyRetriever,
+    Retriever,
+)
 from persona_rag.selector import Selector
+from persona_rag.significance import paired_significance
+from persona_rag.tasks import PARSING_NOTES
 
-__all__ = ["COLUMNS", "Report", "ReportConfig", "run_report"]
+__all__ = ["COLUMNS", "FIXED_COLUMNS", "Report", "ReportConfig", "SplitReport", "run_report"]
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("NoPers", "BM25", "Recency", "Dense", "ROPG-RL", "ROPG-KD", "RSPG-Pre", "RSPG-Post", "Oracle")
-_POOL_COLUMNS = {"none": "NoPers", "bm25": "BM25", "recency": "Recency", "dense": "Dense",
-                 "ropg-rl": "ROPG-RL", "ropg-kd": "ROPG-KD"}  # fmt: skip
+FIXED_COLUMNS = ("NoPers", "Random", "Recency", "BM25", "Dense")
+COLUMNS = (*FIXED_COLUMNS, "ROPG-RL", "ROPG-KD", "RSPG-Pre", "RSPG-Post", "Oracle")
+_MEMBER_COLUMNS = {"none": "NoPers", "random": "Random", "recency": "Recency", "bm25": "BM25",
+                   "dense": "Dense", "ropg-rl": "ROPG-RL", "ropg-kd": "ROPG-KD"}  # fmt: skip
 
 
 @dataclass(kw_only=True)
 class ReportConfig:
-    """Budget of the comparison (the paper's settings cost far more than a CPU has).
+    """Budget and settings of the comparison.
 
     Attributes:
         output_dir: where every stage, the tables and the chart go.
-        train_examples: training questions for ROPG and RSPG (feedback costs one LLM call per
-            candidate or pool member).
-        val_examples: validation questions for early stopping (taken from the train split's end,
-            so the dev split stays unseen until the final evaluation).
+        train_examples: training questions for ROPG (``None``: the whole train split less the
+            validation questions); each costs ``candidates`` LLM scoring passes.
+        rspg_train_examples: training questions for the selectors (``None``: as for ROPG); each
+            costs one LLM pass per pool member, with ``k`` items in the prompt.
+        val_examples: validation questions carved from the train split (each drawn user's latest
+            question), for every stage's checkpoint choice.
         candidates: ``l`` of ROPG.
+        signal: the feedback signal (:mod:`optimizers.feedback`); ``auto`` is metric+likelihood for
+            an in-process reader.
         ropg_epochs, ropg_learning_rate: ROPG training.
         rspg_epochs, rspg_learning_rate: selector training.
         batch_size, gradient_accumulation_steps: both trainers.
+        patience: early stopping of both trainers (epochs without a better validation score).
         ropg_checkpoints: already trained encoders (``{"ropg-kd": dir}``) to use instead of training.
         feedback_cache: the shared LLM answer cache (default: ``output_dir/feedback.sqlite``).
-        seed: training seed.
+        resamples: bootstrap resamples and randomisation rounds of the significance tests.
+        seed: training seed and the draw of validation users.
     """
 
     output_dir: str | Path = "reports/report"
-    train_examples: int = 120
-    val_examples: int = 50
-    candidates: int = 8
+    train_examples: int | None = None
+    rspg_train_examples: int | None = None
+    val_examples: int = 150
+    candidates: int = 16
+    signal: Signal = "auto"
     ropg_epochs: int = 3
-    ropg_learning_rate: float = 5e-5
+    ropg_learning_rate: float = 1e-5
     rspg_epochs: int = 5
     rspg_learning_rate: float = 5e-5
     batch_size: int = 8
     gradient_accumulation_steps: int = 2
+    patience: int | None = 2
     ropg_checkpoints: dict[str, str | Path] = field(default_factory=dict)
     feedback_cache: str | Path | None = None
+    resamples: int = 2000
     seed: int = 0
 
 
 @dataclass
-class Report:
-    """What :func:`run_report` measured on the dev questions.
+class SplitReport:
+    """What :func:`run_report` measured on one reported split.
 
     Attributes:
-        task: the task name.
-        n: dev questions.
+        split: the split's name.
+        n: questions.
         metrics: per column (``COLUMNS``), the task metrics plus ``score`` (mean Eval).
         success_rate: per selector column, the selection success rate (Table 4).
-        oracle_worst: the metrics of always picking the worst member (the lower bound).
-        seconds: wall time per stage.
+        oracle_worst: the metrics of always picking the worst pool member (the lower bound).
+        baseline: the best fixed retriever on this split by the task's primary metric.
+        significance: per column, per metric, the paired difference against ``baseline``
+            (``system``, ``baseline``, ``difference``, ``low``, ``high``, ``p_value``, ``better``).
     """
 
-    task: str
+    split: str
     n: int
     metrics: dict[str, dict[str, float]]
     success_rate: dict[str, float]
     oracle_worst: dict[str, float]
+    baseline: str
+    significance: dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass
+class Report:
+    """A whole comparison.
+
+    Attributes:
+        task: the task name.
+        splits: per reported split, its results.
+        protocol: what was trained and validated on (counts, and the check that no reported
+            question was among them).
+        training: per trained stage, its cost (feedback calls and seconds, optimizer steps and
+            seconds, their rates) and its best epoch.
+        seconds: wall time per stage.
+        parsing: how answers were read and scored (``TaskSpec.parsing``), said in ``table.md``.
+    """
+
+    task: str
+    splits: dict[str, SplitReport]
+    protocol: dict[str, Any]
+    training: dict[str, dict[str, Any]]
     seconds: dict[str, float]
+    parsing: str = "lamp"
+    parsing: str = "lamp"
+
+
+def _stage_cost(feedback_cost: tuple[int, float], result: TrainingResult | None) -> dict[str, Any]:
+    calls, seconds = feedback_cost
+    steps, step_seconds = (result.steps, result.step_seconds) if result else (0, 0.0)
+    return {
+        "feedback_calls": calls,
+        "feedback_seconds": seconds,
+        "feedback_calls_per_second": calls / seconds if seconds else None,
+        "steps": steps,
+        "step_seconds": step_seconds,
+        "steps_per_second": steps / step_seconds if step_seconds else None,
+        "best_epoch": result.best_epoch if result else None,
+        "history": result.history if result else [],
+    }
+
+
+def _protocol(
+    program: PersonalizedRAG,
+    train: list[dspy.Example],
+    val: list[dspy.Example],
+    evalsets: Mapping[str, Sequence[dspy.Example]],
+) -> dict[str, Any]:
+    """Refuse any reported question that training, validation or the reader's fine-tuning saw."""
+    local = program.generator.local_model
+    reader_ids = reader_training_ids(local.name) if local is not None else set()
+    seen = [*train, *val, *(dspy.Example(id=i) for i in sorted(reader_ids))]
+    for split, examples in evalsets.items():
+        check_disjoint(seen, examples, what=f"report on {split}")
+    return {
+        "train_questions": len(train),
+        "val_questions": len(val),
+        "val_rule": "each drawn user's latest train question (carved from the train split)",
+        "reader_questions_seen": len(reader_ids),
+        "reported": {split: len(examples) for split, examples in evalsets.items()},
+        "overlap_checked": True,
+    }
 
 
 def run_report(
     program: PersonalizedRAG,
     *,
     trainset: Sequence[dspy.Example],
-    devset: Sequence[dspy.Example],
+    evalsets: Mapping[str, Sequence[dspy.Example]],
     config: ReportConfig | None = None,
 ) -> Report:
     """Train ROPG-RL/KD and RSPG-Pre/Post from ``program`` (a dense-retriever program whose
-    generator is the reader to personalise), evaluate every column on ``devset`` and write
-    ``table.md``, ``table.png`` and ``report.json`` into ``config.output_dir``."""
-    import time
+    generator is the reader to personalise), evaluate every column on each of ``evalsets``
+    (e.g. ``{"test": ..., "dev": ...}``) and write ``table.md``, ``table.png`` and
+    ``report.json`` into ``config.output_dir``.
 
+    Raises:
+        ConfigError: when a reported question was used for training, validation or the reader's
+            fine-tuning, or a reported split has no golds.
+    """
     config = config or ReportConfig()
     out = Path(config.output_dir)
     cache = Path(config.feedback_cache or out / "feedback.sqlite")
     if not isinstance(program.retriever, DenseRetriever):
         raise TypeError("run_report starts from a program with a DenseRetriever (the one ROPG tunes)")
-    train = list(trainset)
-    if len(train) <= config.val_examples:
-        raise ValueError(
-            f"{len(train)} training questions: none left after {config.val_examples} for validation"
-        )
-    train, val = train[: -config.val_examples][: config.train_examples], train[-config.val_examples :]
+    for split, examples in evalsets.items():
+        if not examples or any(e.get("output") is None for e in examples):
+            raise ConfigError(f"report on {split}: the split is empty or has no gold outputs")
+    carved = carve_validation(list(trainset), size=config.val_examples, seed=config.seed)
+    train, val = carved.train[: config.train_examples], carved.val
+    rspg_train = carved.train[: config.rspg_train_examples or config.train_examples]
+    protocol = _protocol(program, [*train, *rspg_train], val, evalsets)
     atomic_write_json(out / "config.json", config_dict(config))
     seconds: dict[str, float] = {}
+    training: dict[str, dict[str, Any]] = {}
     shared = {  # what every trainer of the report shares
         "feedback_cache": cache,
+        "signal": config.signal,
         "batch_size": config.batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "max_val_examples": config.val_examples,
+        "patience": config.patience,
         "seed": config.seed,
     }
 
     pool: dict[str, Retriever] = {
         "none": NoRetriever(),
-        "bm25": BM25Retriever(),
         "recency": RecencyRetriever(),
+        "bm25": BM25Retriever(),
         "dense": program.retriever,
     }
     for name, optimizer_class, config_class in (
@@ -153,6 +258,7 @@ def run_report(
                 )
             )
             pool[name] = optimizer.compile(program, trainset=train, valset=val).retriever
+            training[name] = _stage_cost(optimizer.feedback_cost, optimizer.result)
         seconds[name] = time.perf_counter() - start
 
     selectors: dict[str, Selector] = {}
@@ -160,7 +266,7 @@ def run_report(
         start = time.perf_counter()
         student = program.deepcopy()
         student.selector = Selector(pool=pool, mode=mode)
-        optimizer = RSPG(
+        rspg = RSPG(
             config=RSPGConfig(
                 output_dir=out / f"rspg-{mode}",
                 epochs=config.rspg_epochs,
@@ -168,85 +274,154 @@ def run_report(
                 **shared,
             )
         )
-        selectors[mode] = optimizer.compile(student, trainset=train, valset=val).selector
+        selectors[mode] = rspg.compile(student, trainset=rspg_train, valset=val).selector
         atomic_write_json(out / f"rspg-{mode}" / "selector.json", selectors[mode].dump_state())
+        training[f"rspg-{mode}"] = _stage_cost(rspg.feedback_cost, rspg.result)
         seconds[f"rspg-{mode}"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    rows = Feedback(program=program, cache=cache).compute_pool(list(devset), pool)
-    seconds["dev answers"] = time.perf_counter() - start
-    report = _score(program, list(devset), rows, selectors, seconds)
+    members = {**pool, "random": RandomRetriever(seed=config.seed)}  # Random is a column, not a pool member
+    splits: dict[str, SplitReport] = {}
+    for split, examples in evalsets.items():
+        start = time.perf_counter()
+        rows = Feedback(program=program, cache=cache).compute_pool(list(examples), members)
+        seconds[f"{split} answers"] = time.perf_counter() - start
+        splits[split] = _score(program, split, list(examples), rows, list(pool), selectors, config)
+    report = Report(program.task.name, splits, protocol, training, seconds, parsing=program.task.parsing)
     write_report(report, out)
     return report
 
 
 def _score(
     program: PersonalizedRAG,
-    devset: list[dspy.Example],
+    split: str,
+    examples: list[dspy.Example],
     rows: list[PoolFeedback],
+    pool_names: list[str],
     selectors: dict[str, Selector],
-    seconds: dict[str, float],
-) -> Report:
+    config: ReportConfig,
+) -> SplitReport:
     task = program.task
     names = list(rows[0].names)
+    inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
+    parsed = {
+        name: [task.parse(row.outputs[m], ex.input) for row, ex in zip(rows, examples)]
+        for m, name in enumerate(names)
+    }
+    answers = {_MEMBER_COLUMNS[n]: parsed[n] for n in names}
     metrics: dict[str, dict[str, float]] = {}
     for m, name in enumerate(names):
-        metrics[_POOL_COLUMNS[name]] = pool_selection_metrics(task, devset, rows, [m] * len(rows))
+        metrics[_MEMBER_COLUMNS[name]] = pool_selection_metrics(task, examples, rows, [m] * len(rows))
+        metrics[_MEMBER_COLUMNS[name]].pop("success_rate")
+    pool_rows = [row.members(pool_names) for row in rows]
     success: dict[str, float] = {}
     for mode, selector in selectors.items():
         selections = selector.batch_select(
-            [list(row.prompts) for row in rows],
-            [list(row.outputs) for row in rows] if mode == "post" else None,
+            [list(row.prompts) for row in pool_rows],
+            [list(row.outputs) for row in pool_rows] if mode == "post" else None,
         )
         column = f"RSPG-{mode.capitalize()}"
-        metrics[column] = pool_selection_metrics(
-            task, devset, rows, [names.index(s.chosen) for s in selections]
-        )
+        chosen = [pool_names.index(s.chosen) for s in selections]
+        metrics[column] = pool_selection_metrics(task, examples, pool_rows, chosen)
         success[column] = metrics[column].pop("success_rate")
-    for column in _POOL_COLUMNS.values():
-        metrics[column].pop("success_rate")
-    inputs, golds = [ex.input for ex in devset], [str(ex.output) for ex in devset]
-    outputs = {
-        n: [task.parse(row.outputs[m], ex.input) for row, ex in zip(rows, devset)]
-        for m, n in enumerate(names)
-    }
-    metrics["Oracle"] = oracle_metrics(task, inputs, golds, outputs)
+        answers[column] = [parsed[pool_names[c]][i] for i, c in enumerate(chosen)]
+    pool_outputs = {n: parsed[n] for n in pool_names}
+    metrics["Oracle"] = oracle_metrics(task, inputs, golds, pool_outputs)
     metrics["Oracle"].pop("success_rate")
-    worst = oracle_metrics(task, inputs, golds, outputs, best=False)
+    worst = oracle_metrics(task, inputs, golds, pool_outputs, best=False)
     worst.pop("success_rate")
-    return Report(task.name, len(devset), metrics, success, worst, seconds)
+
+    primary, sign = task.primary_metric, (1 if task.lower_is_better else -1)
+    baseline = min(FIXED_COLUMNS, key=lambda column: sign * metrics[column][primary])
+    significance = {
+        column: {
+            metric: asdict(diff)
+            for metric, diff in paired_significance(
+                task, inputs, golds, answers[column], answers[baseline], resamples=config.resamples,
+                seed=config.seed,
+            ).items()
+        }
+        for column in answers
+        if column != baseline
+    }  # fmt: skip
+    return SplitReport(split, len(examples), metrics, success, worst, baseline, significance)
+
+
+def _task_metrics(report: Report) -> list[str]:
+    first = next(iter(report.splits.values()))
+    return [k for k in first.metrics["NoPers"] if k != "score"]
 
 
 def markdown_table(report: Report) -> str:
-    """Table 3's layout (one row per metric of this task, one column per method), then Tables 4 and 5."""
-    task_metrics = [k for k in report.metrics["NoPers"] if k != "score"]
+    """Per split: Table 3's layout (one row per metric, one column per method; ``*`` marks a
+    significant improvement over the best fixed retriever, ``†`` that baseline), the paired
+    differences behind the marks, then Tables 4 and 5."""
+    task_metrics = _task_metrics(report)
     lines = [
-        f"Task {report.task}, {report.n} dev questions.",
-        "",
-        "| metric | " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+        f"Task {report.task}. Validation: {report.protocol['val_rule']}; reported splits unseen.",
+        f"Parsing: {report.parsing} ({PARSING_NOTES[report.parsing]}).",
     ]
-    for metric in [*task_metrics, "score"]:
-        label = "mean Eval" if metric == "score" else metric
-        lines.append(f"| {label} | " + " | ".join(f"{report.metrics[c][metric]:.3f}" for c in COLUMNS) + " |")
-    lines += ["", "| selection success rate | " + " | ".join(report.success_rate) + " |"]
-    lines += ["|---|" + "---|" * len(report.success_rate)]
-    lines += ["| | " + " | ".join(f"{v:.3f}" for v in report.success_rate.values()) + " |"]
-    lines += [
-        "",
-        "| oracle bounds | " + " | ".join(task_metrics) + " |",
-        "|---|" + "---|" * len(task_metrics),
-    ]
-    for label, values in (
-        ("best member (upper)", report.metrics["Oracle"]),
-        ("worst member (lower)", report.oracle_worst),
-    ):
-        lines.append(f"| {label} | " + " | ".join(f"{values[m]:.3f}" for m in task_metrics) + " |")
+    for split in report.splits.values():
+        lines += [
+            "",
+            f"### {split.split}: {split.n} questions (* p < 0.05 better than {split.baseline} †)",
+            "",
+            "| metric | " + " | ".join(COLUMNS) + " |",
+            "|---|" + "---|" * len(COLUMNS),
+        ]
+        for metric in [*task_metrics, "score"]:
+            cells = []
+            for column in COLUMNS:
+                mark = "†" if column == split.baseline else ""
+                tested = split.significance.get(column, {}).get(metric)
+                if tested and tested["better"]:
+                    mark = "*"
+                cells.append(f"{split.metrics[column][metric]:.3f}{mark}")
+            label = "mean Eval" if metric == "score" else metric
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"| vs {split.baseline} | " + " | ".join(f"{m} diff [95% CI] p" for m in task_metrics) + " |",
+            "|---|" + "---|" * len(task_metrics),
+        ]
+        for column, tested in split.significance.items():
+            if column == "Oracle":
+                continue
+            cells = [
+                f"{t['difference']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}] {t['p_value']:.3f}"
+                for t in (tested[m] for m in task_metrics)
+            ]
+            lines.append(f"| {column} | " + " | ".join(cells) + " |")
+        lines += ["", "| selection success rate | " + " | ".join(split.success_rate) + " |"]
+        lines += ["|---|" + "---|" * len(split.success_rate)]
+        lines += ["| | " + " | ".join(f"{v:.3f}" for v in split.success_rate.values()) + " |"]
+        lines += ["", "| oracle bounds | " + " | ".join(task_metrics) + " |"]
+        lines += ["|---|" + "---|" * len(task_metrics)]
+        for label, values in (
+            ("best member (upper)", split.metrics["Oracle"]),
+            ("worst member (lower)", split.oracle_worst),
+        ):
+            lines.append(f"| {label} | " + " | ".join(f"{values[m]:.3f}" for m in task_metrics) + " |")
+    if report.training:
+        lines += [
+            "",
+            "| stage | feedback calls | calls/s | optimizer steps | steps/s | best epoch |",
+            "|---|---|---|---|---|---|",
+        ]
+        for stage, cost in report.training.items():
+            cells = [cost["feedback_calls"], cost["feedback_calls_per_second"], cost["steps"]]
+            cells += [cost["steps_per_second"], cost["best_epoch"]]
+            lines.append(f"| {stage} | " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def bar_chart(report: Report) -> bytes:
-    """One panel per task metric, one bar per method (PNG bytes)."""
+    """One panel per (split, task metric), one bar per method (PNG bytes)."""
     import io
 
     import matplotlib
@@ -254,18 +429,18 @@ def bar_chart(report: Report) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    task_metrics = [k for k in report.metrics["NoPers"] if k != "score"]
-    fig, axes = plt.subplots(1, len(task_metrics), figsize=(6 * len(task_metrics), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], task_metrics):
-        values = [report.metrics[c][metric] for c in COLUMNS]
-        bars = ax.bar(
-            COLUMNS, values, color=["#999999"] * 4 + ["#4c72b0"] * 2 + ["#dd8452"] * 2 + ["#55a868"]
-        )
+    task_metrics = _task_metrics(report)
+    panels = [(split, metric) for split in report.splits.values() for metric in task_metrics]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
+    colors = ["#999999"] * len(FIXED_COLUMNS) + ["#4c72b0"] * 2 + ["#dd8452"] * 2 + ["#55a868"]
+    for ax, (split, metric) in zip(axes[0], panels):
+        values = [split.metrics[c][metric] for c in COLUMNS]
+        bars = ax.bar(COLUMNS, values, color=colors)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
-        ax.set_title(metric)
+        ax.set_title(f"{split.split} ({split.n}): {metric}")
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"{report.task}, {report.n} dev questions")
+    fig.suptitle(report.task)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
@@ -275,8 +450,6 @@ def bar_chart(report: Report) -> bytes:
 
 def write_report(report: Report, out: str | Path) -> dict[str, Path]:
     """``table.md``, ``table.png`` and ``report.json``, each written atomically."""
-    from dataclasses import asdict
-
     out = Path(out)
     return {
         "markdown": atomic_write_text(out / "table.md", markdown_table(report)),

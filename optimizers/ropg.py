@@ -2,8 +2,11 @@
 
 PAPER.md, Eq. 1-4. For each training example the initial retriever proposes ``l`` candidates and
 :class:`~optimizers.feedback.Feedback` scores the generator's answer with each one. The retriever
-policy is π_θ(d|x) = softmax over the candidates of the dot product of query and document
-embeddings.
+policy is π_θ(d|x) = softmax over the candidates of q·d / τ_π, the dot product of query and
+document embeddings over the policy temperature. τ_π matters: with an L2-normalised encoder (the
+default MiniLM) q·d is a cosine in [-1, 1], and at τ_π = 1 the best of 16 candidates gets at most
+about a third of the probability mass, so KD's sharp target is out of reach and RL samples almost
+uniformly. The trained checkpoint records τ_π, and the tuned DenseRetriever scores with it.
 
 * :class:`ROPG_RL` (Eq. 1-3): sample one document from π_θ; REINFORCE with the reward Eval(d) minus
   Eval of the initial retriever's top document.
@@ -26,15 +29,24 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
-from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig, Signal
+from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
 from persona_rag.encoders import TextEncoder
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import DenseRetriever
 
-__all__ = ["ROPG_KD", "ROPG_RL", "ROPGConfig", "ROPGKDConfig", "personalized_rag_in"]
+__all__ = [
+    "ROPG_KD",
+    "ROPG_RL",
+    "ROPGConfig",
+    "ROPGKDConfig",
+    "personalized_rag_in",
+    "policy_batch",
+    "policy_diagnostics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +58,15 @@ class ROPGConfig(FeedbackTrainingConfig):
 
     Attributes:
         candidates: ``l``, candidates per example from the initial retriever.
-        signal: ``metric`` (Eval of the answer, the paper's) or ``likelihood`` (log p(gold)).
+        policy_temperature: τ_π of the policy softmax(q·d / τ_π). ``None``: 0.05 for an
+            L2-normalised encoder (cosine logits then span [-20, 20]; measured on the key-item
+            task, see benchmarks/README.md) and 1 for an unnormalised one (Contriever's dot
+            products already have that range).
+        validation_feedback: also collect the LLM's feedback on the validation examples, to
+            record per epoch the policy's entropy, its held-out KL to the teacher and how often its
+            top-1 candidate is the teacher's (costs ``l`` scoring passes per validation example).
 
-    Validation examples are scored end to end after every epoch.
+    Validation examples are scored end to end after every epoch; that score picks the checkpoint.
     """
 
     output_dir: str | Path = "runs/ropg"
@@ -57,7 +75,8 @@ class ROPGConfig(FeedbackTrainingConfig):
     batch_size: int = 8
     gradient_accumulation_steps: int = 8
     candidates: int = 16
-    signal: Signal = "metric"
+    policy_temperature: float | None = None
+    validation_feedback: bool = True
 
 
 @dataclass(kw_only=True)
@@ -65,7 +84,7 @@ class ROPGKDConfig(ROPGConfig):
     """KD adds the target temperature τ and what to do with rows that carry no preference.
 
     Attributes:
-        temperature: τ of p_t = softmax(score / τ) (not stated in the paper).
+        temperature: τ of the target p_t = softmax(score / τ) (not stated in the paper).
         skip_uniform: drop examples whose candidates all score the same. They carry no preference,
             and with them KD would pull the retriever towards a uniform ranking.
     """
@@ -85,6 +104,7 @@ class _ROPG(Teleprompter):
         self.config = config or self.default_config()
         self.result: TrainingResult | None = None
         self.feedback_rows: list[CandidateFeedback] = []
+        self.feedback_cost: tuple[int, float] = (0, 0.0)  # training feedback: model calls, seconds
 
     @staticmethod
     def default_config() -> ROPGConfig:
@@ -92,6 +112,11 @@ class _ROPG(Teleprompter):
 
     def keep(self, row: CandidateFeedback) -> bool:
         return len(row.candidates) > 1
+
+    @property
+    def target_temperature(self) -> float:
+        """τ of the teacher distribution softmax(score / τ) the diagnostics compare the policy with."""
+        return getattr(self.config, "temperature", 0.1)
 
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
         raise NotImplementedError
@@ -133,44 +158,47 @@ class _ROPG(Teleprompter):
             progress=config.progress,
         )
         self.feedback_rows = feedback.compute(list(trainset)[: config.max_examples])
+        self.feedback_cost = (feedback.computed, feedback.seconds)
         rows = [row for row in self.feedback_rows if self.keep(row)]
         logger.info(
             "%s: %d of %d examples carry a training signal", self.name, len(rows), len(self.feedback_rows)
         )
         if not rows:
-            raise ValueError(
-                f"{type(self).__name__}: no training example has a usable signal (all candidates tie)"
+            raise ConfigError(
+                f"{type(self).__name__}: no training example has a usable signal (every candidate scores "
+                f"the same with signal {feedback.signal!r}: the reader answers alike whatever document it "
+                "reads). Use --signal metric+likelihood or likelihood (log p(gold) still ranks the "
+                "candidates), a reader that uses its profile (--model runs/reader/best from persona-rag "
+                "finetune), or more --max-examples / --candidates"
             )
+        val_rows = []
+        if config.validation_feedback:
+            val_rows = [row for row in feedback.compute(valset) if len(row.candidates) > 1]
 
         initial = program.retriever.encoder
-        encoder = TextEncoder(initial.name, normalize=initial.normalize, device=initial.device, cache_size=0)
+        temperature = config.policy_temperature or (0.05 if initial.normalize else 1.0)
+        encoder = TextEncoder(
+            initial.name,
+            normalize=initial.normalize,
+            temperature=temperature,
+            device=initial.device,
+            cache_size=0,
+        )
         encoder.model.train()
         evaluator = program.deepcopy()
         evaluator.retriever = DenseRetriever(encoder=encoder)
 
-        def loss_fn(batch: list[CandidateFeedback]) -> Any:
-            width = max(len(row.candidates) for row in batch)
-            queries = encoder.embed([row.query for row in batch])
-            documents = encoder.embed([hit.document.text for row in batch for hit in row.candidates.hits])
-            logits = torch.full((len(batch), width), -1e9, device=queries.device)
-            mask = torch.zeros((len(batch), width), dtype=torch.bool, device=queries.device)
-            scores = torch.zeros((len(batch), width), device=queries.device)
-            start = 0
-            for i, row in enumerate(batch):
-                n = len(row.candidates)
-                logits[i, :n] = documents[start : start + n] @ queries[i]
-                mask[i, :n] = True
-                scores[i, :n] = torch.tensor(row.scores, device=queries.device)
-                start += n
-            return self.loss(logits, mask, scores)
-
         def validate() -> dict[str, float]:
-            return validation_scores(evaluator, valset)
+            scores = validation_scores(evaluator, valset)
+            if val_rows:
+                with torch.no_grad():
+                    scores.update(policy_diagnostics(encoder, val_rows, temperature=self.target_temperature))
+            return scores
 
         trainer = Trainer(
             module=encoder.model,
             config=config,
-            loss_fn=loss_fn,
+            loss_fn=lambda batch: self.loss(*policy_batch(encoder, batch)),
             validate=validate,
             save_best=encoder.save,
             name=self.name,
@@ -179,6 +207,51 @@ class _ROPG(Teleprompter):
         program.retriever = DenseRetriever(encoder=TextEncoder(str(out / "best")))
         outer._compiled = True
         return outer
+
+
+def policy_batch(
+    encoder: TextEncoder, batch: Sequence[CandidateFeedback]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The policy's logits q·d / τ_π over each row's candidates (padded), the padding mask and the
+    LLM's scores: what every ROPG loss and diagnostic reads."""
+    width = max(len(row.candidates) for row in batch)
+    queries = encoder.embed([row.query for row in batch])
+    documents = encoder.embed([hit.document.text for row in batch for hit in row.candidates.hits])
+    logits = torch.full((len(batch), width), -1e9, device=queries.device)
+    mask = torch.zeros((len(batch), width), dtype=torch.bool, device=queries.device)
+    scores = torch.zeros((len(batch), width), device=queries.device)
+    start = 0
+    for i, row in enumerate(batch):
+        n = len(row.candidates)
+        logits[i, :n] = documents[start : start + n] @ queries[i] / encoder.temperature
+        mask[i, :n] = True
+        scores[i, :n] = torch.tensor(row.scores, device=queries.device)
+        start += n
+    return logits, mask, scores
+
+
+def policy_diagnostics(
+    encoder: TextEncoder, rows: Sequence[CandidateFeedback], *, temperature: float, batch_size: int = 16
+) -> dict[str, float]:
+    """How the policy relates to the LLM's preferences on held-out rows.
+
+    Returns:
+        ``policy_entropy`` (nats, mean over rows; log l is uniform), ``teacher_kl`` (KL(p_t ‖ π)
+        with p_t = softmax(score / ``temperature``)) and ``teacher_top1`` (share of rows whose
+        top-1 candidate under π is one of the LLM's best; rows where every candidate ties count
+        as agreeing).
+    """
+    entropy = kl = agree = 0.0
+    for start in range(0, len(rows), batch_size):
+        logits, mask, scores = policy_batch(encoder, rows[start : start + batch_size])
+        log_policy = torch.log_softmax(logits.masked_fill(~mask, -1e9), dim=-1)
+        entropy += float(-(log_policy.exp() * log_policy).masked_fill(~mask, 0.0).sum())
+        kl += float(distillation_kl(scores, logits, mask, temperature=temperature)) * len(logits)
+        best = scores.masked_fill(~mask, -1e9).max(dim=-1, keepdim=True).values
+        top = logits.argmax(dim=-1, keepdim=True)
+        agree += float((scores.gather(1, top) >= best - 1e-9).sum())
+    n = len(rows)
+    return {"policy_entropy": entropy / n, "teacher_kl": kl / n, "teacher_top1": agree / n}
 
 
 def personalized_rag_in(module: dspy.Module, purpose: str = "ROPG tunes the retriever of") -> PersonalizedRAG:

@@ -27,6 +27,7 @@ from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback
 from optimizers.losses import distillation_kl
 from optimizers.ropg import personalized_rag_in
 from optimizers.training import Trainer, TrainingResult, config_dict
+from persona_rag.errors import ConfigError
 from persona_rag.evaluation import selection_metrics
 from persona_rag.io import atomic_write_json
 from persona_rag.selector import SelectorNet
@@ -82,6 +83,7 @@ class RSPG(Teleprompter):
         self.result: TrainingResult | None = None
         self.train_rows: list[PoolFeedback] = []
         self.val_rows: list[PoolFeedback] = []
+        self.feedback_cost: tuple[int, float] = (0, 0.0)  # training feedback: model calls, seconds
 
     def compile(
         self,
@@ -115,15 +117,22 @@ class RSPG(Teleprompter):
         feedback = Feedback(
             program=program,
             cache=config.feedback_cache,
+            signal=config.signal,
             batch_size=config.feedback_batch_size,
             progress=config.progress,
         )
         self.train_rows = feedback.compute_pool(list(trainset)[: config.max_examples], selector.pool)
+        self.feedback_cost = (feedback.computed, feedback.seconds)
         self.val_rows = feedback.compute_pool(valset, selector.pool)
         rows = [r for r in self.train_rows if not (config.skip_uniform and max(r.scores) == min(r.scores))]
         logger.info("%s: %d of %d examples carry a preference", name, len(rows), len(self.train_rows))
         if not rows:
-            raise ValueError("RSPG: on every training example all pool members score the same")
+            raise ConfigError(
+                f"RSPG: on every training example all pool members score the same with signal "
+                f"{feedback.signal!r}, so the selector has nothing to learn. Use --signal metric+likelihood "
+                "or likelihood, a reader that uses its profile (--model runs/reader/best from persona-rag "
+                "finetune), more --max-examples, or pool members that retrieve differently"
+            )
 
         net = SelectorNet(selector.model, max_length=selector.max_length)
         post = selector.mode == "post"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,12 +74,20 @@ class TrainingConfig:
 
 @dataclass
 class TrainingResult:
-    """What a run produced: per-epoch history and where the best weights are."""
+    """What a run produced: per-epoch history, where the best weights are, and its speed.
+
+    Attributes:
+        steps: optimizer steps taken by this call of ``fit`` (not those of a resumed earlier run).
+        step_seconds: wall time of those steps (forward, backward, update; validation excluded),
+            so ``steps / step_seconds`` is the training throughput a user can size a run with.
+    """
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_score: float = -math.inf
     best_epoch: int = 0
     best_dir: Path | None = None
+    steps: int = 0
+    step_seconds: float = 0.0
 
 
 class Trainer:
@@ -184,12 +193,14 @@ class Trainer:
             unit="step",
             disable=not config.progress,
         )
+        first_step, step_seconds = progress["step"], 0.0
         while progress["epoch"] < config.epochs and not self._stopped(progress):
             epoch = progress["epoch"]
             order = np.random.default_rng(config.seed + epoch).permutation(len(items))
             self.module.train()
             for micro in range(progress["micro"], micro_per_epoch):
                 chunk = [items[i] for i in order[micro * config.batch_size : (micro + 1) * config.batch_size]]
+                started = time.perf_counter()
                 output = self.loss_fn(chunk)
                 loss, extras = output if isinstance(output, tuple) else (output, {})
                 (loss / config.gradient_accumulation_steps).backward()
@@ -209,6 +220,7 @@ class Trainer:
                     bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / progress['count']:.4f}")
                     if progress["step"] % config.checkpoint_every == 0 and not last:
                         self._save_state(optimizer, scheduler, progress)
+                step_seconds += time.perf_counter() - started
             self._end_epoch(progress, optimizer, scheduler, epoch=epoch + 1)
         bar.close()
         return TrainingResult(
@@ -216,6 +228,8 @@ class Trainer:
             best_score=progress["best"],
             best_epoch=progress["best_epoch"],
             best_dir=best_dir if best_dir.exists() else None,
+            steps=progress["step"] - first_step,
+            step_seconds=step_seconds,
         )
 
     def _stopped(self, progress: dict[str, Any]) -> bool:

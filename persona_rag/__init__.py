@@ -15,7 +15,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "persona_rag.data": ("download_lamp", "load_lamp", "make_sample_task"),
     "persona_rag.encoders": ("TextEncoder",),
-    "persona_rag.errors": ("DataError", "DownloadError", "GenerationError", "StoreError", "UnknownTaskError"),
+    "persona_rag.errors": (
+        "CacheError",
+        "ConfigError",
+        "DataError",
+        "DownloadError",
+        "GenerationError",
+        "StoreError",
+        "UnknownTaskError",
+    ),
     "persona_rag.generator": ("Generator", "PromptAdapter"),
     "persona_rag.lm": ("LocalEngine", "LocalLM", "local_lm"),
     "persona_rag.program": ("PersonalizedRAG",),
@@ -37,6 +45,8 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 
 __all__ = [
     "BM25Retriever",
+    "CacheError",
+    "ConfigError",
     "DataError",
     "DenseRetriever",
     "DownloadError",

@@ -31,9 +31,12 @@ __all__ = [
     "main",
     "make_console",
     "named_retriever",
+    "positive_float",
+    "positive_int",
     "retriever_list",
     "server_url",
     "spec_name",
+    "task_for",
 ]
 
 
@@ -158,18 +161,52 @@ def spec_name(spec: str) -> str:
     return spec.split("=", 1)[0]
 
 
+def task_for(args: argparse.Namespace, task: Any) -> Any:
+    """The task (name or spec) reading answers as the options say: LaMP's evaluation, or the
+    lenient reading with ``--lenient-parsing``."""
+    import dataclasses
+
+    from persona_rag.tasks import get_task
+
+    spec = get_task(task)
+    return dataclasses.replace(spec, parsing="lenient") if getattr(args, "lenient_parsing", False) else spec
+
+
 def build_program(args: argparse.Namespace, task: Any, kind: str, store: Any = None) -> Any:
     """A single-retriever program over the generator the options describe (``kind``: a spec)."""
     from persona_rag.program import PersonalizedRAG
 
     return PersonalizedRAG(
-        task=task,
+        task=task_for(args, task),
         retriever=named_retriever(kind, args.encoder),
         generator=_generator(args),
         k=args.k,
         store=store,
         max_input_tokens=args.max_input_tokens,
     )
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1 (``--limit -34`` or ``--k 0`` fail at once,
+    before any model loads, instead of silently dropping questions or items)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number above 0 (learning rates, temperatures, timeouts)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
 
 
 def retriever_list(text: str) -> list[str]:
@@ -244,31 +281,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from persona_rag.evaluation import pool_bounds, results_table, write_results
 
     split = load_lamp(args.data, args.split, task=args.task, limit=args.limit)
+    task = task_for(args, split.task)
     examples = split.examples()
     store = None
     if args.store or args.url:
         from persona_rag.store import ProfileStore
 
-        store = ProfileStore(args.store, url=args.url, task=split.task, encoder=args.encoder)
-        examples = [ex.copy(profile=None) for ex in examples]  # retrieve from the store by user id
+        store = ProfileStore(args.store, url=args.url, task=task, encoder=args.encoder)
+        # Retrieve from the store by user id, but only among the question's own profile items: the
+        # store holds the user's whole history, later questions' answers included.
+        examples = [
+            ex.copy(
+                profile=None,
+                user_id=_store_user(ex),
+                profile_ids=[item["id"] for item in ex.profile],
+            ).with_inputs("input", "user_id", "profile_ids")
+            for ex in examples
+        ]
     if args.selector:
-        results = _evaluate_selector(args, split.task, examples, store)
+        results = _evaluate_selector(args, task, examples, store)
     else:
-        results = _evaluate_all(args, split.task, examples, args.retriever, store)
+        results = _evaluate_all(args, task, examples, args.retriever, store)
         if len(results) > 1:
-            results += pool_bounds(split.task, examples, results)
+            results += pool_bounds(task, examples, results)
     model = args.lm or args.model
     make_console().print(
         results_table(
-            results, title=f"{split.task.name} {args.split} ({len(examples)} questions, k={args.k}, {model})"
+            results, title=f"{task.name} {args.split} ({len(examples)} questions, k={args.k}, {model})"
         )
     )
     out = args.out or Path("results") / f"{Path(args.data).name}-{args.split}.json"
-    write_results(
-        out, results, task=split.task.name, data=str(args.data), split=args.split, k=args.k, model=model
-    )
+    write_results(out, results, task=task.name, data=str(args.data), split=args.split, k=args.k, model=model)
     make_console().print(f"results written to {out}")
     return 0
+
+
+def _store_user(question: Any) -> str:
+    """The store's user for a question: its user id, or (LaMP's user-based split has none) the
+    question itself, whose profile is then a user of its own."""
+    return str(question.user_id or question.id)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -277,11 +328,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     split = load_lamp(args.data, args.split, task=args.task, limit=args.limit)
     store = ProfileStore(args.store, url=args.url, task=split.task, encoder=args.encoder)
-    profiles = {}
+    profiles: dict[str, dict[str, Any]] = {}
     for question in split.questions:
-        # Without user ids (LaMP's user-based split) each question's profile is its own user.
-        user = question.user_id or question.id
-        items = profiles.setdefault(user, {})
+        # A user's stored profile is the union of their questions' profiles: readers pass a
+        # question's own item ids (evaluate --store) or a date, so no question sees a later one's.
+        items = profiles.setdefault(_store_user(question), {})
         items.update({item.id: item.model_dump(exclude_none=True) for item in question.profile})
     written = store.add_many((user, list(items.values())) for user, items in profiles.items())
     make_console().print(f"{len(profiles)} users, {written} items written to {store.location}")
@@ -306,16 +357,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--api-base", type=server_url, help="OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)"
     )
     group.add_argument("--api-key", help="API key for --lm (default: $OPENAI_API_KEY)")
-    group.add_argument("--timeout", type=float, default=60.0, help="seconds per --lm request")
+    group.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per --lm request")
     group.add_argument(
         "--encoder", type=encoder_name, default=DEFAULT_ENCODER, help="dense retriever encoder"
     )
-    group.add_argument("--k", type=int, default=4, help="profile items per prompt")
+    group.add_argument("--k", type=positive_int, default=4, help="profile items per prompt")
     group.add_argument(
-        "--max-input-tokens", type=int, default=512, help="prompt budget; profile text gives way first"
+        "--max-input-tokens",
+        type=positive_int,
+        default=512,
+        help="prompt budget; profile text gives way first",
     )
-    group.add_argument("--max-new-tokens", type=int, default=32, help="longest generated answer")
-    group.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass or request batch")
+    group.add_argument("--max-new-tokens", type=positive_int, default=32, help="longest generated answer")
+    group.add_argument(
+        "--batch-size", type=positive_int, default=16, help="prompts per forward pass or request batch"
+    )
     group.add_argument(
         "--free-generation", action="store_true", help="generate answers instead of scoring the label set"
     )
@@ -326,13 +382,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--label-decision", choices=("argmax", "mean"), default="argmax",
         help="rating tasks: best label, or probability-weighted mean rating",
     )  # fmt: skip
+    group.add_argument(
+        "--lenient-parsing", action="store_true",
+        help="find the label or number inside chatty answers and stem ROUGE, instead of LaMP's "
+        "evaluation (the whole answer is the label); figures are then not comparable with LaMP's",
+    )  # fmt: skip
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="task name (default: read from the outputs file)")
     parser.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
     parser.add_argument("--split", default="dev", help="train, dev or test")
-    parser.add_argument("--limit", type=int, help="first N questions only")
+    parser.add_argument("--limit", type=positive_int, help="first N questions only")
 
 
 def _add_store_options(parser: argparse.ArgumentParser, *, required: bool) -> None:

@@ -69,6 +69,11 @@ class TextEncoder:
         normalize: L2-normalise embeddings (sentence-transformers behaviour; dot product = cosine).
             Contriever-style models use ``False``. ``None`` reads it from a saved checkpoint,
             else defaults to ``True``.
+        temperature: τ of the retrieval score ``q·d / τ``. The ranking does not depend on it, but
+            the score is also the logit of the retrieval policy ROPG trains (softmax over the
+            candidates), and cosine similarities in [-1, 1] at τ = 1 cannot express a confident
+            preference. ``None`` reads it from a saved checkpoint (ROPG writes the τ it trained
+            with), else 1.
         max_length: token limit per text.
         batch_size: texts per forward pass.
         cache_size: embeddings kept in the cache (0 disables it).
@@ -80,6 +85,7 @@ class TextEncoder:
         model: str = DEFAULT_ENCODER,
         *,
         normalize: bool | None = None,
+        temperature: float | None = None,
         max_length: int = 256,
         batch_size: int = 64,
         cache_size: int = 200_000,
@@ -92,6 +98,9 @@ class TextEncoder:
         saved = Path(path) / _CONFIG_FILE
         settings = json.loads(saved.read_text()) if saved.exists() else {}
         self.normalize = settings.get("normalize", True) if normalize is None else normalize
+        self.temperature = float(settings.get("temperature", 1.0) if temperature is None else temperature)
+        if self.temperature <= 0:
+            raise ValueError(f"encoder temperature must be positive, got {self.temperature}")
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device or default_device()
@@ -155,7 +164,7 @@ class TextEncoder:
             self.model.save_pretrained(temporary)
             self.tokenizer.save_pretrained(temporary)
             (temporary / _CONFIG_FILE).write_text(
-                json.dumps({"normalize": self.normalize, "base": self.name})
+                json.dumps({"normalize": self.normalize, "temperature": self.temperature, "base": self.name})
             )
         return Path(path)
 
@@ -164,7 +173,10 @@ class TextEncoder:
         return self
 
     def __repr__(self) -> str:
-        return f"TextEncoder({self.name!r}, normalize={self.normalize}, device={self.device!r})"
+        return (
+            f"TextEncoder({self.name!r}, normalize={self.normalize}, temperature={self.temperature}, "
+            f"device={self.device!r})"
+        )
 
 
 _SHARED: dict[tuple[str, bool | None], TextEncoder] = {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "CacheError",
+    "ConfigError",
     "DataError",
     "DownloadError",
     "GenerationError",
@@ -38,6 +40,14 @@ class DataError(PersonaRAGError, ValueError):
     def in_file(self, file: str) -> DataError:
         """The same error, located in ``file``."""
         return DataError(str(self), file=file, item_id=self.item_id, field=self.field)
+
+
+class ConfigError(PersonaRAGError, ValueError):
+    """Settings that cannot work with this model or data; the message says which option to change."""
+
+
+class CacheError(PersonaRAGError, RuntimeError):
+    """A cache file could not be read or written; the message names the file and what to do."""
 
 
 class UnknownTaskError(PersonaRAGError, KeyError):

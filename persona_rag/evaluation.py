@@ -14,7 +14,7 @@ import dspy
 from persona_rag.errors import GenerationError
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
-from persona_rag.tasks import TaskSpec
+from persona_rag.tasks import PARSING_NOTES, TaskSpec
 
 __all__ = [
     "EvaluationResult",
@@ -42,6 +42,7 @@ class EvaluationResult:
         seconds: wall time of the run.
         failed: ids of examples whose LLM call failed; they count as unparseable answers.
         predictions: per example: id, output, gold, raw output, retrieved ids.
+        parsing: how answers were read and scored (``TaskSpec.parsing``: ``lamp`` or ``lenient``).
     """
 
     name: str
@@ -51,6 +52,7 @@ class EvaluationResult:
     seconds: float
     failed: list[str] = field(default_factory=list)
     predictions: list[dict[str, Any]] = field(default_factory=list)
+    parsing: str = "lamp"
 
 
 def _predict_chunk(program: PersonalizedRAG, chunk: Sequence[dspy.Example]) -> list[dspy.Prediction | None]:
@@ -60,13 +62,21 @@ def _predict_chunk(program: PersonalizedRAG, chunk: Sequence[dspy.Example]) -> l
             [ex.input for ex in chunk],
             [ex.get("profile") for ex in chunk],
             [ex.get("user_id") for ex in chunk],
+            [ex.get("profile_ids") for ex in chunk],
         )
     except GenerationError as error:
         logger.warning("batch failed (%s); retrying its %d examples one by one", error, len(chunk))
     out: list[dspy.Prediction | None] = []
     for ex in chunk:
         try:
-            out.append(program(input=ex.input, profile=ex.get("profile"), user_id=ex.get("user_id")))
+            out.append(
+                program(
+                    input=ex.input,
+                    profile=ex.get("profile"),
+                    user_id=ex.get("user_id"),
+                    profile_ids=ex.get("profile_ids"),
+                )
+            )
         except GenerationError as error:
             logger.error("example %s failed: %s", ex.get("id"), error)
             out.append(None)
@@ -124,6 +134,7 @@ def evaluate_program(
         seconds=time.perf_counter() - start,
         failed=failed,
         predictions=predictions,
+        parsing=task.parsing,
     )
 
 
@@ -195,6 +206,7 @@ def pool_bounds(
             n=len(examples),
             metrics=oracle_metrics(task, inputs, golds, outputs, best=best),
             seconds=seconds,
+            parsing=task.parsing,
         )
         for label, best in (("best member", True), ("worst member", False))
     ]
@@ -227,11 +239,19 @@ def scored_selection(
     )
 
 
+def _parsing_caption(results: Sequence[EvaluationResult]) -> str:
+    """Which answer reading the figures used (LaMP's or the lenient one), said under every table."""
+    return "; ".join(
+        f"parsing={name}: {PARSING_NOTES[name]}" for name in dict.fromkeys(r.parsing for r in results)
+    )
+
+
 def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> Any:
-    """A ``rich`` table: one row per result, one column per metric, plus time and failures."""
+    """A ``rich`` table: one row per result, one column per metric, plus time and failures; its
+    caption says how answers were parsed, since lenient figures are not comparable with LaMP's."""
     from rich.table import Table
 
-    table = Table(title=title or None)
+    table = Table(title=title or None, caption=_parsing_caption(results) or None)
     table.add_column("retriever")
     names = list(dict.fromkeys(m for r in results for m in r.metrics))
     for metric in names:
@@ -246,5 +266,14 @@ def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> An
 
 
 def write_results(path: str | Path, results: Sequence[EvaluationResult], **meta: Any) -> Path:
-    """Write the results (metrics and predictions) as one JSON file, atomically."""
-    return atomic_write_json(path, {**meta, "results": [asdict(r) for r in results]})
+    """Write the results (metrics and predictions) as one JSON file, atomically; ``parsing`` at the
+    top says how answers were read (each result also records its own)."""
+    parsing = list(dict.fromkeys(r.parsing for r in results))
+    return atomic_write_json(
+        path,
+        {
+            "parsing": parsing[0] if len(parsing) == 1 else parsing,
+            **meta,
+            "results": [asdict(r) for r in results],
+        },
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import dspy
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["PersonalizedRAG", "RAGSettings"]
 
 Profile = Sequence[Mapping[str, Any]]
+Scope = tuple[Sequence[str] | None, str | datetime | None]  # (profile_ids, before) of a stored user
 
 
 class RAGSettings(Parameter):
@@ -53,9 +55,12 @@ class PersonalizedRAG(dspy.Module):
 
     ``program(input=..., profile=[...])`` retrieves ``k`` items from the given profile;
     ``program(input=..., user_id=...)`` retrieves them from the program's
-    :class:`~persona_rag.store.ProfileStore`. The result is a ``dspy.Prediction`` with ``output``
-    (parsed: a label, a rating or text), ``raw_output``, the retrieved ``items`` with their
-    ``ids``, ``indices`` and ``scores``, and the ``prompt`` sent to the LM.
+    :class:`~persona_rag.store.ProfileStore`; ``profile_ids=[...]`` (the question's own profile
+    item ids) or ``before=date`` limit that to what the question may see, so a store holding a
+    user's whole history never shows a question its own or later answers. The result is a
+    ``dspy.Prediction`` with ``output`` (parsed: a label, a rating or text), ``raw_output``, the
+    retrieved ``items`` with their ``ids``, ``indices`` and ``scores``, and the ``prompt`` sent to
+    the LM.
 
     An empty profile is not an error: nothing is retrieved and the prompt is the bare input (the
     non-personalised fallback).
@@ -121,8 +126,11 @@ class PersonalizedRAG(dspy.Module):
         user_id: str | None = None,
         *,
         retriever: Retriever | None = None,
+        profile_ids: Sequence[str] | None = None,
+        before: str | datetime | None = None,
     ) -> RetrievalResult:
-        """The top-k items for ``input`` from ``profile``, or from the store for ``user_id``."""
+        """The top-k items for ``input`` from ``profile``, or from the store for ``user_id``
+        (only ``profile_ids`` / items dated before ``before``, when given)."""
         query = self.task.query(input)
         retriever = retriever or self.retriever
         if profile is not None:
@@ -133,7 +141,7 @@ class PersonalizedRAG(dspy.Module):
             raise ValueError(
                 f"user_id={user_id!r} given but the program has no store; pass store=ProfileStore(...)"
             )
-        return retriever.search_store(query, self.store, user_id, self.k)
+        return retriever.search_store(query, self.store, user_id, self.k, ids=profile_ids, before=before)
 
     def batch_retrieve(
         self,
@@ -162,11 +170,17 @@ class PersonalizedRAG(dspy.Module):
 
     # ---------------------------------------------------------------------------- calling
     def forward(
-        self, input: str, profile: Profile | None = None, user_id: str | None = None, **_: Any
+        self,
+        input: str,
+        profile: Profile | None = None,
+        user_id: str | None = None,
+        profile_ids: Sequence[str] | None = None,
+        before: str | datetime | None = None,
+        **_: Any,
     ) -> dspy.Prediction:
         if self.selector is not None:
-            return self.batch_forward([input], [profile], [user_id])[0]
-        result = self.retrieve(input, profile, user_id)
+            return self.batch_forward([input], [profile], [user_id], [profile_ids], [before])[0]
+        result = self.retrieve(input, profile, user_id, profile_ids=profile_ids, before=before)
         prompt = self.build_prompt(input, result)
         try:
             answer = self.generator(
@@ -183,14 +197,17 @@ class PersonalizedRAG(dspy.Module):
         inputs: Sequence[str],
         profiles: Sequence[Profile | None] | None = None,
         user_ids: Sequence[str | None] | None = None,
+        profile_ids: Sequence[Sequence[str] | None] | None = None,
+        before: Sequence[str | datetime | None] | None = None,
     ) -> list[dspy.Prediction]:
         """:meth:`forward` for many inputs, with batched retrieval and batched generation."""
         n = len(inputs)
         profiles = list(profiles) if profiles is not None else [None] * n
         user_ids = list(user_ids) if user_ids is not None else [None] * n
+        scopes: list[Scope] = list(zip(profile_ids or [None] * n, before or [None] * n))
         if self.selector is not None:
-            return self._selected_forward(inputs, profiles, user_ids, self.selector)
-        results = self._retrieve_many(inputs, profiles, user_ids, self.retriever)
+            return self._selected_forward(inputs, profiles, user_ids, scopes, self.selector)
+        results = self._retrieve_many(inputs, profiles, user_ids, scopes, self.retriever)
         prompts = [self.build_prompt(x, r) for x, r in zip(inputs, results)]
         answers = self._generate(inputs, results, prompts)
         return [
@@ -203,6 +220,7 @@ class PersonalizedRAG(dspy.Module):
         inputs: Sequence[str],
         profiles: Sequence[Profile | None],
         user_ids: Sequence[str | None],
+        scopes: Sequence[Scope],
         retriever: Retriever,
     ) -> list[RetrievalResult]:
         """In-memory profiles in one ``batch_search``; stored users one by one."""
@@ -217,7 +235,10 @@ class PersonalizedRAG(dspy.Module):
             results[i] = result
         for i, result in enumerate(results):
             if result is None:
-                results[i] = self.retrieve(inputs[i], None, user_ids[i], retriever=retriever)
+                ids, before = scopes[i]
+                results[i] = self.retrieve(
+                    inputs[i], None, user_ids[i], retriever=retriever, profile_ids=ids, before=before
+                )
         return results  # type: ignore[return-value]
 
     def _generate(
@@ -241,6 +262,7 @@ class PersonalizedRAG(dspy.Module):
         inputs: Sequence[str],
         profiles: Sequence[Profile | None],
         user_ids: Sequence[str | None],
+        scopes: Sequence[Scope],
         selector: Selector,
     ) -> list[dspy.Prediction]:
         """RSPG: retrieve with every pool member, select per input, answer with the chosen one.
@@ -249,7 +271,7 @@ class PersonalizedRAG(dspy.Module):
         every input in one batch and lets the selector read the answers.
         """
         names = selector.names
-        pooled = [self._retrieve_many(inputs, profiles, user_ids, r) for r in selector.pool.values()]
+        pooled = [self._retrieve_many(inputs, profiles, user_ids, scopes, r) for r in selector.pool.values()]
         results = [[pooled[m][i] for m in range(len(names))] for i in range(len(inputs))]
         prompts = [[self.build_prompt(x, r) for r in row] for x, row in zip(inputs, results)]
         if selector.mode == "pre":

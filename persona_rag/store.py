@@ -2,7 +2,14 @@
 
 Each user gets a collection of their own, so a query for user A cannot return user B's items
 (isolation by construction, not by a metadata filter). Embeddings always come from our encoder:
-Chroma's default embedder downloads a model and fails offline.
+Chroma's default embedder downloads a model and fails offline. Every stored vector records the
+fingerprint of the encoder that made it, so a user's items are never searched with a query from
+another encoder.
+
+A stored profile is a user's whole history, but a LaMP question may only see its own profile:
+reads take ``ids`` (the question's profile item ids) and/or ``before`` (a date), applied inside
+Chroma. Evaluating through the store then sees exactly what it sees with the profile passed in,
+never a later question's item (whose rating or tag is an earlier question's gold answer).
 """
 
 from __future__ import annotations
@@ -11,23 +18,42 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import re
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
+import torch
 
+from persona_rag.dates import timestamp
 from persona_rag.encoders import DEFAULT_ENCODER, TextEncoder, shared_encoder
-from persona_rag.errors import DataError, StoreError
+from persona_rag.errors import DataError, PersonaRAGError, StoreError
 from persona_rag.retrievers.base import Hit, RetrievalResult
 from persona_rag.tasks import Document, TaskSpec, get_task
 
-__all__ = ["ProfileStore"]
+__all__ = ["NAMESPACE_RULE", "TOKEN_ENV", "ProfileStore", "encoder_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+TOKEN_ENV = "PERSONA_RAG_CHROMA_TOKEN"
+"""Environment variable with the bearer token for a Chroma server (read from the environment only:
+a command-line flag would show in ``ps`` and shell history)."""
+
+# Collection names are ``{namespace}-{32 hex digits}``; Chroma allows 3-512 characters of
+# [a-zA-Z0-9._-] that start and end with a letter or digit and contain no "..".
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,478}")
+NAMESPACE_RULE = (
+    "a namespace is 1-479 characters of letters, digits, '.', '_' or '-', starting with a letter "
+    "or digit, without '..'"
+)
+_TOKEN_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
 
 
 def _digest(text: str) -> str:
@@ -41,21 +67,86 @@ def _stored_item(meta: Mapping[str, Any]) -> Any:
         return None  # a corrupt record is rewritten
 
 
+def _order_key(doc: Document) -> tuple[bool, float, str]:
+    """Date order (undated items first, as :class:`RecencyRetriever` counts them oldest), then id:
+    a function of the data alone, so concurrent writers cannot make the order ambiguous."""
+    stamp = timestamp(doc.date)
+    return (stamp is not None, stamp if stamp is not None else 0.0, doc.id)
+
+
+def _before_stamp(before: str | datetime) -> float:
+    stamp = before.timestamp() if isinstance(before, datetime) else timestamp(before)
+    if stamp is None:
+        raise ValueError(f"before={before!r} is not a date (expected e.g. 2001-03-09T12:00:00Z)")
+    return stamp
+
+
+# ------------------------------------------------------------------------- encoder fingerprints
+_FINGERPRINTS: weakref.WeakKeyDictionary[TextEncoder, tuple[tuple[int, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def encoder_fingerprint(encoder: TextEncoder) -> str:
+    """A content hash of what an embedding depends on: weights, tokenizer and pooling settings.
+
+    Two checkpoints in folders of the same name, or a checkpoint retrained in place, get different
+    fingerprints, so the store re-embeds (or refuses to search) instead of comparing vectors of two
+    encoders. Hashing MiniLM's weights takes about 0.25 s, so the result is cached per encoder
+    object and recomputed only when a weight was changed in place since (torch counts in-place
+    changes in ``Tensor._version``).
+    """
+    state = encoder.model.state_dict()
+    versions = tuple(tensor._version for tensor in state.values())
+    cached = _FINGERPRINTS.get(encoder)
+    if cached is not None and cached[0] == versions:
+        return cached[1]
+    digest = hashlib.sha256()
+    settings = {
+        "model": type(encoder.model).__name__,
+        "pooling": "mean",
+        "normalize": encoder.normalize,
+        "max_length": encoder.max_length,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    backend = getattr(encoder.tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # a fast tokenizer: vocabulary, normaliser, pre-tokeniser, post-processor
+        spec = json.loads(backend.to_str())
+        for key in ("truncation", "padding"):  # set by each call, not part of the tokenizer
+            spec.pop(key, None)
+    else:
+        spec = encoder.tokenizer.get_vocab()
+    digest.update(json.dumps(spec, sort_keys=True).encode())
+    for name, tensor in sorted(state.items()):
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{data.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    fingerprint = digest.hexdigest()[:32]
+    _FINGERPRINTS[encoder] = (versions, fingerprint)
+    return fingerprint
+
+
 class ProfileStore:
     """Per-user profile collections in Chroma.
 
     Args:
         path: directory of the embedded store (``chromadb.PersistentClient``).
         url: a Chroma server, e.g. ``http://127.0.0.1:8000`` (``chroma run``); wins over ``path``.
+            When ``$PERSONA_RAG_CHROMA_TOKEN`` is set it is sent as ``Authorization: Bearer ...``
+            (``chroma run`` itself checks no token: put a proxy that does in front, see README).
         task: the task whose fields build each item's text.
         encoder: encoder (or model name) for item embeddings; a :class:`DenseRetriever` with the
             same encoder searches inside Chroma.
-        namespace: prefix of collection names, to keep several stores in one Chroma.
+        namespace: prefix of collection names, to keep several stores in one Chroma
+            (see :data:`NAMESPACE_RULE`).
+
+    Raises:
+        StoreError: the namespace is invalid, or the server cannot be reached or refuses the token.
 
     Example:
         >>> store = ProfileStore("./profiles", task="LaMP-3")
         >>> store.add("user-1", profile)            # idempotent upsert by item id
-        >>> store.documents("user-1")[:2]
+        >>> store.documents("user-1", before="2001-03-09")[:2]
     """
 
     def __init__(
@@ -67,54 +158,96 @@ class ProfileStore:
         encoder: TextEncoder | str = DEFAULT_ENCODER,
         namespace: str = "persona-rag",
     ) -> None:
-        import chromadb
-
+        if not _NAMESPACE.fullmatch(namespace) or ".." in namespace:
+            raise StoreError(f"invalid store namespace {namespace!r}: {NAMESPACE_RULE}")
         self.task = get_task(task)
         self.encoder = encoder if isinstance(encoder, TextEncoder) else shared_encoder(encoder)
+        self.fingerprint = encoder_fingerprint(self.encoder)
         self.namespace = namespace
         self.location = url or str(path)
-        if url:
-            parsed = urlparse(url)
-            if not parsed.hostname:
-                raise ValueError(f"not a Chroma server URL: {url!r} (expected http://host:port)")
-            self.client = chromadb.HttpClient(
-                host=parsed.hostname, port=parsed.port or 8000, ssl=parsed.scheme == "https"
-            )
-        else:
+        self.client = self._connect(path, url)
+
+    def _connect(self, path: str | Path | None, url: str | None) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        if not url:
             if path is None:
                 raise ValueError("give path= for the embedded store or url= for a Chroma server")
-            self.client = chromadb.PersistentClient(path=str(path))
+            with self._chroma("opening the embedded store"):
+                return chromadb.PersistentClient(
+                    path=str(path), settings=Settings(anonymized_telemetry=False)
+                )
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"not a Chroma server URL: {url!r} (expected http://host:port)")
+        token = os.environ.get(TOKEN_ENV)
+        auth = {"chroma_client_auth_provider": _TOKEN_PROVIDER, "chroma_client_auth_credentials": token}
+        settings = Settings(anonymized_telemetry=False, **(auth if token else {}))
+        try:
+            return chromadb.HttpClient(
+                host=parsed.hostname,
+                port=parsed.port or 8000,
+                ssl=parsed.scheme == "https",
+                settings=settings,
+            )
+        except Exception as error:
+            raise StoreError(f"cannot use the Chroma server {url}: {_diagnose(url, token, error)}") from error
+
+    @contextmanager
+    def _chroma(self, action: str) -> Iterator[None]:
+        """Any Chroma failure (server gone, disk full, refused token) is a :class:`StoreError`
+        naming the store: never mistaken for an empty profile."""
+        try:
+            yield
+        except PersonaRAGError:
+            raise
+        except Exception as error:
+            raise StoreError(f"{self.location}: {action}: {type(error).__name__}: {error}") from error
 
     # ------------------------------------------------------------------------- collections
     def _name(self, user_id: str) -> str:
         return f"{self.namespace}-{hashlib.sha256(str(user_id).encode()).hexdigest()[:32]}"
 
+    def _metadata(self, user_id: str) -> dict[str, Any]:
+        return {
+            "user_id": str(user_id),
+            "task": self.task.name,
+            "encoder": self.encoder.name,
+            "encoder_fingerprint": self.fingerprint,
+        }
+
     def _collection(self, user_id: str, *, create: bool) -> Any:
+        """The user's collection; ``None`` only when Chroma says it does not exist."""
+        from chromadb.errors import NotFoundError
+
         name = self._name(user_id)
-        if create:
-            return self.client.get_or_create_collection(
-                name,
-                metadata={"user_id": str(user_id), "task": self.task.name, "encoder": self.encoder.name},
-                configuration={"hnsw": {"space": "ip"}},
-                embedding_function=None,
-            )
-        try:
-            return self.client.get_collection(name, embedding_function=None)
-        except Exception:  # chromadb raises NotFoundError or ValueError depending on client kind
-            return None
+        with self._chroma(f"opening user {user_id!r}"):
+            if create:
+                return self.client.get_or_create_collection(
+                    name,
+                    metadata=self._metadata(user_id),
+                    configuration={"hnsw": {"space": "ip"}},
+                    embedding_function=None,
+                )
+            try:
+                return self.client.get_collection(name, embedding_function=None)
+            except NotFoundError:
+                return None
 
     def users(self) -> list[str]:
-        """Ids of the users that have a profile in this store."""
-        prefix = f"{self.namespace}-"
-        return sorted(
-            (c.metadata or {}).get("user_id", c.name)
-            for c in self.client.list_collections()
-            if c.name.startswith(prefix)
-        )
+        """Ids of the users that have a profile in this store (this namespace exactly)."""
+        own = re.compile(re.escape(self.namespace) + r"-[0-9a-f]{32}")
+        with self._chroma("listing users"):
+            collections = self.client.list_collections()
+        return sorted((c.metadata or {}).get("user_id", c.name) for c in collections if own.fullmatch(c.name))
 
     def count(self, user_id: str) -> int:
         collection = self._collection(user_id, create=False)
-        return 0 if collection is None else collection.count()
+        if collection is None:
+            return 0
+        with self._chroma(f"counting user {user_id!r}"):
+            return collection.count()
 
     # ------------------------------------------------------------------------------ writing
     def add(self, user_id: str, profile: Sequence[Mapping[str, Any]]) -> int:
@@ -122,9 +255,11 @@ class ProfileStore:
 
         Unchanged items are neither re-embedded nor rewritten, so adding a user's new items costs
         only those items; an item whose text is the same but whose other fields changed (a LaMP-3
-        score, a LaMP-2 tag) is rewritten without re-embedding. All items are checked (fields,
-        duplicate ids, JSON-serialisable) and embedded before the first write, so bad input leaves
-        the store as it was (a new user's collection is created only at the first write).
+        score, a LaMP-2 tag) is rewritten without re-embedding. Items of this user embedded by
+        another encoder (see :func:`encoder_fingerprint`) are re-embedded too, passed or not, so
+        a user's vectors always come from one encoder. All items are checked (fields, duplicate
+        ids, JSON-serialisable) and embedded before the first write, so bad input leaves the
+        store as it was (a new user's collection is created only at the first write).
         """
         documents = self.task.documents(profile, where=f"user {user_id!r}")
         if not documents:
@@ -136,49 +271,73 @@ class ProfileStore:
             except (TypeError, ValueError) as error:
                 message = f"user {user_id!r}: profile item {doc.id!r} is not JSON-serialisable: {error}"
                 raise DataError(message, item_id=doc.id) from None
+        return self._write(user_id, documents, records)
+
+    def reembed(self, user_id: str) -> int:
+        """Re-embed a user's items stored by another encoder; returns how many were rewritten."""
+        return self._write(user_id, [], {})
+
+    def _write(self, user_id: str, documents: Sequence[Document], records: Mapping[str, str]) -> int:
         collection = self._collection(user_id, create=False)
+        if collection is None and not documents:
+            return 0
         known: dict[str, Mapping[str, Any]] = {}
-        next_position = 0
+        embed: list[tuple[Document, str]] = []  # new text, or another encoder's vector
+        retagged: list[tuple[Document, str]] = []  # same text, other fields changed
         if collection is not None:
-            existing = collection.get(ids=[doc.id for doc in documents], include=["metadatas"])
-            known = {i: m for i, m in zip(existing["ids"], existing["metadatas"])}
-            next_position = collection.count()
-        rows: list[tuple[Document, int]] = []  # new or changed text: embed and write
-        retagged: list[tuple[Document, int]] = []  # same text, other fields changed: rewrite metadata
+            with self._chroma(f"reading user {user_id!r}"):
+                if documents:
+                    existing = collection.get(ids=[doc.id for doc in documents], include=["metadatas"])
+                    known = dict(zip(existing["ids"], existing["metadatas"]))
+                foreign = collection.get(
+                    where={"encoder": {"$ne": self.fingerprint}}, include=["metadatas", "documents"]
+                )
+            passed = {doc.id for doc in documents}
+            for item_id, meta, text in zip(foreign["ids"], foreign["metadatas"], foreign["documents"]):
+                if item_id not in passed:  # an item this call does not rewrite: keep its record
+                    embed.append((self._document(user_id, item_id, text, meta), meta["item"]))
         for doc in documents:
             meta = known.get(doc.id)
-            if meta is None:
-                rows.append((doc, next_position))
-                next_position += 1
-            elif meta.get("text_sha") != _digest(doc.text):
-                rows.append((doc, int(meta["position"])))
+            stale = meta is not None and meta.get("encoder") != self.fingerprint
+            if meta is None or stale or meta.get("text_sha") != _digest(doc.text):
+                embed.append((doc, records[doc.id]))
             elif _stored_item(meta) != json.loads(records[doc.id]):
-                retagged.append((doc, int(meta["position"])))
-        if not rows and not retagged:
+                retagged.append((doc, records[doc.id]))
+        if not embed and not retagged:
             return 0
-        embeddings = self.encoder.encode([doc.text for doc, _ in rows]) if rows else None
+        embeddings = self.encoder.encode([doc.text for doc, _ in embed]) if embed else None
 
-        def metadata(doc: Document, position: int) -> dict[str, Any]:
-            return {"position": position, "text_sha": _digest(doc.text), "item": records[doc.id]}
+        def metadata(doc: Document, record: str) -> dict[str, Any]:
+            # None deletes a key: an item that lost its date leaves the ``before`` filter's range.
+            return {
+                "text_sha": _digest(doc.text),
+                "encoder": self.fingerprint,
+                "item": record,
+                "ts": timestamp(doc.date),
+                "position": None,  # the insertion counter of stores written before 2026-11
+            }
 
-        if collection is None:
-            collection = self._collection(user_id, create=True)
-        batch = max(1, self.client.get_max_batch_size())
-        for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
-            collection.upsert(
-                ids=[doc.id for doc, _ in chunk],
-                embeddings=embeddings[start : start + batch].tolist(),
-                documents=[doc.text for doc, _ in chunk],
-                metadatas=[metadata(doc, position) for doc, position in chunk],
-            )
-        for start in range(0, len(retagged), batch):
-            chunk = retagged[start : start + batch]
-            collection.update(
-                ids=[doc.id for doc, _ in chunk],
-                metadatas=[metadata(doc, position) for doc, position in chunk],
-            )
-        return len(rows) + len(retagged)
+        with self._chroma(f"writing user {user_id!r}"):
+            if collection is None:
+                collection = self._collection(user_id, create=True)
+            batch = max(1, self.client.get_max_batch_size())
+            for start in range(0, len(embed), batch):
+                chunk = embed[start : start + batch]
+                collection.upsert(
+                    ids=[doc.id for doc, _ in chunk],
+                    embeddings=embeddings[start : start + batch].tolist(),
+                    documents=[doc.text for doc, _ in chunk],
+                    metadatas=[metadata(doc, record) for doc, record in chunk],
+                )
+            for start in range(0, len(retagged), batch):
+                chunk = retagged[start : start + batch]
+                collection.update(
+                    ids=[doc.id for doc, _ in chunk],
+                    metadatas=[metadata(doc, record) for doc, record in chunk],
+                )
+            if (collection.metadata or {}).get("encoder_fingerprint") != self.fingerprint:
+                collection.modify(metadata=self._metadata(user_id))
+        return len(embed) + len(retagged)
 
     def add_many(
         self, profiles: Iterable[tuple[str, Sequence[Mapping[str, Any]]]], *, progress: bool = True
@@ -195,56 +354,107 @@ class ProfileStore:
         """Remove all of a user's data; ``False`` when the store had none."""
         if self._collection(user_id, create=False) is None:
             return False
-        self.client.delete_collection(self._name(user_id))
+        with self._chroma(f"deleting user {user_id!r}"):
+            self.client.delete_collection(self._name(user_id))
         return True
 
     # ------------------------------------------------------------------------------ reading
-    def documents(self, user_id: str) -> list[Document]:
-        """A user's profile in insertion order (empty for an unknown user)."""
-        collection = self._collection(user_id, create=False)
-        if collection is None:
-            return []
-        got = collection.get(include=["metadatas", "documents"])
-        rows = sorted(
-            zip(got["metadatas"], got["documents"], got["ids"]), key=lambda r: int(r[0]["position"])
-        )
-        documents = []
-        for meta, text, item_id in rows:
-            try:
-                item = json.loads(meta["item"])
-            except (KeyError, json.JSONDecodeError) as error:
-                raise StoreError(
-                    f"{self.location}: user {user_id!r} item {item_id!r} has a corrupt record"
-                ) from error
-            documents.append(
-                Document(index=int(meta["position"]), id=item_id, text=text, date=item.get("date"), item=item)
-            )
-        return documents
+    def _document(self, user_id: str, item_id: str, text: str, meta: Mapping[str, Any]) -> Document:
+        item = _stored_item(meta)
+        if not isinstance(item, dict):
+            raise StoreError(f"{self.location}: user {user_id!r} item {item_id!r} has a corrupt record")
+        return Document(index=0, id=item_id, text=text, date=item.get("date"), item=item)
 
-    def search(self, user_id: str, query_embedding: np.ndarray, k: int = 4) -> RetrievalResult:
-        """Top-``k`` of a user's items by inner product with ``query_embedding``."""
+    def _read(
+        self, user_id: str, ids: Sequence[str] | None, before: str | datetime | None
+    ) -> tuple[Any, list[Document], list[str | None]]:
+        """The collection, the visible documents in order, and the encoder fingerprint of each."""
         collection = self._collection(user_id, create=False)
-        if collection is None or k <= 0:
+        wanted = None if ids is None else list(dict.fromkeys(str(i) for i in ids))
+        if collection is None or wanted == []:
+            return collection, [], []
+        where = None if before is None else {"ts": {"$lt": _before_stamp(before)}}
+        with self._chroma(f"reading user {user_id!r}"):
+            got = collection.get(ids=wanted, where=where, include=["metadatas", "documents"])
+        rows = {
+            item_id: (self._document(user_id, item_id, text, meta), meta.get("encoder"))
+            for item_id, meta, text in zip(got["ids"], got["metadatas"], got["documents"])
+        }
+        if wanted is None:
+            order = sorted(rows, key=lambda item_id: _order_key(rows[item_id][0]))
+        else:
+            order = [item_id for item_id in wanted if item_id in rows]
+            if before is None and len(order) < len(wanted):
+                logger.warning(
+                    "%s: user %r: %d of %d requested profile items are not in the store (index them first)",
+                    self.location, user_id, len(wanted) - len(order), len(wanted),
+                )  # fmt: skip
+        documents = [
+            Document(index=i, id=d.id, text=d.text, date=d.date, item=d.item)
+            for i, d in enumerate(rows[item_id][0] for item_id in order)
+        ]
+        return collection, documents, [rows[item_id][1] for item_id in order]
+
+    def documents(
+        self, user_id: str, *, ids: Sequence[str] | None = None, before: str | datetime | None = None
+    ) -> list[Document]:
+        """A user's stored profile, or the part of it one question may see.
+
+        Args:
+            user_id: the user (an unknown user has an empty profile).
+            ids: only these items (a question's own profile), in this order; ``[]`` is none.
+            before: only items dated strictly before this date (undated items are left out).
+
+        Returns:
+            Documents whose ``index`` is their position in what is returned: the order of ``ids``
+            when given, else date order (undated first) with ties broken by item id.
+        """
+        return self._read(user_id, ids, before)[1]
+
+    def search(
+        self,
+        user_id: str,
+        query_embedding: np.ndarray,
+        k: int = 4,
+        *,
+        ids: Sequence[str] | None = None,
+        before: str | datetime | None = None,
+    ) -> RetrievalResult:
+        """Top-``k`` of a user's visible items (``ids``/``before`` as in :meth:`documents`) by
+        inner product with ``query_embedding``, searched inside Chroma.
+
+        Raises:
+            StoreError: some of these items were embedded by another encoder than this store's.
+        """
+        if k <= 0:
             return RetrievalResult(())
-        n = min(k, collection.count())
-        if n == 0:
+        collection, documents, encoders = self._read(user_id, ids, before)
+        if not documents:
             return RetrievalResult(())
-        got = collection.query(
-            query_embeddings=[np.asarray(query_embedding, dtype=np.float32).tolist()],
-            n_results=n,
-            include=["metadatas", "documents", "distances"],
-        )
-        hits = []
-        for item_id, meta, text, distance in zip(
-            got["ids"][0], got["metadatas"][0], got["documents"][0], got["distances"][0]
-        ):
-            item = json.loads(meta["item"])
-            doc = Document(
-                index=int(meta["position"]), id=item_id, text=text, date=item.get("date"), item=item
+        if any(fingerprint != self.fingerprint for fingerprint in encoders):
+            metadata = collection.metadata or {}
+            built = (
+                repr(metadata["encoder"]) if "encoder_fingerprint" in metadata else "an unrecorded encoder"
             )
-            hits.append(
-                Hit(doc.index, item_id, 1.0 - float(distance), doc)
-            )  # Chroma's ip distance is 1 - dot
+            raise StoreError(
+                f"{self.location}: user {user_id!r} was embedded with {built}, not with this "
+                f"store's encoder {self.encoder.name!r} (fingerprint {self.fingerprint}); re-embed it "
+                f"(ProfileStore.reembed, or `persona-rag index` with --encoder {self.encoder.name}) "
+                f"or open the store with the encoder it was built with"
+            )
+        with self._chroma(f"searching user {user_id!r}"):
+            got = collection.query(
+                query_embeddings=[np.asarray(query_embedding, dtype=np.float32).tolist()],
+                n_results=min(k, len(documents)),
+                ids=[doc.id for doc in documents],
+                include=["distances"],
+            )
+        by_id = {doc.id: doc for doc in documents}
+        hits = [
+            Hit(by_id[item_id].index, item_id, 1.0 - float(distance), by_id[item_id])  # ip: 1 - dot
+            for item_id, distance in zip(got["ids"][0], got["distances"][0])
+        ]
+        hits.sort(key=lambda hit: (-hit.score, hit.index))  # ties keep profile order, as top_k does
         return RetrievalResult(tuple(hits))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ProfileStore:
@@ -253,3 +463,19 @@ class ProfileStore:
 
     def __repr__(self) -> str:
         return f"ProfileStore({self.location!r}, task={self.task.name!r}, encoder={self.encoder.name!r})"
+
+
+def _diagnose(url: str, token: str | None, error: BaseException) -> str:
+    """Why a Chroma server could not be used, in words that say what to do (never the token)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/api/v2/tenants/default_tenant", headers=headers, timeout=5)
+    except httpx.HTTPError:
+        return f"nothing answers there ({error}); start it with `chroma run` or fix the URL"
+    if response.status_code in (401, 403):
+        if token:
+            return f"HTTP {response.status_code}: the server refused the token in ${TOKEN_ENV}"
+        return f"HTTP {response.status_code}: the server wants a token; set ${TOKEN_ENV}"
+    return f"{type(error).__name__}: {error}"

@@ -19,6 +19,7 @@ from persona_rag import metrics
 from persona_rag.errors import DataError, UnknownTaskError
 
 __all__ = [
+    "PARSING_NOTES",
     "TASKS",
     "ApproxTokenizer",
     "Document",
@@ -109,6 +110,11 @@ class TaskSpec:
         labels_pattern: regex whose group 1 lists the labels inside the input (comma separated);
             it wins over ``labels`` when it matches, so datasets with their own tag lists work.
         rating_range: the scale of a rating task.
+        rating_field: the profile field holding a past rating (LaMP-3's ``score``); it must be a
+            number on ``rating_range``, since the prompt shows it to the model as an example answer.
+        parsing: how answers are read and scored: ``"lamp"`` (LaMP's official evaluation, the
+            default) or ``"lenient"`` (the label or number is looked for inside the answer; stemmed
+            ROUGE). See :mod:`persona_rag.metrics`; ``dataclasses.replace(spec, parsing=...)`` switches.
         aliases: other names :func:`get_task` accepts (e.g. the ``"LaMP_3"`` of outputs files).
         description: one line for ``persona-rag`` listings.
     """
@@ -125,6 +131,8 @@ class TaskSpec:
     labels: tuple[str, ...] = ()
     labels_pattern: str | None = None
     rating_range: tuple[int, int] = (1, 5)
+    rating_field: str | None = None
+    parsing: metrics.Parsing = "lamp"
     aliases: tuple[str, ...] = ()
     description: str = ""
 
@@ -134,6 +142,12 @@ class TaskSpec:
         if self.truncate_field is not None and self.truncate_field not in self.profile_fields:
             raise ValueError(
                 f"task {self.name!r}: truncate_field {self.truncate_field!r} is not a profile field"
+            )
+        if self.rating_field is not None and self.rating_field not in self.profile_fields:
+            raise ValueError(f"task {self.name!r}: rating_field {self.rating_field!r} is not a profile field")
+        if self.parsing not in metrics.PARSINGS:
+            raise ValueError(
+                f"task {self.name!r}: parsing must be one of {metrics.PARSINGS}, got {self.parsing!r}"
             )
 
     # ----------------------------------------------------------------- reading inputs and profiles
@@ -179,6 +193,40 @@ class TaskSpec:
                     item_id=str(item_id),
                     field=name,
                 )
+            if name == self.rating_field and not self._on_scale(str(value)):
+                low, high = self.rating_range
+                raise DataError(
+                    f"{where}: profile item {item_id!r} field {name!r} is {value!r}, not a rating "
+                    f"from {low} to {high}",
+                    item_id=str(item_id),
+                    field=name,
+                )
+
+    def check_gold(self, output: str, input: str = "", *, where: str = "gold") -> None:
+        """Raise :class:`DataError` when a gold output cannot be scored by this task.
+
+        A rating must be a number on ``rating_range`` (a gold of "banana" would crash the metric
+        after the model ran; "9" would be scored silently); a label must be one of the input's
+        labels, exactly as LaMP's evaluation compares them (else no answer could ever be right).
+        """
+        if self.kind == "rating" and not self._on_scale(output):
+            low, high = self.rating_range
+            raise DataError(
+                f"{where}: field 'output' is {output!r}, not a rating from {low} to {high}", field="output"
+            )
+        if self.kind == "classification":
+            labels = self.labels_for(input)
+            if output.strip() not in labels:
+                raise DataError(
+                    f"{where}: field 'output' is {output!r}, not one of the input's labels "
+                    f"({', '.join(labels)})",
+                    field="output",
+                )
+
+    def _on_scale(self, text: str) -> bool:
+        value = metrics.lamp_rating(text)
+        low, high = self.rating_range
+        return value is not None and low <= value <= high
 
     def documents(self, profile: Sequence[Mapping[str, Any]], *, where: str = "profile") -> list[Document]:
         """Turn a profile into retrievable documents, checking fields and duplicate ids."""
@@ -283,8 +331,14 @@ class TaskSpec:
 
     # ------------------------------------------------------------------- answers and metrics
     def parse(self, text: str, input: str = "") -> str:
-        """Normalise a raw model answer: a label, a rating, or the stripped text."""
+        """Normalise a raw model answer according to :attr:`parsing`.
+
+        ``lamp``: the stripped answer, nothing more (LaMP's evaluation reads the whole answer).
+        ``lenient``: the label the answer mentions, or its first number on the rating scale.
+        """
         text = (text or "").strip()
+        if self.parsing == "lamp":
+            return text
         if self.kind == "rating":
             value = metrics.parse_rating(text, *self.rating_range)
             if value is None:
@@ -301,8 +355,8 @@ class TaskSpec:
         if self.kind == "rating":
             low, high = self.rating_range
             return {
-                "MAE": metrics.mae(predictions, golds, low, high),
-                "RMSE": metrics.rmse(predictions, golds, low, high),
+                "MAE": metrics.mae(predictions, golds, low, high, parsing=self.parsing),
+                "RMSE": metrics.rmse(predictions, golds, low, high, parsing=self.parsing),
             }
         if self.kind == "classification":
             labels = _label_union(self.labels_for(x) for x in inputs)
@@ -310,19 +364,24 @@ class TaskSpec:
                 "accuracy": metrics.accuracy(predictions, golds),
                 "F1": metrics.macro_f1(predictions, golds, labels),
             }
-        return metrics.rouge(predictions, golds)
+        return metrics.rouge(predictions, golds, stemmer=self.parsing == "lenient")
 
     def eval(self, gold: str, prediction: str) -> float:
         """Eval(y, ŷ) in [0, 1]: the per-example training signal of PAPER.md."""
         if self.kind == "rating":
-            return metrics.eval_rating(gold, prediction, *self.rating_range)
+            return metrics.eval_rating(gold, prediction, *self.rating_range, parsing=self.parsing)
         if self.kind == "classification":
             return metrics.eval_exact(gold, prediction)
-        return metrics.eval_rouge1(gold, prediction)
+        return metrics.eval_rouge1(gold, prediction, stemmer=self.parsing == "lenient")
 
     def metric(self, example: Any, pred: Any, trace: Any = None) -> float:
         """DSPy metric: ``Eval`` of ``pred.output`` against ``example.output``."""
         return self.eval(str(example.output), self.parse(str(pred.output), str(example.input)))
+
+    @property
+    def parsing_note(self) -> str:
+        """One line for results tables and reports: how this task's answers were read and scored."""
+        return PARSING_NOTES[self.parsing]
 
     @property
     def lower_is_better(self) -> bool:
@@ -331,6 +390,13 @@ class TaskSpec:
     @property
     def primary_metric(self) -> str:
         return {"rating": "MAE", "classification": "accuracy", "generation": "rouge-1"}[self.kind]
+
+
+PARSING_NOTES: dict[str, str] = {
+    "lamp": "answers read as LaMP's evaluation does (whole stripped answer; ROUGE without stemming)",
+    "lenient": "answers read leniently (label or number found inside the answer; stemmed ROUGE): "
+    "not comparable with LaMP's figures",
+}
 
 
 class _Fields(dict):
@@ -446,6 +512,7 @@ LAMP_TASKS = (
         description="personalized product rating",
         profile_fields=("text", "score"), document_template="{text}",
         entry_template='{score} is the score for "{text}"', truncate_field="text", query_marker="review:",
+        rating_field="score",
     ),
     TaskSpec(
         name="LaMP-4", aliases=("LaMP_4", "news-headline"), kind="generation",

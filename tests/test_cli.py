@@ -7,6 +7,7 @@ import json
 import pytest
 
 from persona_rag.cli import main
+from persona_rag.data import load_lamp
 from persona_rag.store import ProfileStore
 
 
@@ -93,12 +94,37 @@ def test_retriever_specs_are_checked(tmp_path):
         retriever_list(f"dense,dense={tmp_path}")
 
 
-def test_index_loads_profiles_into_the_store(sample_task, tmp_path):
+def test_index_stores_each_users_history_and_reads_back_each_questions_profile(sample_task, tmp_path):
     assert main(["index", "--data", str(sample_task), "--split", "dev", "--store", str(tmp_path / "s")]) == 0
     store = ProfileStore(tmp_path / "s", task="LaMP-3")
-    assert len(store.users()) == 12
-    # Each user holds the union of their questions' profiles.
-    assert all(store.count(user) > 0 for user in store.users())
+    split = load_lamp(sample_task, "dev")
+    history = {}
+    for question in split.questions:
+        history.setdefault(question.user_id, set()).update(item.id for item in question.profile)
+    assert sorted(store.users()) == sorted(history)
+    assert all(store.count(user) == len(ids) for user, ids in history.items())
+    for question in split.questions:
+        # A user's later questions hold this question's answer; reading by its own ids never shows it.
+        profile = [item.model_dump(exclude_none=True) for item in question.profile]
+        docs = store.documents(question.user_id, ids=[item["id"] for item in profile])
+        assert [dict(doc.item) for doc in docs] == profile
+
+
+@pytest.mark.slow
+def test_evaluate_through_the_store_equals_evaluate_with_profiles(sample_task, tmp_path):
+    # The first 6 questions are 2 users' 3 questions each: each later profile holds the earlier gold.
+    store = str(tmp_path / "store")
+    assert main(["index", "--data", str(sample_task), "--limit", "6", "--store", store]) == 0
+    evaluate = ["evaluate", "--data", str(sample_task), "--limit", "6", "--retriever", "bm25,dense,recency"]
+    assert main([*evaluate, "--out", str(tmp_path / "memory.json")]) == 0
+    assert main([*evaluate, "--store", store, "--out", str(tmp_path / "store.json")]) == 0
+    memory, stored = (
+        json.loads((tmp_path / f"{run}.json").read_text())["results"] for run in ("memory", "store")
+    )
+    assert [r["name"] for r in stored] == [r["name"] for r in memory]
+    for by_memory, by_store in zip(memory, stored):
+        assert by_store["predictions"] == by_memory["predictions"]
+        assert by_store["metrics"] == by_memory["metrics"]
 
 
 def test_unknown_task_is_a_clear_error(sample_task, capsys):
@@ -110,3 +136,144 @@ def test_malformed_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "dev_questions.json").write_text('[{"id": "1", "input": "x", "profile": [}]')
     assert main(["index", "--data", str(tmp_path), "--task", "LaMP-3", "--store", str(tmp_path / "s")]) == 2
     assert "dev_questions.json" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ errors a user sees: one line
+def scripted_reader(monkeypatch, scripted_lm, reply):
+    """Every command's generator answers ``reply`` (a server-style LM; no model is loaded)."""
+    from persona_rag import cli
+    from persona_rag.generator import Generator
+
+    monkeypatch.setattr(cli, "_generator", lambda args: Generator(lm=scripted_lm(reply)))
+
+
+def assert_one_line_error(capsys, *fragments):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("persona-rag")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--limit", "-34", "must be 1 or more, got -34"),
+        ("--limit", "0", "must be 1 or more, got 0"),
+        ("--k", "0", "must be 1 or more, got 0"),
+        ("--k", "-1", "must be 1 or more, got -1"),
+        ("--batch-size", "two", "'two' is not a whole number"),
+        ("--timeout", "-5", "must be above 0"),
+    ],
+)
+def test_bad_counts_are_refused_before_any_model_loads(
+    sample_task, monkeypatch, capsys, option, value, message
+):
+    from persona_rag import cli
+
+    monkeypatch.setattr(cli, "_generator", lambda args: pytest.fail("a model was loaded"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--data", str(sample_task), option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: {message}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--method", "kd", "--epochs", "0"],
+        ["train", "--method", "rl", "--max-examples", "-1"],
+        ["select", "--mode", "pre", "--lr", "0"],
+        ["report", "--splits", "test:-34"],
+        ["finetune", "--k", "0"],
+    ],
+)
+def test_training_commands_refuse_bad_counts(sample_task, capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--data", str(sample_task)])
+    assert exit_info.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
+def evaluate_args(data, out, *extra):
+    return ["evaluate", "--data", str(data), "--limit", "4", "--retriever", "none", "--out", str(out), *extra]
+
+
+def test_results_say_how_answers_were_parsed(sample_task, tmp_path, monkeypatch, scripted_lm, capsys):
+    scripted_reader(monkeypatch, scripted_lm, "I think 3")
+    assert main(evaluate_args(sample_task, tmp_path / "lamp.json")) == 0
+    assert "parsing=lamp" in capsys.readouterr().out  # the table's caption
+    assert main(evaluate_args(sample_task, tmp_path / "lenient.json", "--lenient-parsing")) == 0
+    assert "parsing=lenient" in capsys.readouterr().out
+    lamp = json.loads((tmp_path / "lamp.json").read_text())
+    lenient = json.loads((tmp_path / "lenient.json").read_text())
+    assert (lamp["parsing"], lenient["parsing"]) == ("lamp", "lenient")
+    assert lamp["results"][0]["parsing"] == "lamp"
+    # LaMP reads "I think 3" as no number (the farther end of the scale); leniently it is 3.
+    assert {p["output"] for p in lamp["results"][0]["predictions"]} == {"I think 3"}
+    assert {p["output"] for p in lenient["results"][0]["predictions"]} == {"3"}
+    golds = [float(p["gold"]) for p in lamp["results"][0]["predictions"]]
+    farther = [5.0 if abs(1 - g) <= abs(5 - g) else 1.0 for g in golds]
+    assert lamp["results"][0]["metrics"]["MAE"] == pytest.approx(
+        sum(abs(f - g) for f, g in zip(farther, golds)) / 4
+    )
+    assert lenient["results"][0]["metrics"]["MAE"] == pytest.approx(sum(abs(3 - g) for g in golds) / 4)
+
+
+def training_args(command, data, tmp_path, *extra):
+    return [
+        command,
+        *extra,
+        "--data",
+        str(data),
+        "--max-examples",
+        "4",
+        "--max-val-examples",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--feedback-cache",
+        str(tmp_path / "feedback.sqlite"),
+    ]
+
+
+def test_ropg_without_a_signal_is_one_line_with_what_to_do(
+    sample_task, tmp_path, monkeypatch, scripted_lm, capsys
+):
+    # A reader that answers "3" whatever it reads: every candidate document ties.
+    scripted_reader(monkeypatch, scripted_lm, "3")
+    argv = training_args("train", sample_task, tmp_path, "--method", "kd", "--candidates", "2")
+    assert main(argv) == 2
+    assert_one_line_error(capsys, "persona-rag: error: ROPG_KD: no training example", "--signal likelihood")
+
+
+def test_rspg_without_a_preference_is_one_line_with_what_to_do(
+    sample_task, tmp_path, monkeypatch, scripted_lm, capsys
+):
+    scripted_reader(monkeypatch, scripted_lm, "3")
+    argv = training_args("select", sample_task, tmp_path, "--mode", "pre", "--pool", "none,recency")
+    assert main(argv) == 2
+    assert_one_line_error(capsys, "persona-rag: error: RSPG: on every training example", "--model")
+
+
+def test_corrupt_feedback_cache_is_one_line_naming_the_file(
+    sample_task, tmp_path, monkeypatch, scripted_lm, capsys
+):
+    scripted_reader(monkeypatch, scripted_lm, "3")
+    (tmp_path / "feedback.sqlite").write_bytes(b"this is not an SQLite database" * 100)
+    argv = training_args("train", sample_task, tmp_path, "--method", "kd", "--candidates", "2")
+    assert main(argv) == 2
+    cache = str(tmp_path / "feedback.sqlite")
+    assert_one_line_error(capsys, cache, f"delete or move the cache file {cache}")
+
+
+def test_bad_gold_is_one_line_naming_file_id_and_field(tmp_path, write_split, rating_question, capsys):
+    write_split(
+        tmp_path, "dev", [rating_question("q1", "fine", [])], golds=[{"id": "q1", "output": "banana"}]
+    )
+    assert main(["evaluate", "--data", str(tmp_path)]) == 2
+    assert_one_line_error(capsys, "dev_outputs.json", "'q1'", "'output'", "banana")

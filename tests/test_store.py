@@ -6,28 +6,37 @@ one Chroma server per module on a free loopback port (``pytest -m "not server"``
 
 from __future__ import annotations
 
+import http.client
+import itertools
+import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from persona_rag.encoders import TextEncoder
-from persona_rag.errors import DataError
-from persona_rag.retrievers import DenseRetriever
-from persona_rag.store import ProfileStore
+from persona_rag.errors import DataError, StoreError
+from persona_rag.retrievers import BM25Retriever, DenseRetriever, RecencyRetriever
+from persona_rag.store import NAMESPACE_RULE, TOKEN_ENV, ProfileStore, encoder_fingerprint
 from persona_rag.tasks import get_task
 
 TASK = get_task("LaMP-3")
@@ -131,7 +140,7 @@ def make_store(
     prefix = f"t{uuid.uuid4().hex[:12]}"
     stores: list[ProfileStore] = []
 
-    def factory(namespace: str = "main") -> ProfileStore:
+    def factory(namespace: str = "main", encoder: TextEncoder = encoder) -> ProfileStore:
         store = ProfileStore(**location, task=TASK, encoder=encoder, namespace=f"{prefix}-{namespace}")
         stores.append(store)
         return store
@@ -229,11 +238,11 @@ def test_new_items_only_embed_the_new_ones(store: ProfileStore, embedded_texts: 
     assert store.add("alice", ALICE[:3]) == 3
     embedded_texts.clear()
 
-    # New items may come first in the re-sent profile: old items keep their positions.
+    # New items may come first in the re-sent profile: the order is the items' dates, not arrival.
     assert store.add("alice", [*ALICE[4:], *ALICE[:4]]) == 3
     assert embedded_texts == [doc_text(entry) for entry in [*ALICE[4:], ALICE[3]]]
     docs = store.documents("alice")
-    assert [doc.id for doc in docs] == ["a1", "a2", "a3", "a5", "a6", "a4"]
+    assert [doc.id for doc in docs] == ["a1", "a2", "a3", "a4", "a5", "a6"]
     assert [doc.index for doc in docs] == [0, 1, 2, 3, 4, 5]
     assert store.count("alice") == len(ALICE)
 
@@ -286,16 +295,18 @@ def test_delete_user(store: ProfileStore, encoder: TextEncoder) -> None:
     assert [doc.index for doc in store.documents("alice")] == [0, 1, 2]
 
 
-def test_documents_keep_insertion_order_and_raw_items(store: ProfileStore) -> None:
-    store.add("alice", ALICE[:2])
-    store.add("alice", [ALICE[5], ALICE[2]])
-    expected = [ALICE[0], ALICE[1], ALICE[5], ALICE[2]]
+def test_documents_are_in_date_then_id_order_with_raw_items(store: ProfileStore) -> None:
+    undated = {"id": "a0", "text": "Heat (1995), genres: Action", "score": "4"}
+    same_day = item("a25", "Casino (1995), genres: Crime, Drama", 3, 2)  # a2's date: ties go by id
+    store.add("alice", [ALICE[5], ALICE[1]])
+    store.add("alice", [same_day, ALICE[2], undated, ALICE[0]])
+    expected = [undated, ALICE[0], ALICE[1], same_day, ALICE[2], ALICE[5]]
     docs = store.documents("alice")
-    assert [doc.index for doc in docs] == [0, 1, 2, 3]
+    assert [doc.index for doc in docs] == [0, 1, 2, 3, 4, 5]
     assert [doc.id for doc in docs] == [entry["id"] for entry in expected]
     assert [dict(doc.item) for doc in docs] == expected
-    assert [doc.text for doc in docs] == [doc_text(entry) for entry in expected]
-    assert [doc.date for doc in docs] == [entry["date"] for entry in expected]
+    assert [doc.text for doc in docs] == [TASK.documents([entry])[0].text for entry in expected]
+    assert [doc.date for doc in docs] == [entry.get("date") for entry in expected]
     assert store.documents("nobody") == []
 
 
@@ -334,19 +345,20 @@ def test_search_matches_dense_retriever(store: ProfileStore, encoder: TextEncode
     profile = ALICE + BOB
     store.add("eve", profile)
     retriever = DenseRetriever(encoder=encoder)
-    documents = TASK.documents(profile)
+    # Indices are positions in what the store reads: its date-then-id order, or the ids given.
+    scopes = {None: store.documents("eve"), tuple(e["id"] for e in profile): TASK.documents(profile)}
     queries = [SCI_FI_QUERY, "a family comedy for children", "romantic comedy", "space war", "pig on a farm"]
     for query in queries:
-        for k in (1, 4, len(profile), len(profile) + 5):
+        for (ids, documents), k in itertools.product(scopes.items(), (1, 4, len(profile), len(profile) + 5)):
             expected = retriever.search(query, documents, k=k)
-            got = store.search("eve", encoder.encode([query])[0], k=k)
+            got = store.search("eve", encoder.encode([query])[0], k=k, ids=ids)
             assert got.ids == expected.ids, (query, k)
             assert got.indices == expected.indices
             assert got.scores == pytest.approx(expected.scores, abs=1e-4)
             assert [dict(hit.item) for hit in got.hits] == [dict(hit.item) for hit in expected.hits]
         # With the store's own encoder the retriever searches inside Chroma.
         in_chroma = retriever.search_store(query, store, "eve", k=4)
-        assert in_chroma.ids == retriever.search(query, documents, k=4).ids
+        assert in_chroma.ids == retriever.search(query, TASK.documents(profile), k=4).ids
     assert len(store.search("eve", encoder.encode([SCI_FI_QUERY])[0], k=0)) == 0
     assert len(store.search("nobody", encoder.encode([SCI_FI_QUERY])[0], k=4)) == 0
 
@@ -383,3 +395,350 @@ def test_reopened_store_keeps_the_data(make_store: StoreFactory, encoder: TextEn
     assert again.add("alice", ALICE) == 0  # what was stored is recognised, not re-written
     assert again.add("alice", [*ALICE, item("a7", "Heat (1995), genres: Action, Crime, Thriller", 4, 7)]) == 1
     assert again.documents("alice")[-1].index == len(ALICE)
+
+
+# ------------------------------------------------------------- what one question may see
+def test_ids_and_before_limit_reads_to_one_questions_profile(
+    store: ProfileStore, encoder: TextEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    undated = {"id": "a0", "text": "Heat (1995), genres: Action", "score": "4"}
+    store.add("alice", [*ALICE, undated])
+    question = [ALICE[2], ALICE[0], ALICE[1]]  # a question on day 4 sees a1..a3, in its own order
+    ids = [entry["id"] for entry in question]
+
+    docs = store.documents("alice", ids=ids)
+    assert [doc.id for doc in docs] == ids and [doc.index for doc in docs] == [0, 1, 2]
+    assert [dict(doc.item) for doc in docs] == question
+    assert store.documents("alice", ids=[]) == []
+    before = store.documents("alice", before="2001-03-04T12:00:00Z")  # strictly before; undated out
+    assert [doc.id for doc in before] == ["a1", "a2", "a3"]
+    assert [doc.id for doc in store.documents("alice", ids=ids, before="2001-03-02")] == ["a1"]
+    with caplog.at_level(logging.WARNING, logger="persona_rag.store"):
+        assert [doc.id for doc in store.documents("alice", ids=["a3", "gone"])] == ["a3"]
+    assert "1 of 2 requested profile items are not in the store" in caplog.text
+    with pytest.raises(ValueError, match="not a date"):
+        store.documents("alice", before="soon")
+
+    # a5, a later item, is the best match for its own text, but no search of this question finds it.
+    query = ALICE[4]["text"]
+    assert store.search("alice", encoder.encode([query])[0], k=1).ids == ["a5"]
+    for scope in ({"ids": ids}, {"before": "2001-03-04T12:00:00Z"}):
+        hits = store.search("alice", encoder.encode([query])[0], k=7, **scope)
+        assert sorted(hits.ids) == ["a1", "a2", "a3"]
+    # Every retriever searches exactly the question's profile, as if it were passed in.
+    documents = TASK.documents(question)
+    for retriever in (BM25Retriever(), DenseRetriever(encoder=encoder), RecencyRetriever()):
+        expected = retriever.search(query, documents, k=2)
+        got = retriever.search_store(query, store, "alice", k=2, ids=ids)
+        assert (got.ids, got.indices) == (expected.ids, expected.indices), retriever
+        assert got.scores == pytest.approx(expected.scores, abs=1e-5)
+
+
+def _movielens_dev_with_later_items(root: Path, n: int) -> tuple[list[Any], dict[str, list[dict[str, Any]]]]:
+    """The first ``n`` dev questions whose user also has a (later) test question, with small
+    profiles (embedding cost), and each user's dev and test profile items merged: a test profile
+    holds the dev question's own movie with the user's rating, the dev gold."""
+    from persona_rag.data import load_lamp
+
+    dev = load_lamp(root, "dev").examples()
+    test = {ex.user_id: ex for ex in load_lamp(root, "test").examples()}
+    picked, merged = [], {}
+    for ex in dev:
+        later = test.get(ex.user_id)
+        items = {entry["id"]: entry for entry in [*ex.profile, *(later.profile if later else [])]}
+        if later is None or len(items) > 50:
+            continue
+        picked.append(ex)
+        merged[ex.user_id] = list(items.values())
+        if len(picked) == n:
+            break
+    return picked, merged
+
+
+def test_store_reads_equal_in_memory_profiles_on_movielens(
+    lamp_real: Path, tmp_path: Path, encoder: TextEncoder
+) -> None:
+    from persona_rag.program import PersonalizedRAG
+
+    examples, merged = _movielens_dev_with_later_items(lamp_real / "movielens_rating", 20)
+    assert len(examples) == 20
+    store = ProfileStore(tmp_path / "s", task=TASK, encoder=encoder)
+    store.add_many(merged.items(), progress=False)
+    leaked = 0
+    for retriever in (BM25Retriever(), DenseRetriever(encoder=encoder), RecencyRetriever()):
+        program = PersonalizedRAG(task=TASK, retriever=retriever, store=store, k=4)
+        for ex in examples:
+            ids = [entry["id"] for entry in ex.profile]
+            expected = program.retrieve(ex.input, ex.profile)
+            got = program.retrieve(ex.input, user_id=ex.user_id, profile_ids=ids)
+            assert (got.ids, got.indices) == (expected.ids, expected.indices), (retriever, ex.id)
+            assert got.scores == pytest.approx(expected.scores, abs=1e-5)
+            assert [dict(item) for item in got.items] == [dict(item) for item in expected.items]
+            unscoped = program.retrieve(ex.input, user_id=ex.user_id)
+            leaked += bool(set(unscoped.ids) - set(ids))
+    assert leaked > 0  # without the question's ids the store shows later items: the scope matters
+
+
+# ------------------------------------------------------------------------ encoder fingerprints
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory: pytest.TempPathFactory, encoder: TextEncoder) -> dict[str, Any]:
+    """The default encoder saved as a checkpoint, then retrained in place: the same folder name
+    (the encoder's ``name``) holds other weights."""
+    path = tmp_path_factory.mktemp("checkpoint") / "best"
+    encoder.save(path)
+    first = TextEncoder(str(path))
+    before = encoder_fingerprint(first)
+    with torch.no_grad():  # "training": an in-place change of the weights
+        weights = first.model.embeddings.word_embeddings.weight
+        weights.add_(0.05 * torch.randn(weights.shape, generator=torch.Generator().manual_seed(0)))
+    after = encoder_fingerprint(first)
+    first.save(path)
+    return {"path": path, "before": before, "after": after, "second": TextEncoder(str(path))}
+
+
+def test_the_fingerprint_follows_the_weights_not_the_name(encoder: TextEncoder, retrained: dict) -> None:
+    assert retrained["before"] == encoder_fingerprint(encoder)  # a copy of the same weights: same
+    assert retrained["after"] != retrained["before"]  # changed in place: recomputed
+    second = retrained["second"]
+    assert second.name == str(retrained["path"]) and encoder_fingerprint(second) == retrained["after"]
+
+
+def test_a_store_never_mixes_two_encoders(
+    make_store: StoreFactory, encoder: TextEncoder, retrained: dict
+) -> None:
+    old = make_store()
+    old.add("alice", ALICE)
+    old.add("bob", BOB)
+    second = retrained["second"]
+    new = make_store(encoder=second)  # the same data, opened with the retrained checkpoint
+    query = second.encode([SCI_FI_QUERY])[0]
+
+    with pytest.raises(StoreError, match="re-embed") as error:
+        new.search("alice", query, k=2)
+    assert "'alice' was embedded with 'all-MiniLM-L6-v2'" in str(error.value)
+    assert DenseRetriever(encoder=second).search_store(SCI_FI_QUERY, old, "alice").ids  # not the store's
+    assert [doc.id for doc in new.documents("alice")] == [entry["id"] for entry in ALICE]  # no vectors
+
+    # Adding re-embeds all of the user's items, also those not passed; reembed() needs no data.
+    assert new.add("alice", ALICE[:1]) == len(ALICE)
+    assert new.reembed("bob") == len(BOB) and new.reembed("bob") == 0
+    retriever = DenseRetriever(encoder=second)
+    for user, profile in (("alice", ALICE), ("bob", BOB)):
+        expected = retriever.search(SCI_FI_QUERY, TASK.documents(profile), k=3)
+        got = new.search(user, query, k=3)
+        assert got.ids == expected.ids and got.scores == pytest.approx(expected.scores, abs=1e-4)
+    with pytest.raises(StoreError, match="re-embed"):  # now the old encoder is the foreign one
+        old.search("bob", encoder.encode([SCI_FI_QUERY])[0], k=2)
+
+
+# ---------------------------------------------------------------------------------- failures
+def test_an_unreachable_server_is_an_error_naming_it(encoder: TextEncoder) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    with pytest.raises(StoreError, match=re.escape(url)) as error:
+        ProfileStore(url=url, task=TASK, encoder=encoder)
+    assert "chroma run" in str(error.value)
+
+
+def test_an_unusable_embedded_path_is_an_error_naming_it(tmp_path: Path, encoder: TextEncoder) -> None:
+    path = tmp_path / "a-file"
+    path.write_text("not a directory")
+    with pytest.raises(StoreError, match=re.escape(str(path))):
+        ProfileStore(path, task=TASK, encoder=encoder)
+
+
+@pytest.mark.server
+def test_losing_the_server_is_an_error_not_an_empty_profile(chroma_server: str, encoder: TextEncoder) -> None:
+    with TokenProxy(chroma_server) as proxy:  # a plain pass-through that can be switched off
+        store = ProfileStore(url=proxy.url, task=TASK, encoder=encoder, namespace=f"t{uuid.uuid4().hex[:12]}")
+        store.add("alice", ALICE)
+    query = encoder.encode([SCI_FI_QUERY])[0]
+    for read in (
+        lambda: store.documents("alice"),
+        lambda: store.count("alice"),
+        lambda: store.search("alice", query, k=2),
+        store.users,
+        lambda: store.add("alice", BOB),
+    ):
+        with pytest.raises(StoreError, match=re.escape(proxy.url)):
+            read()
+
+
+# -------------------------------------------------------------------------------- namespaces
+def test_users_match_the_namespace_exactly(make_store: StoreFactory) -> None:
+    short, longer = make_store("ns"), make_store("ns-x")
+    short.add("alice", ALICE[:1])
+    longer.add("bob", BOB[:1])
+    assert short.users() == ["alice"]
+    assert longer.users() == ["bob"]
+
+
+@pytest.mark.parametrize("namespace", ["", "-ns", "a..b", "a b", "ns/x", "é", "x" * 480])
+def test_an_invalid_namespace_states_the_rule(namespace: str, tmp_path: Path, encoder: TextEncoder) -> None:
+    with pytest.raises(StoreError, match=re.escape(NAMESPACE_RULE)):
+        ProfileStore(tmp_path, task=TASK, encoder=encoder, namespace=namespace)
+
+
+def test_the_longest_valid_namespace_works(tmp_path: Path, encoder: TextEncoder) -> None:
+    store = ProfileStore(tmp_path, task=TASK, encoder=encoder, namespace="x" * 479)
+    store.add("alice", ALICE[:1])
+    assert store.users() == ["alice"]
+
+
+# ------------------------------------------------------------------------ concurrent writers
+WRITER = """
+import json, sys, time
+from pathlib import Path
+from persona_rag.store import ProfileStore
+
+spec = json.loads(sys.argv[1])
+stores = [ProfileStore(**where, task="LaMP-3", namespace=spec["namespace"]) for where in spec["stores"]]
+Path(spec["ready"]).touch()
+while not Path(spec["go"]).exists():  # every writer starts together, after loading its encoder
+    time.sleep(0.01)
+for entry in spec["items"]:
+    for store in stores:
+        store.add("shared", [entry])
+"""
+
+
+@pytest.mark.server
+def test_concurrent_writers_keep_one_order(chroma_server: str, tmp_path: Path, encoder: TextEncoder) -> None:
+    """Four processes write 50 items each to one user, embedded and on a server (one set of
+    processes for both backends: each loads its encoder once)."""
+    writers, per_writer = 4, 50
+    items = {
+        w: [
+            item(f"w{w}-{i:02d}", f"Movie {w}-{i} (2001), genres: Drama", 1 + i % 5, 1 + i % 20)
+            for i in range(per_writer)
+        ]
+        for w in range(writers)
+    }  # 20 dates shared by all writers, so order ties are broken by id
+    namespace = f"t{uuid.uuid4().hex[:12]}"
+    where = [{"path": str(tmp_path / "chroma")}, {"url": chroma_server}]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    processes = []
+    for w in range(writers):
+        spec = {
+            "stores": where,
+            "namespace": namespace,
+            "items": items[w],
+            "ready": str(tmp_path / f"ready{w}"),
+            "go": str(tmp_path / "go"),
+        }
+        processes.append(subprocess.Popen([sys.executable, "-c", WRITER, json.dumps(spec)], env=env))
+    deadline = time.monotonic() + 600
+    while not all((tmp_path / f"ready{w}").exists() for w in range(writers)):
+        assert all(p.poll() is None for p in processes), "a writer died while starting"
+        assert time.monotonic() < deadline, "writers did not start"
+        time.sleep(0.1)
+    (tmp_path / "go").touch()
+    assert [p.wait(timeout=600) for p in processes] == [0] * writers
+
+    everything = [entry for w in range(writers) for entry in items[w]]
+    expected = [entry["id"] for entry in sorted(everything, key=lambda entry: (entry["date"], entry["id"]))]
+    for location in where:
+        store = ProfileStore(**location, task=TASK, encoder=encoder, namespace=namespace)
+        docs = store.documents("shared")
+        assert store.count("shared") == writers * per_writer, location
+        assert [doc.id for doc in docs] == expected, location
+        assert [doc.index for doc in docs] == list(range(writers * per_writer))  # one position each
+        store.delete_user("shared")
+
+
+# ----------------------------------------------------------------------- token authentication
+class TokenProxy:
+    """A loopback reverse proxy in front of ``chroma run`` that forwards a request only when it
+    carries ``Authorization: Bearer <token>`` (no check when ``token`` is None), answering 401
+    otherwise: what nginx/Caddy do in a deployment (``chroma run`` 1.5 checks no token itself).
+    Leaving the ``with`` block stops it, so the server becomes unreachable."""
+
+    def __init__(self, upstream: str, token: str | None = None) -> None:
+        self.upstream = urlparse(upstream)
+        self.token = token
+        self.refused = 0
+        self.forwarded = 0
+
+    def __enter__(self) -> TokenProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def handle_one(self) -> None:
+                if proxy.token is not None and self.headers.get("Authorization") != f"Bearer {proxy.token}":
+                    proxy.refused += 1
+                    body = b"<html><body>401 Authorization Required</body></html>"
+                    self.send_response(401)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                proxy.forwarded += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=60
+                )
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_one
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.server
+def test_token_authentication_through_a_proxy(
+    chroma_server: str,
+    encoder: TextEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = f"pr-{uuid.uuid4().hex}"
+    namespace = f"t{uuid.uuid4().hex[:12]}"
+    with TokenProxy(chroma_server, token=token) as proxy, caplog.at_level(logging.DEBUG):
+        monkeypatch.delenv(TOKEN_ENV, raising=False)
+        with pytest.raises(
+            StoreError, match=rf"HTTP 401: the server wants a token; set \${TOKEN_ENV}"
+        ) as missing:
+            ProfileStore(url=proxy.url, task=TASK, encoder=encoder, namespace=namespace)
+        monkeypatch.setenv(TOKEN_ENV, f"pr-{uuid.uuid4().hex}")
+        with pytest.raises(
+            StoreError, match=rf"HTTP 401: the server refused the token in \${TOKEN_ENV}"
+        ) as wrong:
+            ProfileStore(url=proxy.url, task=TASK, encoder=encoder, namespace=namespace)
+        assert proxy.forwarded == 0
+
+        monkeypatch.setenv(TOKEN_ENV, token)
+        store = ProfileStore(url=proxy.url, task=TASK, encoder=encoder, namespace=namespace)
+        store.add("alice", ALICE)
+        assert [doc.id for doc in store.documents("alice")] == [entry["id"] for entry in ALICE]
+        assert store.search("alice", encoder.encode([ALICE[0]["text"]])[0], k=1).ids == ["a1"]
+        assert store.users() == ["alice"]
+        refused = proxy.refused
+        assert proxy.forwarded > 0
+        assert store.delete_user("alice")
+        assert proxy.refused == refused  # every request of the right client carried the token
+    for text in (str(missing.value), str(wrong.value), repr(store), caplog.text):
+        assert token not in text

@@ -29,9 +29,13 @@ _TASK_DIRS = {
 
 
 def lamp_urls(
-    task: str, split: str, *, setting: str = "user", base_url: str = LAMP_BASE_URL
+    task: str, split: str, *, setting: str = "time", base_url: str = LAMP_BASE_URL
 ) -> dict[str, str]:
-    """File name -> URL of one split. ``setting`` is ``user`` (user-based) or ``time`` (time-based)."""
+    """File name -> URL of one split.
+
+    ``setting`` is ``time`` (the time-based split, the default: the paper's Table 3 uses it, and
+    its question files carry the ``user_id`` a profile store needs) or ``user`` (user-based).
+    """
     spec = get_task(task)
     if spec.name not in _TASK_DIRS:
         raise DownloadError(f"task {spec.name} is not an official LaMP task; nothing to download")
@@ -49,11 +53,14 @@ def download_lamp(
     split: str,
     dest: str | Path,
     *,
-    setting: str = "user",
+    setting: str = "time",
     base_url: str = LAMP_BASE_URL,
     timeout: float = 15.0,
 ) -> Path:
     """Download one split of a LaMP task into ``dest``; files already there are kept.
+
+    ``setting`` as in :func:`lamp_urls`: the time-based split unless ``setting="user"``. Keep the
+    two settings in different directories: their files have the same names.
 
     Each file is written atomically, so an interrupted download leaves no partial file and a
     second call resumes with the missing ones.

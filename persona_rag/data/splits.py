@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import dspy
 
 from persona_rag.dates import timestamp
+from persona_rag.errors import ConfigError
 
 __all__ = ["Carved", "carve_validation", "check_disjoint"]
 
@@ -39,9 +40,7 @@ def _latest_date(example: dspy.Example) -> float:
     return max(known) if known else float("-inf")
 
 
-def carve_validation(
-    examples: Sequence[dspy.Example], *, size: int | None = None, seed: int = 0
-) -> Carved:
+def carve_validation(examples: Sequence[dspy.Example], *, size: int | None = None, seed: int = 0) -> Carved:
     """Hold out each user's latest question of ``examples`` for validation.
 
     Args:
@@ -55,7 +54,7 @@ def carve_validation(
     latest profiles are held out (the end of the split in time).
 
     Raises:
-        ValueError: when nothing would be left to train on.
+        ConfigError: when nothing would be left to train on.
     """
     examples = list(examples)
     by_user: dict[str, list[int]] = {}
@@ -77,7 +76,10 @@ def carve_validation(
     held = set(chosen)
     train = [e for i, e in enumerate(examples) if i not in held]
     if not train:
-        raise ValueError(f"carving {len(held)} validation questions leaves no training question")
+        raise ConfigError(
+            f"carving {len(held)} validation questions leaves no training question; lower the number "
+            "of validation examples or use a larger training split"
+        )
     return Carved(train=train, val=[examples[i] for i in sorted(held)])
 
 
@@ -85,13 +87,13 @@ def check_disjoint(seen: Iterable[dspy.Example], reported: Iterable[dspy.Example
     """Refuse a protocol where a question used for training or selection is also reported.
 
     Raises:
-        ValueError: naming the overlapping question ids.
+        ConfigError: naming the overlapping question ids.
     """
     seen_ids = {str(e.get("id")) for e in seen if e.get("id") is not None}
     overlap = sorted(seen_ids & {str(e.get("id")) for e in reported if e.get("id") is not None})
     if overlap:
         shown = ", ".join(overlap[:5]) + ("..." if len(overlap) > 5 else "")
-        raise ValueError(
+        raise ConfigError(
             f"{what}: {len(overlap)} question(s) used for training or checkpoint selection are also "
             f"in the reported split ({shown}); validate on a set carved from train (the default) and "
             "report on dev/test"

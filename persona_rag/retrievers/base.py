@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import dspy
@@ -108,9 +109,22 @@ class Retriever(dspy.Module, Parameter):
             results[i] = top_k(row, documents[i], k)
         return results  # type: ignore[return-value]
 
-    def search_store(self, query: str, store: ProfileStore, user_id: str, k: int = 4) -> RetrievalResult:
-        """Search a user's profile held in a :class:`~persona_rag.store.ProfileStore`."""
-        return self.search(query, store.documents(user_id), k)
+    def search_store(
+        self,
+        query: str,
+        store: ProfileStore,
+        user_id: str,
+        k: int = 4,
+        *,
+        ids: Sequence[str] | None = None,
+        before: str | datetime | None = None,
+    ) -> RetrievalResult:
+        """Search a user's profile held in a :class:`~persona_rag.store.ProfileStore`.
+
+        ``ids`` (a question's own profile item ids) and ``before`` (a date) limit the search to the
+        items that question may see; see :meth:`~persona_rag.store.ProfileStore.documents`.
+        """
+        return self.search(query, store.documents(user_id, ids=ids, before=before), k)
 
     def forward(self, query: str, documents: Sequence[Document], k: int = 4) -> RetrievalResult:
         return self.search(query, documents, k)

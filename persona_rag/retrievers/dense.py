@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +20,11 @@ __all__ = ["DenseRetriever"]
 
 
 class DenseRetriever(Retriever):
-    """Rank profile items by the dot product of query and document embeddings.
+    """Rank profile items by the dot product of query and document embeddings over τ.
+
+    The score ``q·d / τ`` (τ: the encoder's ``temperature``, 1 unless a ROPG checkpoint says
+    otherwise) is the logit ROPG's retrieval policy was trained with, so the scores a search returns
+    are that policy's logits; the ranking is the dot product's.
 
     Document embeddings come from the encoder's cache, so a profile is encoded once and reused by
     every later query (the authors' code re-encodes the profile for each query). With a
@@ -54,16 +60,28 @@ class DenseRetriever(Retriever):
         queries_emb = self.encoder.encode(list(queries))
         texts = [doc.text for docs in documents for doc in docs]
         docs_emb = self.encoder.encode(texts)
-        out, start = [], 0
+        out, start, temperature = [], 0, self.encoder.temperature
         for q, docs in zip(queries_emb, documents):
-            out.append((docs_emb[start : start + len(docs)] @ q).astype(np.float64))
+            out.append((docs_emb[start : start + len(docs)] @ q).astype(np.float64) / temperature)
             start += len(docs)
         return out
 
-    def search_store(self, query: str, store: ProfileStore, user_id: str, k: int = 4) -> RetrievalResult:
+    def search_store(
+        self,
+        query: str,
+        store: ProfileStore,
+        user_id: str,
+        k: int = 4,
+        *,
+        ids: Sequence[str] | None = None,
+        before: str | datetime | None = None,
+    ) -> RetrievalResult:
         if store.encoder is self.encoder:
-            return store.search(user_id, self.encoder.encode([query])[0], k)
-        return super().search_store(query, store, user_id, k)
+            # Chroma returns q·d; the scores of this retriever are q·d / τ wherever the search runs.
+            found = store.search(user_id, self.encoder.encode([query])[0], k, ids=ids, before=before)
+            temperature = self.encoder.temperature
+            return RetrievalResult(tuple(replace(hit, score=hit.score / temperature) for hit in found.hits))
+        return super().search_store(query, store, user_id, k, ids=ids, before=before)
 
     def config(self) -> dict[str, Any]:
         return {"encoder": self.encoder.name, "normalize": self.encoder.normalize}

@@ -18,39 +18,42 @@ from persona_rag.tasks import TaskSpec
 
 # ------------------------------------------------------------------------------- URL layout
 def test_user_based_urls():
-    assert lamp_urls("LaMP-3", "dev") == {
+    assert lamp_urls("LaMP-3", "dev", setting="user") == {
         "dev_questions.json": f"{LAMP_BASE_URL}/LaMP_3/dev/dev_questions.json",
         "dev_outputs.json": f"{LAMP_BASE_URL}/LaMP_3/dev/dev_outputs.json",
     }
 
 
-def test_time_based_urls():
-    assert lamp_urls("LaMP_5", "train", setting="time") == {
+def test_time_based_urls_are_the_default():
+    # The paper's Table 3 is on the time-based split.
+    expected = {
         "train_questions.json": f"{LAMP_BASE_URL}/time/LaMP_5/train/train_questions.json",
         "train_outputs.json": f"{LAMP_BASE_URL}/time/LaMP_5/train/train_outputs.json",
     }
+    assert lamp_urls("LaMP_5", "train") == expected
+    assert lamp_urls("LaMP_5", "train", setting="time") == expected
 
 
 def test_test_split_has_no_outputs_file():
     assert lamp_urls("LaMP-1", "test") == {
-        "test_questions.json": f"{LAMP_BASE_URL}/LaMP_1/test/test_questions.json"
+        "test_questions.json": f"{LAMP_BASE_URL}/time/LaMP_1/test/test_questions.json"
     }
 
 
 def test_movie_tagging_and_news_categorization_directories():
     assert (
         lamp_urls("LaMP-2", "dev")["dev_questions.json"]
-        == f"{LAMP_BASE_URL}/LaMP_2/new/dev/dev_questions.json"
+        == f"{LAMP_BASE_URL}/time/LaMP_2/new/dev/dev_questions.json"
     )
     assert (
-        lamp_urls("LaMP-2N", "dev")["dev_questions.json"]
+        lamp_urls("LaMP-2N", "dev", setting="user")["dev_questions.json"]
         == f"{LAMP_BASE_URL}/LaMP_2/old/dev/dev_questions.json"
     )
 
 
 def test_base_url_trailing_slash():
     assert lamp_urls("LaMP-7", "test", base_url="http://mirror/lamp/") == {
-        "test_questions.json": "http://mirror/lamp/LaMP_7/test/test_questions.json"
+        "test_questions.json": "http://mirror/lamp/time/LaMP_7/test/test_questions.json"
     }
 
 
@@ -107,10 +110,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def server(tmp_path):
     """An HTTP server on 127.0.0.1 serving ``tmp_path/site``; yields (base_url, site, request log)."""
     site = tmp_path / "site"
-    (site / "LaMP_3" / "dev").mkdir(parents=True)
+    (site / "time" / "LaMP_3" / "dev").mkdir(parents=True)
     questions = [{"id": "q1", "input": "review: fine", "profile": [{"id": "p1", "text": "ok", "score": "4"}]}]
-    (site / "LaMP_3" / "dev" / "dev_questions.json").write_text(json.dumps(questions))
-    (site / "LaMP_3" / "dev" / "dev_outputs.json").write_text(
+    (site / "time" / "LaMP_3" / "dev" / "dev_questions.json").write_text(json.dumps(questions))
+    (site / "time" / "LaMP_3" / "dev" / "dev_outputs.json").write_text(
         json.dumps({"task": "LaMP_3", "golds": [{"id": "q1", "output": "4"}]})
     )
     requests: list[str] = []
@@ -131,7 +134,7 @@ def test_download_writes_files_and_skips_existing(server, tmp_path):
     dest = tmp_path / "data" / "LaMP_3"
     assert download_lamp("LaMP-3", "dev", dest, base_url=base_url, timeout=5) == dest
     for name in ("dev_questions.json", "dev_outputs.json"):
-        assert (dest / name).read_bytes() == (site / "LaMP_3" / "dev" / name).read_bytes()
+        assert (dest / name).read_bytes() == (site / "time" / "LaMP_3" / "dev" / name).read_bytes()
     assert sorted(p.name for p in dest.iterdir()) == [
         "dev_outputs.json",
         "dev_questions.json",
@@ -144,14 +147,14 @@ def test_download_writes_files_and_skips_existing(server, tmp_path):
 
     (dest / "dev_outputs.json").unlink()
     download_lamp("LaMP-3", "dev", dest, base_url=base_url, timeout=5)
-    assert requests[2:] == ["/LaMP_3/dev/dev_outputs.json"]  # only the missing file
+    assert requests[2:] == ["/time/LaMP_3/dev/dev_outputs.json"]  # only the missing file
 
 
 def test_http_404(server, tmp_path):
     base_url, _, _ = server
     with pytest.raises(DownloadError, match="HTTP 404") as info:
         download_lamp("LaMP-5", "dev", tmp_path / "out", base_url=base_url, timeout=5)
-    assert f"{base_url}/LaMP_5/dev/dev_questions.json" in str(info.value)
+    assert f"{base_url}/time/LaMP_5/dev/dev_questions.json" in str(info.value)
     assert not (tmp_path / "out" / "dev_questions.json").exists()
 
 
@@ -172,7 +175,7 @@ def test_unreachable_server_fails_fast(tmp_path):
         download_lamp("LaMP-3", "dev", tmp_path / "out", base_url=f"http://127.0.0.1:{port}", timeout=5)
     assert time.monotonic() - start < 5
     message = str(info.value)
-    assert f"cannot reach http://127.0.0.1:{port}/LaMP_3/dev/" in message
+    assert f"cannot reach http://127.0.0.1:{port}/time/LaMP_3/dev/" in message
     assert "offline" in message and str(tmp_path / "out") in message
     assert isinstance(info.value, OSError)
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

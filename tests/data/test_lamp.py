@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import dspy
 import pytest
 
 from persona_rag.data import LampSplit, Question, load_lamp, read_questions
+from persona_rag.data.lamp import KNOWN_DEFECTS
 from persona_rag.errors import DataError, UnknownTaskError
 from persona_rag.tasks import TaskSpec, get_task
 
@@ -232,6 +236,135 @@ def test_gold_missing_output_field(tmp_path, write_split, rating_question):
     assert "gold 'q1'" in str(error)
 
 
+# ------------------------------------------------------------------------------ gold checks
+OUTPUTS = "dev_outputs.json"
+
+
+@pytest.mark.parametrize("gold", ["banana", "9", "0", "", "nan", "1. 1"])
+def test_rating_gold_off_the_scale_is_an_error(tmp_path, write_split, rating_question, gold):
+    questions = [rating_question("q1", "x", []), rating_question("q2", "y", [])]
+    golds = [{"id": "q1", "output": "4"}, {"id": "q2", "output": gold}]
+    error = load_error(tmp_path, write_split, questions, golds=golds)
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / OUTPUTS), "q2", "output")
+    assert f"gold 'q2': field 'output' is {gold!r}, not a rating from 1 to 5" in str(error)
+
+
+def test_rating_gold_on_the_scale_is_accepted(tmp_path, write_split, rating_question):
+    questions = [rating_question("q1", "x", []), rating_question("q2", "y", [])]
+    write_split(
+        tmp_path, "dev", questions, golds=[{"id": "q1", "output": 5}, {"id": "q2", "output": " 1.0 "}]
+    )
+    assert load_lamp(tmp_path, "dev").golds == {"q1": "5", "q2": " 1.0 "}
+
+
+def test_duplicate_gold_id_is_an_error(tmp_path, write_split, rating_question):
+    golds = [{"id": "q1", "output": "4"}, {"id": "q1", "output": "2"}]
+    error = load_error(tmp_path, write_split, [rating_question("q1", "x", [])], golds=golds)
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / OUTPUTS), "q1", "id")
+    assert "duplicate gold id 'q1'" in str(error)
+
+
+def test_gold_without_a_question_is_an_error(tmp_path, write_split, rating_question):
+    golds = [{"id": "q1", "output": "4"}, {"id": "q9", "output": "2"}, {"id": "q8", "output": "2"}]
+    error = load_error(tmp_path, write_split, [rating_question("q1", "x", [])], golds=golds)
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / OUTPUTS), "q9", "id")
+    assert "gold 'q9' has no question in dev_questions.json (nor have 1 more)" in str(error)
+
+
+def test_limit_does_not_hide_a_bad_gold(tmp_path, write_split, rating_question):
+    questions = [rating_question("q1", "x", []), rating_question("q2", "y", [])]
+    write_split(tmp_path, "dev", questions, golds=[{"id": "q1", "output": "4"}, {"id": "q2", "output": "9"}])
+    with pytest.raises(DataError, match="'9', not a rating"):
+        load_lamp(tmp_path, "dev", limit=1)
+    with pytest.raises(ValueError, match="at least 1"):
+        load_lamp(tmp_path, "dev", limit=-34)
+
+
+def tagging_question(qid: str, tags: str = "comedy, drama") -> dict:
+    return {"id": qid, "input": f"Which tag? tags: [{tags}] description: a film", "profile": []}
+
+
+def test_label_gold_outside_the_inputs_labels_is_an_error(tmp_path, write_split):
+    questions = [tagging_question("m1"), tagging_question("m2")]
+    golds = [{"id": "m1", "output": "drama"}, {"id": "m2", "output": "Comedy"}]  # LaMP: case-sensitive
+    error = load_error(tmp_path, write_split, questions, golds=golds, task="LaMP_2")
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / OUTPUTS), "m2", "output")
+    assert "field 'output' is 'Comedy', not one of the input's labels (comedy, drama)" in str(error)
+    citation = {"id": "c1", "input": 'which reference? [1]: "a" [2]: "b"', "profile": []}
+    error = load_error(
+        tmp_path, write_split, [citation], golds=[{"id": "c1", "output": "[3]"}], task="LaMP_1"
+    )
+    assert error.item_id == "c1" and "'[3]', not one of the input's labels ([1], [2])" in str(error)
+
+
+@pytest.mark.parametrize("score", ["7", "0", "banana", -1, "4 stars"])
+def test_rating_profile_score_off_the_scale_is_an_error(tmp_path, write_split, rating_question, score):
+    error = load_error(
+        tmp_path, write_split, [rating_question("q1", "x", [item("p1"), item("p2", score=score)])]
+    )
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / "dev_questions.json"), "p2", "score")
+    assert f"question 'q1': profile item 'p2' field 'score' is {score!r}, not a rating from 1 to 5" in str(
+        error
+    )
+
+
+def test_several_malformed_questions_are_counted(tmp_path, write_split, rating_question):
+    questions = [rating_question(f"q{i}", "x", []) for i in range(3)]
+    golds = [{"id": f"q{i}", "output": "banana"} for i in range(3)]
+    error = load_error(tmp_path, write_split, questions, golds=golds)
+    assert error.item_id == "q0" and "(and 2 more malformed question(s))" in str(error)
+
+
+def test_file_without_questions_is_an_error(tmp_path, write_split):
+    error = load_error(tmp_path, write_split, [], golds=[])
+    assert "holds no questions" in str(error)
+
+
+# --------------------------------------------------------- the known malformed LaMP-2 dev question
+def official_tagging_dev(tmp_path, write_split, defect: dict) -> None:
+    """A synthetic LaMP-2 dev split whose question "110" carries ``defect``."""
+    questions = [tagging_question("109"), {**tagging_question("110"), **defect.get("question", {})}]
+    questions.append(tagging_question("111"))
+    golds = [{"id": q["id"], "output": "drama"} for q in questions]
+    golds = [g if g["id"] != "110" else {**g, **defect.get("gold", {})} for g in golds]
+    write_split(tmp_path, "dev", questions, golds=golds, task="LaMP_2")
+
+
+@pytest.mark.parametrize(
+    "defect",
+    [
+        {"gold": {"output": "not a tag"}},  # a gold outside the input's tags
+        {"question": {"profile": [{"id": "p1", "description": "a film"}]}},  # an item without its tag
+        {"question": {"profile": "oops"}},  # a profile that is not a list
+        {"question": {"input": None}},  # no input
+    ],
+    ids=["gold-not-a-tag", "item-without-tag", "profile-not-a-list", "no-input"],
+)
+def test_known_malformed_lamp2_dev_question_is_skipped_with_a_warning(tmp_path, write_split, caplog, defect):
+    assert ("LaMP-2", "dev", "110") in KNOWN_DEFECTS
+    official_tagging_dev(tmp_path, write_split, defect)
+    with caplog.at_level(logging.WARNING):
+        split = load_lamp(tmp_path, "dev")
+    assert [q.id for q in split] == ["109", "111"]
+    assert [ex.id for ex in split.examples()] == ["109", "111"]
+    assert "skipping question '110'" in caplog.text and "LaMP-2 (movie tagging) dev set" in caplog.text
+
+
+def test_known_defect_is_skipped_only_in_its_own_split_and_task(tmp_path, write_split):
+    defect = {"gold": {"output": "not a tag"}}
+    official_tagging_dev(tmp_path, write_split, defect)
+    for name in ("dev_questions.json", "dev_outputs.json"):  # the same defect in the train split
+        (tmp_path / name).rename(tmp_path / name.replace("dev", "train"))
+    with pytest.raises(DataError, match="'not a tag', not one of") as info:
+        load_lamp(tmp_path, "train")
+    assert info.value.item_id == "110"
+
+
+def test_a_well_formed_question_110_is_kept(tmp_path, write_split):
+    official_tagging_dev(tmp_path, write_split, {})
+    assert [q.id for q in load_lamp(tmp_path, "dev")] == ["109", "110", "111"]
+
+
 # ------------------------------------------------------------------------------- real data
 def test_real_movielens_rating_dev(lamp_real):
     split = load_lamp(lamp_real / "movielens_rating", "dev")
@@ -257,5 +390,6 @@ def test_real_movielens_tagging_dev(lamp_real):
         labels = spec.labels_for(example.input)
         assert len(labels) == 15 and "atmospheric" in labels  # the dataset's own tag list
         assert example.output in labels
-        assert spec.parse(example.output.upper(), example.input) == example.output
+        lenient = dataclasses.replace(spec, parsing="lenient")
+        assert lenient.parse(example.output.upper(), example.input) == example.output
         assert spec.documents(example.profile)

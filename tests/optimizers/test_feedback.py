@@ -6,6 +6,7 @@ import pytest
 
 from optimizers.feedback import Feedback, FeedbackCache
 from persona_rag import BM25Retriever, GenerationError, Generator, PersonalizedRAG
+from persona_rag.errors import CacheError
 from tests.optimizers.key_item_task import TASK, make_examples, reply
 
 
@@ -78,3 +79,27 @@ def test_changed_generation_settings_are_not_served_from_the_cache(scripted_lm, 
 def test_likelihood_signal_needs_a_local_model(scripted_lm, tmp_path):
     with pytest.raises(ValueError, match="in-process model"):
         make_feedback(scripted_lm, tmp_path, CountingReply(), signal="likelihood")
+
+
+def test_a_file_that_is_not_a_cache_is_a_clear_error(tmp_path):
+    path = tmp_path / "feedback.sqlite"
+    path.write_bytes(b"not an SQLite database at all " * 64)
+    with pytest.raises(CacheError, match="delete or move the cache file") as info:
+        FeedbackCache(path)
+    assert str(path) in str(info.value) and "DatabaseError" in str(info.value)
+
+
+def test_a_corrupt_value_in_the_cache_is_a_clear_error(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "feedback.sqlite"
+    cache = FeedbackCache(path)
+    cache.put_many({"good": {"output": "4"}})
+    cache.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO feedback (key, value) VALUES ('bad', '{\"output\": ')")
+    cache = FeedbackCache(path)
+    assert cache.get_many(["good"]) == {"good": {"output": "4"}}
+    with pytest.raises(CacheError, match=f"delete or move the cache file {path}") as info:
+        cache.get_many(["good", "bad"])
+    assert "JSONDecodeError" in str(info.value)

@@ -57,3 +57,39 @@ def test_server_models_are_refused_with_a_pointer(scripted_lm, sample_task, tmp_
     optimizer = ReaderFinetune(config=ReaderFinetuneConfig(output_dir=tmp_path))
     with pytest.raises(ValueError, match="BootstrapFinetune"):
         optimizer.compile(student, trainset=train, valset=train)
+
+
+class WordTokenizer:
+    """One id per word: enough to count what the reader trains on."""
+
+    eos_token_id = 0
+
+    def encode(self, text, add_special_tokens=False):
+        return [len(word) for word in text.split()]
+
+
+class StubReader:
+    tokenizer = WordTokenizer()
+
+    def render(self, messages):
+        return "<chat> " + " ".join(m["content"] for m in messages)
+
+
+def test_training_prompts_are_what_inference_reads(scripted_lm, caplog):
+    # Inference budgets max_input_tokens (512) for the prompt; training used to cut every
+    # sequence to 256 tokens from the left, dropping the chat template and the first items.
+    program = PersonalizedRAG(task="LaMP-3", generator=Generator(lm=scripted_lm("3")))
+    prompt = " ".join(f"w{i}" for i in range(400))
+    optimizer = ReaderFinetune(config=ReaderFinetuneConfig())
+    assert optimizer.config.max_length is None
+    prompt_ids, answer_ids = optimizer._encode(StubReader(), program, prompt, "4")
+    rendered = StubReader().render(program.generator.messages(prompt))
+    assert prompt_ids == WordTokenizer().encode(rendered) and len(prompt_ids) > 400
+    assert answer_ids == [1, 0]
+    assert optimizer._fit([(prompt_ids, answer_ids)], 512) == [(prompt_ids, answer_ids)]
+
+    capped = ReaderFinetune(config=ReaderFinetuneConfig(max_length=100))
+    with caplog.at_level("WARNING"):
+        [(cut, answer)] = capped._fit([(prompt_ids, answer_ids)], 512)
+    assert len(cut) + len(answer) == 100 and cut == prompt_ids[-98:]
+    assert "1 of 1 training sequences exceed max_length=100" in caplog.text

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from optimizers.report import COLUMNS, ReportConfig, run_report
+from optimizers.report import COLUMNS, FIXED_COLUMNS, ReportConfig, run_report
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.encoders import TextEncoder
 from tests.optimizers.key_item_task import TASK, make_examples, reply
@@ -20,33 +20,76 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
     )
     config = ReportConfig(
         output_dir=tmp_path / "report",
-        train_examples=24,
         val_examples=8,
         candidates=6,
         ropg_epochs=1,
         rspg_epochs=1,
         gradient_accumulation_steps=1,
+        resamples=200,
     )
-    train, dev = make_examples(32, seed=1), make_examples(12, seed=2)
-    report = run_report(program, trainset=train, devset=dev, config=config)
+    train = make_examples(32, seed=1)
+    evalsets = {"test": make_examples(12, seed=2), "dev": make_examples(6, seed=3)}
+    for split, examples in evalsets.items():  # distinct ids per split, as in LaMP files
+        for example in examples:
+            example["id"] = f"{split}-{example.id}"
+    report = run_report(program, trainset=train, evalsets=evalsets, config=config)
 
-    assert list(report.metrics) == [*COLUMNS[:6], "RSPG-Pre", "RSPG-Post", "Oracle"]
-    accuracy = {column: values["accuracy"] for column, values in report.metrics.items()}
+    assert list(report.splits) == ["test", "dev"]
+    test = report.splits["test"]
+    assert test.n == 12 and list(test.metrics) == [*COLUMNS[:7], "RSPG-Pre", "RSPG-Post", "Oracle"]
+    accuracy = {column: values["accuracy"] for column, values in test.metrics.items()}
     assert accuracy["NoPers"] == 0.0  # without the key item the scripted LLM never answers
     assert all(accuracy["Oracle"] >= value for value in accuracy.values())
-    assert report.oracle_worst["accuracy"] <= min(accuracy.values())
-    assert set(report.success_rate) == {"RSPG-Pre", "RSPG-Post"}
+    assert test.oracle_worst["accuracy"] <= min(accuracy.values())
+    assert set(test.success_rate) == {"RSPG-Pre", "RSPG-Post"}
+    assert test.baseline in FIXED_COLUMNS and test.baseline not in test.significance
+    for tested in test.significance.values():
+        accuracy_diff = tested["accuracy"]
+        assert accuracy_diff["low"] <= accuracy_diff["difference"] <= accuracy_diff["high"]
+        assert 0 < accuracy_diff["p_value"] <= 1
+    assert report.protocol["train_questions"] == 24 and report.protocol["val_questions"] == 8
+    assert set(report.training) == {"ropg-rl", "ropg-kd", "rspg-pre", "rspg-post"}
+    assert report.training["ropg-kd"]["steps"] > 0
     table = (tmp_path / "report" / "table.md").read_text()
     assert "| metric | " + " | ".join(COLUMNS) + " |" in table
     assert "| accuracy |" in table and "selection success rate" in table and "worst member" in table
+    assert "### test: 12 questions" in table and "### dev: 6 questions" in table
     assert (tmp_path / "report" / "table.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((tmp_path / "report" / "report.json").read_text())["n"] == 12
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["splits"]["dev"]["n"] == 6
     for stage in ("ropg-rl", "ropg-kd", "rspg-pre", "rspg-post"):
         assert (tmp_path / "report" / stage / "best").is_dir()
 
     # Run again (as after an interruption): trained stages resume finished, answers come from the
     # cache, so the LLM is not called once and the table is the same.
     requests = len(lm.engine.requests)
-    again = run_report(program, trainset=train, devset=dev, config=config)
+    again = run_report(program, trainset=train, evalsets=evalsets, config=config)
     assert len(lm.engine.requests) == requests
-    assert again.metrics == report.metrics
+    assert again.splits["test"].metrics == test.metrics
+
+
+def test_report_refuses_to_report_a_question_it_trained_or_validated_on(scripted_lm, tmp_path):
+    program = PersonalizedRAG(
+        task=TASK, retriever=DenseRetriever(), generator=Generator(lm=scripted_lm(reply))
+    )
+    train = make_examples(16, seed=1)
+    with pytest.raises(ValueError, match="also in the reported split"):
+        run_report(
+            program,
+            trainset=train,
+            evalsets={"dev": train[-4:]},
+            config=ReportConfig(output_dir=tmp_path / "r", val_examples=4),
+        )
+    assert not (tmp_path / "r" / "ropg-rl").exists()  # refused before any training
+
+
+@pytest.mark.parametrize("parsing", ["lamp", "lenient"])
+def test_table_and_json_say_how_answers_were_parsed(tmp_path, parsing):
+    from optimizers.report import Report, SplitReport, write_report
+    from persona_rag.tasks import PARSING_NOTES
+
+    metrics = {column: {"MAE": 1.0, "RMSE": 1.5, "score": 0.5} for column in COLUMNS}
+    split = SplitReport("test", 4, metrics, {"RSPG-Pre": 0.5}, {"MAE": 2.0, "RMSE": 2.5}, "Dense", {})
+    protocol = {"val_rule": "latest"}
+    write_report(Report("LaMP-3", {"test": split}, protocol, {}, {}, parsing=parsing), tmp_path)
+    assert f"Parsing: {parsing} ({PARSING_NOTES[parsing]})." in (tmp_path / "table.md").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["parsing"] == parsing

@@ -258,13 +258,21 @@ def _add_training_options(
     parser.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
 
 
-def _add_signal_option(parser: argparse.ArgumentParser) -> None:
-    """``--signal`` of the trainers that learn from LLM feedback (ROPG, RSPG)."""
+def _signal(text: str) -> str:
+    """A ``--signal`` value, checked when parsed (imported here: the module loads torch and dspy, which
+    ``--help`` must not wait for)."""
     from optimizers.feedback import SIGNALS
 
+    if text not in SIGNALS:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SIGNALS)}; got {text!r}")
+    return text
+
+
+def _add_signal_option(parser: argparse.ArgumentParser) -> None:
+    """``--signal`` of the trainers that learn from LLM feedback (ROPG, RSPG)."""
     parser.add_argument(
         "--signal",
-        choices=SIGNALS,
+        type=_signal,
         default="auto",
         help="what the LLM feedback scores: metric (the paper's Eval), likelihood (log p(gold)), "
         "metric+likelihood (Eval, ties broken by log p(gold)); auto: metric+likelihood for a local "

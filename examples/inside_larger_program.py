@@ -1,20 +1,28 @@
 """A PersonalizedRAG step inside a larger DSPy program, tuned with ROPG-KD and a prompt optimizer
 in sequence by dspy's BetterTogether.
 
+    python examples/inside_larger_program.py            # the sample task (with the demo's fine-tuned reader)
     python examples/inside_larger_program.py --data ../shared/lamp-real/movielens_rating \
         --reader runs/reader/best
+
+The outer program rates a movie for a user (the personalised step) and then explains the rating
+(a plain ``dspy.Predict``). BetterTogether requires every predictor to have its LM set
+(``program.set_lm``), and it logs a failed step and carries on; this example checks that every
+step ran and exits with an error otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import dspy
 from dspy.teleprompt import BetterTogether, LabeledFewShot
 
 from optimizers import ROPG_KD, ROPGKDConfig
-from persona_rag import DenseRetriever, Generator, PersonalizedRAG, load_lamp, local_lm
+from optimizers.demo import example_data
+from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 
 
 class RateAndExplain(dspy.Module):
@@ -25,31 +33,48 @@ class RateAndExplain(dspy.Module):
         self.rag = rag
         self.explain = dspy.Predict("movie, rating -> explanation")
 
-    def forward(self, input: str, profile: list) -> dspy.Prediction:
-        rating = self.rag(input=input, profile=profile)
+    def forward(self, input: str, profile: list | None = None, user_id: str | None = None) -> dspy.Prediction:
+        rating = self.rag(input=input, profile=profile, user_id=user_id)
         explanation = self.explain(movie=self.rag.task.query(input), rating=rating.output).explanation
         return dspy.Prediction(output=rating.output, explanation=explanation, retrieved=rating.ids)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--reader", default="SmolLM2-135M-Instruct", help="local model name or checkpoint")
-    parser.add_argument("--examples", type=int, default=64)
+    parser.add_argument("--data", type=Path, help="LaMP-format directory (default: the sample task)")
+    parser.add_argument("--reader", help="local reader checkpoint (default: fine-tune the offline model)")
+    parser.add_argument("--out", type=Path, default=Path("runs/examples"), help="checkpoints and data")
+    parser.add_argument("--train-examples", type=int, default=64, help="training questions used")
+    parser.add_argument("--tiny", action="store_true", help="a few questions (seconds; numbers meaningless)")
     args = parser.parse_args()
 
-    train = load_lamp(args.data, "train", limit=args.examples).examples()
-    dev = load_lamp(args.data, "dev", limit=32).examples()
-    lm = local_lm(args.reader)
+    data = example_data(args.data, out=args.out, tiny=args.tiny, reader=args.reader)
     program = RateAndExplain(
-        PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), generator=Generator(lm=lm))
+        PersonalizedRAG(task=data.task, retriever=DenseRetriever(), generator=Generator(lm=data.reader))
     )
-    kd = ROPG_KD(config=ROPGKDConfig(output_dir="runs/example-kd", epochs=2, max_val_examples=16))
-    optimizer = BetterTogether(metric=program.rag.task.metric, w=kd, p=LabeledFewShot(k=2))
-    with dspy.context(lm=lm):
-        compiled = optimizer.compile(program, trainset=train, valset=dev, strategy="w -> p")
-        print(compiled(input=dev[0].input, profile=dev[0].profile))
-    compiled.save("runs/example-program.json")
+    program.set_lm(data.reader)  # BetterTogether needs an LM on every predictor
+    kd = ROPG_KD(
+        config=ROPGKDConfig(
+            output_dir=args.out / "inside-kd",
+            epochs=1 if args.tiny else 2,
+            learning_rate=1e-4,
+            gradient_accumulation_steps=1,
+            max_examples=args.train_examples,
+            feedback_cache=args.out / "feedback.sqlite",
+        )
+    )
+    optimizer = BetterTogether(metric=data.task.metric, w=kd, p=LabeledFewShot(k=2))
+    trainset = data.fit[: args.train_examples]
+    compiled = optimizer.compile(program, trainset=trainset, valset=data.val, strategy="w -> p")
+    ran = [candidate["strategy"] for candidate in compiled.candidate_programs]
+    if "w -> p" not in ran:
+        sys.exit(f"a BetterTogether step failed (strategies that ran: {ran}); see the log above")
+    for candidate in compiled.candidate_programs:
+        print(f"strategy {candidate['strategy'] or 'original'!r}: validation score {candidate['score']}")
+    example = data.test[0]
+    prediction = compiled(input=example.input, profile=example.profile)
+    print(f"rating {prediction.output} (gold {example.output}), explanation: {prediction.explanation!r}")
+    compiled.save(str(args.out / "inside-program.json"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Learn which retriever to trust per input (RSPG-Post) and use the result as a program.
 
+    python examples/rspg_pipeline.py                    # the sample task (with the demo's fine-tuned reader)
     python examples/rspg_pipeline.py --data ../shared/lamp-real/movielens_rating --reader runs/reader/best
 
 The selector chooses among no retrieval, recency, BM25 and dense retrieval; add ROPG-tuned
@@ -15,47 +16,53 @@ from pathlib import Path
 from rich.console import Console
 
 from optimizers import RSPG, RSPGConfig
-from persona_rag import Generator, PersonalizedRAG, Selector, load_lamp, local_lm
-from persona_rag.evaluation import evaluate_program, results_table, scored_selection
+from optimizers.demo import example_data
+from persona_rag import Generator, PersonalizedRAG, Selector
+from persona_rag.evaluation import evaluate_program, pool_bounds, results_table, scored_selection
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--reader", default="SmolLM2-135M-Instruct", help="local model name or checkpoint")
-    parser.add_argument("--train-examples", type=int, default=120)
-    parser.add_argument("--dev-examples", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--data", type=Path, help="LaMP-format directory (default: the sample task)")
+    parser.add_argument("--reader", help="local reader checkpoint (default: fine-tune the offline model)")
+    parser.add_argument("--out", type=Path, default=Path("runs/examples"), help="checkpoints and data")
+    parser.add_argument("--train-examples", type=int, default=96, help="training questions used")
+    parser.add_argument("--epochs", type=int, default=4, help="selector epochs")
+    parser.add_argument("--tiny", action="store_true", help="a few questions (seconds; numbers meaningless)")
     args = parser.parse_args()
 
-    split = load_lamp(args.data, "train")
-    train, val = split.examples()[: args.train_examples], split.examples()[-50:]
-    dev = load_lamp(args.data, "dev", limit=args.dev_examples).examples()
+    data = example_data(args.data, out=args.out, tiny=args.tiny, reader=args.reader)
     program = PersonalizedRAG(
-        task=split.task,
-        generator=Generator(lm=local_lm(args.reader)),
+        task=data.task,
+        generator=Generator(lm=data.reader),
         selector=Selector(pool=["none", "recency", "bm25", "dense"], mode="post"),
     )
     optimizer = RSPG(
         config=RSPGConfig(
-            output_dir="runs/example-rspg-post",
-            epochs=args.epochs,
-            learning_rate=5e-5,
-            gradient_accumulation_steps=2,
+            output_dir=args.out / "rspg-post",
+            epochs=1 if args.tiny else args.epochs,
+            learning_rate=1e-4,
+            gradient_accumulation_steps=1,
+            max_examples=args.train_examples,
+            feedback_cache=args.out / "feedback.sqlite",
         )
     )
-    tuned = optimizer.compile(program, trainset=train, valset=val)
-    tuned.save("runs/example-rspg-post/program.json")  # the selector checkpoint travels with the program
+    tuned = optimizer.compile(program, trainset=data.fit, valset=data.val)
+    tuned.save(str(args.out / "rspg-post" / "program.json"))  # the selector checkpoint travels with it
 
-    prediction = tuned(input=dev[0].input, profile=dev[0].profile)
-    print(f"answer {prediction.output!r} from {prediction.retriever}; scores {prediction.selection_scores}")
+    example = data.test[0]
+    prediction = tuned(input=example.input, profile=example.profile)
+    print(f"answer {prediction.output!r} (gold {example.output}) from {prediction.retriever}")
 
     members = []
     for name, retriever in tuned.selector.pool.items():
-        single = PersonalizedRAG(task=split.task, retriever=retriever, generator=tuned.generator)
-        members.append(evaluate_program(single, dev, name=name))
-    selected = scored_selection(split.task, dev, members, evaluate_program(tuned, dev, name="RSPG-Post"))
-    Console().print(results_table([*members, selected], title=f"{args.data.name} dev, reader {args.reader}"))
+        single = PersonalizedRAG(task=data.task, retriever=retriever, generator=tuned.generator)
+        members.append(evaluate_program(single, data.test, name=name))
+    selected = scored_selection(
+        data.task, data.test, members, evaluate_program(tuned, data.test, name="RSPG-Post")
+    )
+    rows = [*members, selected, *pool_bounds(data.task, data.test, members)]
+    Console().print(results_table(rows, title=f"{len(data.test)} held-out test questions"))
 
 
 if __name__ == "__main__":

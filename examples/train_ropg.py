@@ -1,8 +1,11 @@
-"""Tune the dense retriever with the reader's metric (ROPG-KD, then ROPG-RL) and compare.
+"""Tune the dense retriever with the reader's feedback (ROPG-KD, then ROPG-RL) and compare them
+with the untuned retriever on held-out questions.
 
+    python examples/train_ropg.py                       # the sample task (with the demo's fine-tuned reader)
     python examples/train_ropg.py --data ../shared/lamp-real/movielens_rating --reader runs/reader/best
 
-The same runs from the command line: ``persona-rag train --method kd|rl --data DIR --model READER``.
+Training uses the train split (validation: each user's latest train question); the table is on
+the test split. The same runs from the command line: ``persona-rag train --method kd|rl ...``.
 """
 
 from __future__ import annotations
@@ -10,42 +13,43 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.console import Console
+
 from optimizers import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
-from persona_rag import DenseRetriever, Generator, PersonalizedRAG, load_lamp, local_lm
+from optimizers.demo import example_data
+from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.evaluation import evaluate_program, results_table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--reader", default="SmolLM2-135M-Instruct", help="local model name or checkpoint")
-    parser.add_argument("--train-examples", type=int, default=200)
-    parser.add_argument("--dev-examples", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--data", type=Path, help="LaMP-format directory (default: the sample task)")
+    parser.add_argument("--reader", help="local reader checkpoint (default: fine-tune the offline model)")
+    parser.add_argument("--out", type=Path, default=Path("runs/examples"), help="checkpoints and data")
+    parser.add_argument("--train-examples", type=int, default=96, help="training questions used")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of each optimizer")
+    parser.add_argument("--tiny", action="store_true", help="a few questions (seconds; numbers meaningless)")
     args = parser.parse_args()
 
-    train = load_lamp(args.data, "train").examples()[: args.train_examples]
-    dev = load_lamp(args.data, "dev", limit=args.dev_examples).examples()
-    program = PersonalizedRAG(
-        task="LaMP-3", retriever=DenseRetriever(), generator=Generator(lm=local_lm(args.reader))
-    )
+    data = example_data(args.data, out=args.out, tiny=args.tiny, reader=args.reader)
+    program = PersonalizedRAG(task=data.task, retriever=DenseRetriever(), generator=Generator(lm=data.reader))
     common = {
-        "epochs": args.epochs,
+        "epochs": 1 if args.tiny else args.epochs,
         "candidates": 8,
-        "gradient_accumulation_steps": 2,
-        "max_val_examples": 50,
+        "learning_rate": 1e-4,
+        "gradient_accumulation_steps": 1,
+        "max_examples": args.train_examples,
+        "feedback_cache": args.out / "feedback.sqlite",
     }
-    tuned = {
-        "ROPG-KD": ROPG_KD(config=ROPGKDConfig(output_dir="runs/example-kd", **common)),
-        "ROPG-RL": ROPG_RL(config=ROPGConfig(output_dir="runs/example-rl", **common)),
+    optimizers = {
+        "ROPG-KD": ROPG_KD(config=ROPGKDConfig(output_dir=args.out / "ropg-kd", **common)),
+        "ROPG-RL": ROPG_RL(config=ROPGConfig(output_dir=args.out / "ropg-rl", **common)),
     }
-    results = [evaluate_program(program, dev, name="dense (untuned)")]
-    for name, optimizer in tuned.items():
-        compiled = optimizer.compile(program, trainset=train, valset=dev[:50])
-        results.append(evaluate_program(compiled, dev, name=name))
-    from rich.console import Console
-
-    Console().print(results_table(results, title=f"{args.data.name} dev, reader {args.reader}"))
+    results = [evaluate_program(program, data.test, name="Dense (untuned)")]
+    for name, optimizer in optimizers.items():
+        tuned = optimizer.compile(program, trainset=data.fit, valset=data.val)
+        results.append(evaluate_program(tuned, data.test, name=name))
+    Console().print(results_table(results, title=f"{len(data.test)} held-out test questions"))
 
 
 if __name__ == "__main__":

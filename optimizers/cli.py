@@ -18,7 +18,7 @@ from persona_rag.cli import (
     spec_name,
 )
 
-__all__ = ["add_finetune", "add_report", "add_select", "add_train", "ropg_demo_step"]
+__all__ = ["add_finetune", "add_report", "add_select", "add_train"]
 
 
 def _report(history: list[dict[str, Any]], title: str, out: Path, use_hint: str) -> None:
@@ -233,22 +233,33 @@ def _add_training_options(
 ) -> None:
     """The data and training-loop options every training command shares (defaults per command)."""
     parser.add_argument("--task", help="task name (default: read from the outputs file)")
-    parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
+    parser.add_argument("--train-split", default="train", help="the split trained on")
     parser.add_argument(
         "--val-split",
         default="carve",
         help="validation for checkpoint choice: 'carve' takes each user's latest question of the "
         "train split (so dev and test stay unseen), or a split name",
     )
-    parser.add_argument("--lr", type=positive_float, default=lr)
-    parser.add_argument("--epochs", type=positive_int, default=epochs)
-    parser.add_argument("--train-batch-size", type=positive_int, default=8)
-    parser.add_argument("--grad-accum", type=positive_int, default=grad_accum)
-    parser.add_argument("--max-examples", type=positive_int, default=max_examples)
-    parser.add_argument("--max-val-examples", type=positive_int, default=100)
-    parser.add_argument("--patience", type=int, default=patience)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate")
+    parser.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training set")
+    parser.add_argument("--train-batch-size", type=positive_int, default=8, help="examples per forward pass")
+    parser.add_argument(
+        "--grad-accum", type=positive_int, default=grad_accum, help="forward passes per optimizer step"
+    )
+    parser.add_argument(
+        "--max-examples",
+        type=positive_int,
+        default=max_examples,
+        help="first N training questions (None: all)",
+    )
+    parser.add_argument(
+        "--max-val-examples", type=positive_int, default=100, help="validation questions scored"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=patience, help="stop after this many epochs without improvement"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
     _add_overwrite(parser)
 
 
@@ -260,13 +271,21 @@ def _add_overwrite(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _add_signal_option(parser: argparse.ArgumentParser) -> None:
-    """``--signal`` of the trainers that learn from LLM feedback (ROPG, RSPG)."""
+def _signal(text: str) -> str:
+    """A ``--signal`` value, checked when parsed (imported here: the module loads torch and dspy, which
+    ``--help`` must not wait for)."""
     from optimizers.feedback import SIGNALS
 
+    if text not in SIGNALS:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SIGNALS)}; got {text!r}")
+    return text
+
+
+def _add_signal_option(parser: argparse.ArgumentParser) -> None:
+    """``--signal`` of the trainers that learn from LLM feedback (ROPG, RSPG)."""
     parser.add_argument(
         "--signal",
-        choices=SIGNALS,
+        type=_signal,
         default="auto",
         help="what the LLM feedback scores: metric (the paper's Eval), likelihood (log p(gold)), "
         "metric+likelihood (Eval, ties broken by log p(gold)); auto: metric+likelihood for a local "
@@ -277,7 +296,12 @@ def _add_signal_option(parser: argparse.ArgumentParser) -> None:
 def add_select(commands: Any) -> None:
     """Register ``persona-rag select`` (RSPG-Pre / RSPG-Post)."""
     select = commands.add_parser("select", help="train a selector over a pool of retrievers (RSPG)")
-    select.add_argument("--mode", choices=("pre", "post"), required=True)
+    select.add_argument(
+        "--mode",
+        choices=("pre", "post"),
+        required=True,
+        help="score each prompt (pre) or prompt + answer (post)",
+    )
     select.add_argument(
         "--pool",
         type=retriever_list,
@@ -286,7 +310,9 @@ def add_select(commands: Any) -> None:
     )
     select.add_argument("--selector-encoder", default="all-MiniLM-L6-v2", help="the selector's encoder")
     select.add_argument("--out", type=Path, help="default runs/rspg-<mode>")
-    select.add_argument("--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"))
+    select.add_argument(
+        "--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"), help="cache of the LLM's answers"
+    )
     select.add_argument("--temperature", type=positive_float, default=0.1, help="target temperature")
     _add_training_options(select, lr=1e-5, epochs=20, grad_accum=8)
     _add_signal_option(select)
@@ -300,8 +326,8 @@ def add_report(commands: Any) -> None:
         "report", help="train ROPG-RL/KD and RSPG-Pre/Post and write the paper's Table 3 for a task"
     )
     report.add_argument("--task", help="task name (default: read from the outputs file)")
-    report.add_argument("--data", required=True, type=Path)
-    report.add_argument("--train-split", default="train")
+    report.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
+    report.add_argument("--train-split", default="train", help="the split trained on")
     report.add_argument(
         "--splits",
         type=_split_specs,
@@ -325,15 +351,15 @@ def add_report(commands: Any) -> None:
         help="validation carved from train: users' latest questions",
     )
     report.add_argument("--candidates", type=positive_int, default=16, help="ROPG's l")
-    report.add_argument("--ropg-epochs", type=positive_int, default=3)
-    report.add_argument("--ropg-lr", type=positive_float, default=1e-5)
-    report.add_argument("--rspg-epochs", type=positive_int, default=5)
-    report.add_argument("--rspg-lr", type=positive_float, default=5e-5)
+    report.add_argument("--ropg-epochs", type=positive_int, default=3, help="ROPG epochs")
+    report.add_argument("--ropg-lr", type=positive_float, default=1e-5, help="ROPG learning rate")
+    report.add_argument("--rspg-epochs", type=positive_int, default=5, help="RSPG epochs")
+    report.add_argument("--rspg-lr", type=positive_float, default=5e-5, help="RSPG learning rate")
     _add_signal_option(report)
     report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
     report.add_argument("--feedback-cache", type=Path, help="default <out>/feedback.sqlite")
-    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
     _add_overwrite(report)
     add_model_options(report)
     report.set_defaults(func=cmd_report)
@@ -350,7 +376,7 @@ def add_finetune(commands: Any) -> None:
         default=["none", "recency", "bm25", "dense"],
         help="retrievers filling the training prompts, in turn",
     )
-    finetune.add_argument("--out", type=Path, default=Path("runs/reader"))
+    finetune.add_argument("--out", type=Path, default=Path("runs/reader"), help="checkpoints and history")
     finetune.add_argument(
         "--max-length",
         type=positive_int,
@@ -367,9 +393,13 @@ def add_train(commands: Any) -> None:
     train = commands.add_parser(
         "train", help="tune the dense retriever with the LLM's metric (ROPG-KD / ROPG-RL)"
     )
-    train.add_argument("--method", choices=("kd", "rl"), required=True)
+    train.add_argument(
+        "--method", choices=("kd", "rl"), required=True, help="distillation (Eq. 4) or REINFORCE (Eq. 1-3)"
+    )
     train.add_argument("--out", type=Path, help="default runs/ropg-<method>")
-    train.add_argument("--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"))
+    train.add_argument(
+        "--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"), help="cache of the LLM's answers"
+    )
     train.add_argument("--candidates", type=positive_int, default=16, help="l, candidates per example")
     train.add_argument("--temperature", type=positive_float, default=0.1, help="KD target temperature")
     train.add_argument(
@@ -381,35 +411,3 @@ def add_train(commands: Any) -> None:
     _add_signal_option(train)
     add_model_options(train)
     train.set_defaults(func=cmd_train)
-
-
-def ropg_demo_step(args: argparse.Namespace, task: Any, data: Path, dev: list) -> Any:
-    """The demo's tuning step: a short ROPG-KD run on the sample task's train split.
-
-    It uses the cheap likelihood signal (log p(gold) per candidate), which still ranks candidates
-    when the offline 135M reader gives the same answer whatever it reads.
-    """
-    from optimizers.ropg import ROPG_KD, ROPGKDConfig
-    from persona_rag.data import load_lamp
-    from persona_rag.evaluation import evaluate_program
-
-    train = load_lamp(data, "train").examples()
-    held_out = max(2, len(train) // 6)  # validation for checkpoint choice; dev stays unseen
-    out = Path(args.out)
-    config = ROPGKDConfig(
-        output_dir=out / "ropg-kd",
-        feedback_cache=out / "feedback.sqlite",
-        candidates=8,
-        epochs=2,
-        learning_rate=1e-4,
-        batch_size=8,
-        gradient_accumulation_steps=1,
-        signal="likelihood",
-        max_val_examples=held_out,
-        patience=None,
-        resume=False,
-    )
-    tuned = ROPG_KD(config=config).compile(
-        build_program(args, task, "dense"), trainset=train[:-held_out], valset=train[-held_out:]
-    )
-    return evaluate_program(tuned, dev, name="dense + ROPG-KD (2 epochs)", batch_size=args.batch_size)

@@ -1,35 +1,47 @@
 """persona-rag: personalise LLMs through retrieval augmentation, with retrieval optimised by the
-LLM's own metric (Salemi et al., SIGIR 2024) on LaMP, as composable DSPy modules."""
+LLM's own metric (Salemi et al., SIGIR 2024) on LaMP, as composable DSPy modules.
 
-from persona_rag.data import download_lamp, load_lamp, make_sample_task
-from persona_rag.encoders import TextEncoder
-from persona_rag.errors import (
-    CacheError,
-    ConfigError,
-    DataError,
-    DownloadError,
-    GenerationError,
-    StoreError,
-    UnknownTaskError,
-)
-from persona_rag.generator import Generator, PromptAdapter
-from persona_rag.lm import LocalEngine, LocalLM, local_lm
-from persona_rag.program import PersonalizedRAG
-from persona_rag.retrievers import (
-    BM25Retriever,
-    DenseRetriever,
-    NoRetriever,
-    RandomRetriever,
-    RecencyRetriever,
-    RetrievalResult,
-    Retriever,
-    make_retriever,
-)
-from persona_rag.selector import Selection, Selector
-from persona_rag.store import ProfileStore
-from persona_rag.tasks import TaskSpec, get_task, register_task
+Names are imported on first use (PEP 562): ``import persona_rag`` and ``persona-rag --help`` stay
+fast, and torch, transformers and dspy load only when a model or module is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "persona_rag.data": ("download_lamp", "load_lamp", "make_sample_task"),
+    "persona_rag.encoders": ("TextEncoder",),
+    "persona_rag.errors": (
+        "CacheError",
+        "ConfigError",
+        "DataError",
+        "DownloadError",
+        "GenerationError",
+        "StoreError",
+        "UnknownTaskError",
+    ),
+    "persona_rag.generator": ("Generator", "PromptAdapter"),
+    "persona_rag.lm": ("LocalEngine", "LocalLM", "local_lm"),
+    "persona_rag.program": ("PersonalizedRAG",),
+    "persona_rag.retrievers": (
+        "BM25Retriever",
+        "DenseRetriever",
+        "NoRetriever",
+        "RandomRetriever",
+        "RecencyRetriever",
+        "RetrievalResult",
+        "Retriever",
+        "make_retriever",
+    ),
+    "persona_rag.selector": ("Selection", "Selector"),
+    "persona_rag.store": ("ProfileStore",),
+    "persona_rag.tasks": ("TaskSpec", "get_task", "register_task"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "BM25Retriever",
@@ -64,3 +76,16 @@ __all__ = [
     "make_sample_task",
     "register_task",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'persona_rag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

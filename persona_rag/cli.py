@@ -1,10 +1,10 @@
-"""``persona-rag``: demo, index and evaluate from the command line.
+"""``persona-rag``: the command line (demo, evaluate, index; the optimizers add finetune, train,
+select and report).
 
 Other packages add commands through the ``persona_rag.commands`` entry-point group (a function
-that receives the sub-parser collection) and demo rows through ``persona_rag.demo_steps``
-(``step(args, task, data_dir, dev_examples) -> EvaluationResult``); the ``optimizers`` package adds
-the training commands and the demo's tuning step that way, so ``persona_rag`` never imports
-training code.
+that receives the sub-parser collection); the ``optimizers`` package adds the demo and the training
+commands that way, so ``persona_rag`` never imports training code. Heavy modules (torch, dspy,
+transformers) are imported inside the commands, so ``persona-rag --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ __all__ = [
     "add_data_options",
     "add_model_options",
     "build_program",
+    "encoder_name",
+    "lm_string",
+    "local_model_name",
     "main",
     "make_console",
     "named_retriever",
     "positive_float",
     "positive_int",
     "retriever_list",
+    "server_url",
     "spec_name",
     "task_for",
 ]
-
-DEMO_RETRIEVERS = ("none", "random", "recency", "bm25", "dense")
 
 
 def make_console() -> Any:
@@ -103,6 +105,69 @@ def _generator(args: argparse.Namespace) -> Any:
         calibrate=args.calibrate,
         label_decision=args.label_decision,
     )
+
+
+def _model_option(text: str, aliases: frozenset[str], default: str) -> str:
+    """A model option: the packaged default, a local checkpoint directory, or a cached (or, online,
+    a hub) name; checked when the options are parsed, so a typo fails before any model loads."""
+    if text.lower() in aliases or (Path(text) / "config.json").is_file():
+        return text
+    if not Path(text).exists() and "/" in text and not os.environ.get("HF_HUB_OFFLINE"):
+        return text  # a hub name, fetched when loaded
+    from huggingface_hub import try_to_load_from_cache
+
+    if Path(text).exists() or not isinstance(try_to_load_from_cache(text, "config.json"), str):
+        raise argparse.ArgumentTypeError(
+            f"no model {text!r}: not the offline default {default!r}, not a directory with config.json, "
+            "and not in the Hugging Face cache"
+        )
+    return text
+
+
+def local_model_name(text: str) -> str:
+    """``--model``: see :func:`_model_option`."""
+    from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
+
+    return _model_option(text, DEFAULT_LM_ALIASES, DEFAULT_LM)
+
+
+def encoder_name(text: str) -> str:
+    """``--encoder``: see :func:`_model_option`."""
+    from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_ENCODER_ALIASES
+
+    return _model_option(text, DEFAULT_ENCODER_ALIASES, DEFAULT_ENCODER)
+
+
+def lm_string(text: str) -> str:
+    """``--lm``: a ``dspy.LM`` model string names its provider (``openai/MODEL``)."""
+    provider, slash, model = text.partition("/")
+    if not (provider and slash and model):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a dspy.LM model string is provider/model, e.g. openai/MODEL"
+        )
+    return text
+
+
+def server_url(text: str) -> str:
+    """A server URL option (``--url``, ``--api-base``): it needs a scheme and a host, and something
+    must answer at that host and port; checked when the options are parsed, before models load."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a server URL: give the scheme and host, e.g. http://localhost:8000"
+        )
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=5).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise argparse.ArgumentTypeError(
+            f"nothing answers at {parsed.hostname}:{port} ({reason}): is the server running?"
+        ) from error
+    return text
 
 
 def named_retriever(spec: str, encoder: str) -> Any:
@@ -298,67 +363,43 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    import shutil
-
-    from persona_rag.data import load_lamp, make_sample_task
-    from persona_rag.evaluation import results_table, write_results
-    from persona_rag.store import ProfileStore
-
-    out = Path(args.out)
-    data = make_sample_task(out / "data", n_users=args.users, seed=args.seed)
-    split = load_lamp(data, "dev")
-    examples = split.examples()
-    console = make_console()
-    console.print(f"sample task: {len(examples)} dev questions of {args.users} users in {data}")
-    results = _evaluate_all(args, split.task, examples, DEMO_RETRIEVERS)
-
-    # The same dense retrieval served by an embedded Chroma store. Each user's store holds the
-    # history before their first dev question, so no question can see its own future.
-    shutil.rmtree(out / "store", ignore_errors=True)
-    store = ProfileStore(out / "store", task=split.task, encoder=args.encoder)
-    first: dict[str, Any] = {}
-    for ex in examples:
-        first.setdefault(ex.user_id, ex.profile)
-    store.add_many(first.items())
-    stored = [ex.copy(profile=None) for ex in examples]
-    [store_result] = _evaluate_all(args, split.task, stored, ["dense"], store)
-    store_result.name = "dense (Chroma store)"
-    results.append(store_result)
-    for entry in entry_points(group="persona_rag.demo_steps"):
-        # e.g. a short ROPG tuning step from the optimizers package
-        results.append(entry.load()(args, split.task, data, examples))
-
-    console.print(
-        results_table(
-            results, title=f"persona-rag demo: {split.task.name}-format sample, dev, k={args.k}, {args.model}"
-        )
-    )
-    write_results(out / "demo_results.json", results, task=split.task.name, k=args.k, model=args.model)
-    console.print(f"results written to {out / 'demo_results.json'}")
-    return 0
-
-
 # -------------------------------------------------------------------------------------- parser
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    from persona_rag.encoders import DEFAULT_ENCODER
-    from persona_rag.lm import DEFAULT_LM
+    from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_LM
 
     group = parser.add_argument_group("models")
-    group.add_argument("--model", default=DEFAULT_LM, help="in-process Hugging Face model name or path")
-    group.add_argument("--lm", help="a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B")
-    group.add_argument("--api-base", help="OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)")
+    group.add_argument(
+        "--model",
+        type=local_model_name,
+        default=DEFAULT_LM,
+        help="in-process Hugging Face model name or path",
+    )
+    group.add_argument(
+        "--lm", type=lm_string, help="a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B"
+    )
+    group.add_argument(
+        "--api-base", type=server_url, help="OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)"
+    )
     group.add_argument(
         "--api-key-file", type=Path, help="file holding the API key for --lm (default: $PERSONA_RAG_API_KEY, "
         "else $OPENAI_API_KEY)",
     )  # fmt: skip
     group.add_argument("--api-key", help="API key for --lm; avoid: it shows in ps and the shell history")
     group.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per --lm request")
-    group.add_argument("--encoder", default=DEFAULT_ENCODER, help="dense retriever encoder")
+    group.add_argument(
+        "--encoder", type=encoder_name, default=DEFAULT_ENCODER, help="dense retriever encoder"
+    )
     group.add_argument("--k", type=positive_int, default=4, help="profile items per prompt")
-    group.add_argument("--max-input-tokens", type=positive_int, default=512)
-    group.add_argument("--max-new-tokens", type=positive_int, default=32)
-    group.add_argument("--batch-size", type=positive_int, default=16)
+    group.add_argument(
+        "--max-input-tokens",
+        type=positive_int,
+        default=512,
+        help="prompt budget; profile text gives way first",
+    )
+    group.add_argument("--max-new-tokens", type=positive_int, default=32, help="longest generated answer")
+    group.add_argument(
+        "--batch-size", type=positive_int, default=16, help="prompts per forward pass or request batch"
+    )
     group.add_argument(
         "--free-generation", action="store_true", help="generate answers instead of scoring the label set"
     )
@@ -379,37 +420,49 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="task name (default: read from the outputs file)")
     parser.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
-    parser.add_argument("--split", default="dev")
+    parser.add_argument("--split", default="dev", help="train, dev or test")
     parser.add_argument("--limit", type=positive_int, help="first N questions only")
 
 
 def _add_store_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--store", type=Path, help="embedded Chroma directory")
-    group.add_argument("--url", help="Chroma server URL (chroma run)")
+    group.add_argument("--url", type=server_url, help="Chroma server URL (chroma run)")
+
+
+class _HelpfulParser(argparse.ArgumentParser):
+    """Every command's help shows each option's default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="persona-rag", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser(
-        "demo", help="compare retrievers on a generated sample task (embedded defaults)"
+    parser = _HelpfulParser(
+        prog="persona-rag",
+        description="Personalise an LLM with retrieval from each user's profile, and tune the retrieval "
+        "with the LLM's own metric (LaMP; ROPG and RSPG of Salemi et al., SIGIR 2024). Start with "
+        "`persona-rag demo`; `persona-rag COMMAND --help` lists a command's options.",
     )
-    demo.add_argument("--out", default="runs/demo", help="where the sample data, store and results go")
-    demo.add_argument("--users", type=positive_int, default=12)
-    demo.add_argument("--seed", type=int, default=0)
-    add_model_options(demo)
-    demo.set_defaults(func=cmd_demo)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_HelpfulParser
+    )
 
-    index = commands.add_parser("index", help="load a questions file's profiles into a profile store")
+    index = commands.add_parser(
+        "index", help="load a LaMP file's profiles into a Chroma profile store (embedded or a server)"
+    )
     add_data_options(index)
     _add_store_options(index, required=True)
-    index.add_argument("--encoder", default="all-MiniLM-L6-v2")
+    index.add_argument(
+        "--encoder", type=encoder_name, default="all-MiniLM-L6-v2", help="the store's embedding encoder"
+    )
     index.set_defaults(func=cmd_index)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate retrievers on a LaMP-format split")
+    evaluate = commands.add_parser(
+        "evaluate", help="score retrievers (or a trained selector) on a LaMP-format split: table and JSON"
+    )
     add_data_options(evaluate)
     evaluate.add_argument(
         "--retriever",

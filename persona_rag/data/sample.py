@@ -1,9 +1,20 @@
-"""Make a small LaMP-3-format task whose answers depend on the user's profile.
+"""Make a small LaMP-3-format task (MovieLens-like ratings) whose answers depend on the user.
 
-Each simulated user has a taste per genre; their past ratings (the profile) follow that taste, and
-each question asks for the rating of a new title of one genre. Retrieving the user's items of the
-same genre reveals the answer, recency and random retrieval mostly do not, and no retrieval cannot
-know it. It exists so the demo and tests have data of the project's own making, offline.
+How it is built, so that a result on it means what it would mean on real data:
+
+* A catalogue of movies, each with a made-up title, a year, one to three genres and a hidden
+  quality. Item and question texts look like the real MovieLens task's:
+  ``"The Silent Harbor (1994), genres: Comedy, Drama"``.
+* Each user has a hidden mean rating and a hidden affinity per genre. A rating is the user's mean,
+  plus the mean affinity over the movie's genres, plus the movie's quality, plus noise, rounded to
+  1-5. Nothing in a text states a rating or a taste.
+* A user's profile is their earlier ratings (time-ordered; every question's profile holds only
+  items dated before it, as in LaMP's time-based split).
+
+So no item holds the answer: the user's ratings of movies *sharing genres* with the asked one are
+informative (the same affinities), any item says something about the user's mean, and titles and
+years are noise that only look relevant to a lexical or semantic retriever. The movie's quality
+and the noise are not knowable from the profile, which bounds how good any method can get.
 """
 
 from __future__ import annotations
@@ -17,64 +28,28 @@ from persona_rag.io import atomic_write_json
 __all__ = ["SAMPLE_INPUT_PREFIX", "make_sample_task"]
 
 SAMPLE_INPUT_PREFIX = (
-    "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 "
-    "without further explanation. review: "
+    "What is the score of the following movie on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 "
+    "without further explanation. movie: "
 )
-_GENRES = ("comedy", "horror", "romance", "science fiction", "documentary", "western", "musical", "thriller")
-_ADJECTIVES = (
-    "Silent",
-    "Crimson",
-    "Last",
-    "Hidden",
-    "Golden",
-    "Broken",
-    "Wild",
-    "Midnight",
-    "Lost",
-    "Electric",
-    "Frozen",
-    "Secret",
-    "Burning",
-    "Distant",
-    "Quiet",
-    "Restless",
-    "Paper",
-    "Iron",
-    "Velvet",
-    "Hollow",
-)
-_NOUNS = (
-    "Harbor",
-    "Garden",
-    "Signal",
-    "Empire",
-    "River",
-    "Letter",
-    "Station",
-    "Mirror",
-    "Orchard",
-    "Voyage",
-    "Kingdom",
-    "Promise",
-    "Canyon",
-    "Lantern",
-    "Circus",
-    "Frontier",
-    "Island",
-    "Machine",
-    "Carnival",
-    "Bridge",
-)
+_GENRES = ("Action", "Adventure", "Animation", "Comedy", "Documentary", "Drama", "Horror", "Romance",
+           "Sci-Fi", "Thriller")  # fmt: skip
+_ADJECTIVES = ("Silent", "Crimson", "Last", "Hidden", "Golden", "Broken", "Wild", "Midnight", "Lost",
+               "Electric", "Frozen", "Secret", "Burning", "Distant", "Quiet", "Restless", "Paper", "Iron",
+               "Velvet", "Hollow")  # fmt: skip
+_NOUNS = ("Harbor", "Garden", "Signal", "Empire", "River", "Letter", "Station", "Mirror", "Orchard",
+          "Voyage", "Kingdom", "Promise", "Canyon", "Lantern", "Circus", "Frontier", "Island", "Machine",
+          "Carnival", "Bridge")  # fmt: skip
+_QUALITY_SD, _AFFINITY_SD, _NOISE_SD = 0.4, 1.0, 0.4
 
 
-def _title(rng: random.Random) -> str:
-    return f"The {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}"
-
-
-def _rating(taste: int, rng: random.Random) -> int:
-    """The user's taste with a little noise (25% of ratings move by one)."""
-    noise = rng.choice((-1, 0, 0, 0, 0, 0, 0, 1))
-    return min(5, max(1, taste + noise))
+def _catalogue(rng: random.Random, size: int) -> list[tuple[str, tuple[str, ...], float]]:
+    """Movies as (text, genres, quality)."""
+    movies = []
+    for _ in range(size):
+        genres = tuple(sorted(rng.sample(_GENRES, rng.choice((1, 1, 2, 2, 3)))))
+        title = f"The {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} ({rng.randrange(1950, 2021)})"
+        movies.append((f"{title}, genres: {', '.join(genres)}", genres, rng.gauss(0.0, _QUALITY_SD)))
+    return movies
 
 
 def make_sample_task(
@@ -101,32 +76,33 @@ def make_sample_task(
     rng = random.Random(seed)
     dest = Path(dest)
     splits = ("train", "dev", "test")
+    per_user = profile_size + sum(questions_per_user)
+    movies = _catalogue(rng, max(200, 2 * per_user))
     questions: dict[str, list] = {s: [] for s in splits}
     golds: dict[str, list] = {s: [] for s in splits}
     start = datetime(2020, 1, 1, tzinfo=timezone.utc)
     counter = 0
     for user in range(n_users):
-        taste = {genre: rng.choice((1, 1, 2, 3, 4, 5, 5)) for genre in _GENRES}
+        mean = rng.uniform(2.2, 4.2)
+        affinity = {genre: rng.gauss(0.0, _AFFINITY_SD) for genre in _GENRES}
         clock = start + timedelta(days=rng.randrange(365))
         history: list[dict] = []
         # The profile, then the questions in time order; each answered question joins the profile.
         steps = [None] * profile_size + [
             s for s, count in zip(splits, questions_per_user) for _ in range(count)
         ]
-        for split in steps:
+        for split, (text, genres, quality) in zip(steps, rng.sample(movies, per_user)):
             clock += timedelta(hours=rng.randrange(1, 72))
-            seen = [g for g in _GENRES if any(h["genre"] == g for h in history)]
-            genre = rng.choice(seen if split is not None else _GENRES)
             counter += 1
-            text, score = f"{_title(rng)}, genres: {genre}", _rating(taste[genre], rng)
+            taste = sum(affinity[g] for g in genres) / len(genres)
+            score = min(5, max(1, round(mean + taste + quality + rng.gauss(0.0, _NOISE_SD))))
             if split is not None:
                 qid = f"9{splits.index(split) + 1}{len(questions[split]) + 1:05d}"
-                profile = [{k: v for k, v in h.items() if k != "genre"} for h in history]
                 questions[split].append(
                     {
                         "id": qid,
                         "input": SAMPLE_INPUT_PREFIX + text,
-                        "profile": profile,
+                        "profile": list(history),
                         "user_id": f"user{user:03d}",
                     }
                 )
@@ -137,7 +113,6 @@ def make_sample_task(
                     "date": clock.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "text": text,
                     "score": str(score),
-                    "genre": genre,
                 }
             )
     for split in splits:

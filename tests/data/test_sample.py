@@ -75,15 +75,23 @@ def test_time_order(sample):
         spec.documents(questions[-1].profile)  # unique ids, all fields present
 
 
-def test_the_answer_is_in_the_profile(sample):
-    """Items of the question's genre carry the user's taste (taste +- 1 noise, so the gold is within 2
-    of every one of them), and in most questions one of them is within 1 of the gold."""
-    close = []
+def _genres(text):
+    return set(text.rsplit("genres: ", 1)[1].split(", "))
+
+
+def test_items_of_shared_genres_inform_and_no_text_gives_the_answer_away(tmp_path):
+    """Ratings follow the user's genre tastes: the user's items that share a genre with the asked
+    movie are closer to the gold than their other items, no text states a rating, and the golds
+    are spread (a constant answer cannot do well)."""
+    data = make_sample_task(tmp_path / "mid", n_users=20, seed=0)
+    shared, other, golds = [], [], []
     for split in SPLITS:
-        for example in load_lamp(sample, split).examples():
-            genre = example.input.rsplit("genres: ", 1)[1]
-            same_genre = [int(p["score"]) for p in example.profile if p["text"].endswith(f"genres: {genre}")]
-            assert same_genre
-            assert max(abs(int(example.output) - score) for score in same_genre) <= 2
-            close.append(min(abs(int(example.output) - score) for score in same_genre) <= 1)
-    assert sum(close) >= 0.8 * len(close)
+        for example in load_lamp(data, split).examples():
+            gold = int(example.output)
+            golds.append(gold)
+            asked = _genres(example.input)
+            for item in example.profile:
+                assert not any(digit in item["text"].split("(")[0] for digit in "12345")
+                (shared if _genres(item["text"]) & asked else other).append(abs(int(item["score"]) - gold))
+    assert sum(shared) / len(shared) < 0.85 * sum(other) / len(other)
+    assert len(set(golds)) == 5 and max(golds.count(g) for g in set(golds)) < 0.5 * len(golds)

@@ -1,0 +1,512 @@
+"""``persona-rag demo``: the paper's story on the project's own sample task, end to end.
+
+1. A MovieLens-like sample task is written (:func:`persona_rag.data.make_sample_task`; how it is
+   built is in its docstring and the README).
+2. The reader learns to use profile items: LaMP's fine-tuned-reader setting, a short
+   :class:`~optimizers.reader.ReaderFinetune` step (zero-shot, the offline 135M model answers "1"
+   whatever it reads). A server model (``--lm``) is used as it is.
+3. Fixed retrievers (NoPers, Recency, BM25, Dense, Dense served by a Chroma store), then
+   ROPG-KD (the dense retriever tuned with the reader's feedback) and RSPG-Post (a selector over
+   the pool, reading each member's answer).
+4. Every trained part learns on the train split and picks its checkpoint on a validation slice
+   carved from train (each user's latest train question); every row is scored on the test split,
+   which no training or selection step sees.
+
+Each trained stage records what it was trained from; a second run with the same settings loads
+its checkpoint instead of training again, and the LLM feedback is cached, so it only evaluates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from persona_rag.cli import _load_selector, add_model_options, build_program, make_console
+from persona_rag.defaults import DEFAULT_LM
+
+__all__ = [
+    "DemoConfig",
+    "DemoResult",
+    "ExampleData",
+    "add_demo",
+    "example_data",
+    "finetune_reader",
+    "run_demo",
+]
+
+POOL = ("none", "recency", "bm25", "dense")
+ROW_NAMES = {
+    "none": "NoPers",
+    "recency": "Recency",
+    "bm25": "BM25",
+    "dense": "Dense",
+    "store": "Dense (Chroma store)",
+    "ropg-kd": "ROPG-KD",
+    "rspg-post": "RSPG-Post",
+}
+
+
+@dataclass(kw_only=True)
+class DemoConfig:
+    """The demo's sizes (defaults: the full demo; :meth:`tiny`: a seconds-long smoke run).
+
+    Attributes:
+        out: where the data, checkpoints, store, results, chart and caches go.
+        users: simulated users of the sample task.
+        profile_size: items each user rated before their first question.
+        questions: train/dev/test questions per user (dev is written but not used).
+        seed: the sample task's seed (not tuned: 0 is the default everywhere).
+        reader_examples: training prompts of the reader fine-tune.
+        reader_epochs: its epochs.
+        train_examples: training questions of ROPG and RSPG (each costs an LLM answer per
+            candidate or pool member); ``None``: all.
+        candidates: ROPG's ``l``.
+        ropg_epochs: ROPG-KD epochs.
+        rspg_epochs: RSPG epochs.
+    """
+
+    out: Path = Path("runs/demo")
+    users: int = 32
+    profile_size: int = 24
+    questions: tuple[int, int, int] = (6, 1, 2)
+    seed: int = 0
+    reader_examples: int = 160
+    reader_epochs: int = 1
+    train_examples: int | None = 96
+    candidates: int = 8
+    ropg_epochs: int = 3
+    rspg_epochs: int = 4
+
+    @classmethod
+    def tiny(cls, out: Path, seed: int = 0) -> DemoConfig:
+        """A run of every stage at toy size: for tests and a quick look, not for its numbers."""
+        return cls(
+            out=out,
+            users=3,
+            profile_size=8,
+            questions=(3, 1, 2),
+            seed=seed,
+            reader_examples=6,
+            candidates=4,
+            ropg_epochs=1,
+            rspg_epochs=1,
+        )
+
+
+@dataclass
+class DemoResult:
+    """What the demo wrote: its rows (``EvaluationResult``s, in table order) and the files."""
+
+    results: list[Any]
+    summary: str
+    json_path: Path
+    chart_path: Path
+
+
+def _fingerprint(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stage(directory: Path, key: str, train: Callable[[], None]) -> bool:
+    """Run ``train`` unless ``directory`` holds a finished stage made from the same ``key``.
+
+    Returns whether it trained. The key file is written after the stage finished, so an
+    interrupted stage trains again (and its trainer resumes from its own checkpoints).
+    """
+    from persona_rag.io import atomic_write_json
+
+    marker = directory / "demo_stage.json"
+    if marker.exists() and json.loads(marker.read_text()).get("key") == key and (directory / "best").exists():
+        return False
+    train()
+    atomic_write_json(marker, {"key": key})
+    return True
+
+
+def _store_program(args: argparse.Namespace, task: Any, out: Path, test: list[Any]) -> tuple[Any, list]:
+    """Dense retrieval served by an embedded Chroma store holding each user's history before their
+    first test question (so no question sees its own future), and the test questions by user id."""
+    import shutil
+
+    from persona_rag.store import ProfileStore
+
+    shutil.rmtree(out / "store", ignore_errors=True)
+    store = ProfileStore(out / "store", task=task, encoder=args.encoder)
+    first: dict[str, Any] = {}
+    for example in test:
+        first.setdefault(example.user_id, example.profile)
+    store.add_many(first.items())
+    return build_program(args, task, "dense", store), [ex.copy(profile=None) for ex in test]
+
+
+def _summary(rows: dict[str, Any], metric: str, lower: bool) -> str:
+    """One line saying what the table shows, computed from its numbers."""
+
+    def better(a: str, b: str) -> bool:
+        x, y = rows[a].metrics[metric], rows[b].metrics[metric]
+        return x < y if lower else x > y
+
+    personalised = [name for name in rows if name != "none" and not name.startswith("oracle")]
+    beat_nopers = [ROW_NAMES[n] for n in personalised if better(n, "none")]
+    tuned = [ROW_NAMES[n] for n in ("ropg-kd", "rspg-post") if better(n, "dense")]
+    return (
+        f"{len(beat_nopers)} of {len(personalised)} personalised rows beat NoPers on {metric}; "
+        f"tuned rows better than untuned Dense: {', '.join(tuned) or 'none'} "
+        f"({'lower' if lower else 'higher'} is better)."
+    )
+
+
+def bar_chart(results: Sequence[Any], metric: str, title: str, *, lower: bool) -> bytes:
+    """A bar per row for ``metric``, the oracle drawn as a dashed line (PNG bytes)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results if not r.name.startswith("oracle")]
+    oracle = next((r for r in results if r.name.startswith("oracle (best")), None)
+    colours = {"NoPers": "#999999", "ROPG-KD": "#4c72b0", "RSPG-Post": "#dd8452"}
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    bars = ax.bar(
+        [r.name for r in rows],
+        [r.metrics[metric] for r in rows],
+        color=[colours.get(r.name, "#8da0cb") for r in rows],
+    )
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    if oracle is not None:
+        value = oracle.metrics[metric]
+        ax.axhline(
+            value, color="#55a868", linestyle="--", linewidth=1.2, label=f"oracle over the pool: {value:.3f}"
+        )
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_ylabel(f"{metric} ({'lower' if lower else 'higher'} is better)")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _examples_key(examples: Sequence[Any]) -> str:
+    return _fingerprint(
+        [(ex.get("id"), ex.input, ex.output, len(ex.get("profile") or ())) for ex in examples]
+    )
+
+
+def finetune_reader(
+    program: Any,
+    trainset: Sequence[Any],
+    valset: Sequence[Any],
+    *,
+    out: str | Path,
+    examples: int = 160,
+    epochs: int = 1,
+    seed: int = 0,
+) -> Path:
+    """The fine-tuned reader checkpoint for ``program``'s local generator (LaMP's fine-tuned
+    setting), trained with none, recency, BM25 and dense items filling the prompts in turn.
+
+    A finished fine-tune on the same data and settings in ``out`` is reused, so the demo and the
+    examples share it and a second run skips it. Returns the ``best`` checkpoint directory.
+    """
+    from optimizers.reader import ReaderFinetune, ReaderFinetuneConfig
+    from persona_rag.retrievers import make_retriever
+
+    base = program.generator.local_model
+    if base is None:
+        raise ValueError("the reader fine-tune trains an in-process model; a server model is used as it is")
+    config = ReaderFinetuneConfig(
+        output_dir=Path(out),
+        epochs=epochs,
+        max_examples=examples,
+        max_val_examples=len(valset),
+        k=program.k,
+        learning_rate=1e-4,
+        patience=None,
+        resume=False,
+        seed=seed,
+    )
+    retrievers = [make_retriever(kind) for kind in POOL[:3]] + [program.retriever]
+    key = _fingerprint(
+        _examples_key(trainset),
+        _examples_key(valset),
+        asdict(config),
+        base.name,
+        program.retriever.dump_state(),
+    )
+    console = make_console()
+
+    def train() -> None:
+        console.print(f"reader: fine-tuning {base.name} to read profile items ({len(trainset)} questions)")
+        ReaderFinetune(config=config, retrievers=retrievers).compile(
+            program, trainset=trainset, valset=valset
+        )
+
+    trained = _stage(Path(out), key, train)
+    if not trained:
+        console.print(f"reader: reusing the fine-tuned checkpoint {Path(out) / 'best'}")
+    return Path(out) / "best"
+
+
+def _pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector: Any, cache: Path) -> list:
+    """Rows for each pool member and for the selector, from one batched pass over the test questions.
+
+    Every member's prompt is answered once (cached in the feedback cache, so a second run repeats
+    nothing); a single-retriever row is that member's answer, RSPG-Post's row the answer of the
+    member its selector picks: the answer the program itself gives (generation is deterministic).
+    """
+    import time
+
+    from optimizers.feedback import Feedback
+    from optimizers.rspg import pool_selection_metrics
+    from persona_rag.evaluation import EvaluationResult
+
+    task = program.task
+    start = time.perf_counter()
+    rows = Feedback(program=program, cache=cache).compute_pool(test, pool)
+    answered = time.perf_counter() - start
+    names = list(pool)
+    picks = {name: [m] * len(rows) for m, name in enumerate(names)}
+    start = time.perf_counter()
+    selections = selector.batch_select([list(r.prompts) for r in rows], [list(r.outputs) for r in rows])
+    picks["rspg-post"] = [names.index(s.chosen) for s in selections]
+    selecting = time.perf_counter() - start
+    results = []
+    for name, chosen in picks.items():
+        metrics = pool_selection_metrics(task, test, rows, chosen)
+        success, _ = metrics.pop("success_rate"), metrics.pop("score")
+        extra = {"success_rate": success} if name == "rspg-post" else {}
+        predictions = [
+            {
+                "id": ex.get("id"),
+                "output": task.parse(row.outputs[c], ex.input),
+                "raw_output": row.outputs[c],
+                "gold": ex.output,
+                "retrieved": [],
+                "retriever": names[c],
+            }
+            for ex, row, c in zip(test, rows, chosen)
+        ]
+        seconds = answered / len(names) if name in pool else answered + selecting
+        results.append(
+            EvaluationResult(
+                ROW_NAMES[name], task.name, len(test), {**metrics, **extra}, seconds, [], predictions
+            )
+        )
+    return results
+
+
+def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
+    """Run the demo's stages (see the module docstring) with the model options in ``args``."""
+    from optimizers.ropg import ROPG_KD, ROPGKDConfig
+    from optimizers.rspg import RSPG, RSPGConfig
+    from persona_rag.data import carve_validation, load_lamp, make_sample_task
+    from persona_rag.evaluation import evaluate_program, pool_bounds, results_table, write_results
+    from persona_rag.io import atomic_write_bytes, atomic_write_json
+    from persona_rag.retrievers import DenseRetriever, make_retriever
+    from persona_rag.selector import Selector
+
+    console = make_console()
+    out = Path(config.out)
+    data = make_sample_task(
+        out / "data",
+        n_users=config.users,
+        profile_size=config.profile_size,
+        questions_per_user=config.questions,
+        seed=config.seed,
+    )
+    split = load_lamp(data, "train")
+    task = split.task
+    carved = carve_validation(split.examples())
+    fit, val = carved.train, carved.val
+    test = load_lamp(data, "test", task=task).examples()
+    console.print(
+        f"sample task in {data}: {len(fit)} training and {len(val)} validation questions (from the train "
+        f"split), {len(test)} held-out test questions, {config.users} users"
+    )
+
+    if args.lm:
+        console.print(f"reader: {args.lm} as served (the reader fine-tune step applies to local models only)")
+        reader_key = _fingerprint(args.lm, args.api_base)
+    else:
+        reader_dir = out / "reader"
+        best = finetune_reader(
+            build_program(args, task, "dense"),
+            fit,
+            val,
+            out=reader_dir,
+            examples=config.reader_examples,
+            epochs=config.reader_epochs,
+            seed=config.seed,
+        )
+        args = argparse.Namespace(**{**vars(args), "model": str(best)})
+        reader_key = _fingerprint(json.loads((reader_dir / "demo_stage.json").read_text()))
+
+    cache = out / "feedback.sqlite"
+    shared = {
+        "feedback_cache": cache,
+        "max_val_examples": len(val),
+        "patience": None,
+        "resume": False,
+        "seed": config.seed,
+        "batch_size": 8,
+        "gradient_accumulation_steps": 1,
+        "max_examples": config.train_examples,
+    }
+    dense = build_program(args, task, "dense")
+    ropg_config = ROPGKDConfig(
+        output_dir=out / "ropg-kd",
+        candidates=config.candidates,
+        epochs=config.ropg_epochs,
+        learning_rate=1e-4,
+        **shared,
+    )
+    ropg_key = _fingerprint(reader_key, _examples_key(fit), asdict(ropg_config), args.encoder, args.k)
+    if _stage(
+        Path(ropg_config.output_dir),
+        ropg_key,
+        lambda: ROPG_KD(config=ropg_config).compile(dense, trainset=fit, valset=val),
+    ):
+        console.print("ROPG-KD: tuned the dense retriever on the reader's feedback")
+    pool = {kind: make_retriever(kind) for kind in POOL[:3]}
+    pool |= {
+        "dense": dense.retriever,
+        "ropg-kd": DenseRetriever(encoder=str(Path(ropg_config.output_dir) / "best")),
+    }
+
+    rspg_config = RSPGConfig(
+        output_dir=out / "rspg-post", epochs=config.rspg_epochs, learning_rate=1e-4, **shared
+    )
+    selector_file = Path(rspg_config.output_dir) / "selector.json"
+
+    def select() -> None:
+        student = build_program(args, task, "none")
+        student.selector = Selector(pool=pool, mode="post")
+        trained = RSPG(config=rspg_config).compile(student, trainset=fit, valset=val)
+        atomic_write_json(selector_file, trained.selector.dump_state())
+
+    if _stage(Path(rspg_config.output_dir), _fingerprint(ropg_key, asdict(rspg_config)), select):
+        console.print("RSPG-Post: trained the selector over the pool")
+
+    results = _pool_results(dense, test, pool, _load_selector(selector_file), cache)
+    store_program, by_user = _store_program(args, task, out, test)
+    results.insert(
+        4, evaluate_program(store_program, by_user, name=ROW_NAMES["store"], batch_size=args.batch_size)
+    )
+    results.append(pool_bounds(task, test, [r for r in results if r.name in {ROW_NAMES[n] for n in pool}])[0])
+    rows = {key: next(r for r in results if r.name == name) for key, name in ROW_NAMES.items()}
+
+    metric = task.primary_metric
+    model = args.lm or f"{args.model} (fine-tuned from {DEFAULT_LM})"
+    reader_name = args.lm or f"{DEFAULT_LM}, fine-tuned"
+    title = f"persona-rag demo: sample task, {len(test)} held-out test questions, k={args.k}, reader {model}"
+    summary = _summary(rows, metric, task.lower_is_better)
+    console.print(results_table(results, title=title))
+    console.print(summary)
+    json_path = write_results(
+        out / "demo_results.json",
+        results,
+        task=task.name,
+        split="test",
+        k=args.k,
+        model=model,
+        summary=summary,
+        train_questions=len(fit),
+        validation_questions=len(val),
+    )
+    chart_title = f"persona-rag demo (sample task): {len(test)} held-out test questions, reader {reader_name}"
+    chart = bar_chart(results, metric, chart_title, lower=task.lower_is_better)
+    chart_path = atomic_write_bytes(out / "demo.png", chart)
+    console.print(f"results: {json_path}; chart: {chart_path}")
+    return DemoResult(results=results, summary=summary, json_path=json_path, chart_path=chart_path)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = (
+        DemoConfig.tiny(Path(args.out), args.seed)
+        if args.tiny
+        else DemoConfig(out=Path(args.out), seed=args.seed)
+    )
+    run_demo(args, config)
+    return 0
+
+
+def add_demo(commands: Any) -> None:
+    """Register ``persona-rag demo``."""
+    demo = commands.add_parser(
+        "demo",
+        help="the paper's result on a generated sample task: fine-tuned reader, fixed retrievers, "
+        "ROPG-KD and RSPG-Post on held-out questions",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo.add_argument("--out", default="runs/demo", help="where the data, checkpoints, results and chart go")
+    demo.add_argument("--seed", type=int, default=0, help="the sample task's seed")
+    demo.add_argument(
+        "--tiny", action="store_true", help="every stage at toy size (seconds; numbers meaningless)"
+    )
+    add_model_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+
+@dataclass
+class ExampleData:
+    """What an example trains and reports on: train (``fit``) and validation questions carved from
+    the train split, held-out ``test`` questions, and the reader (a ``dspy.LM``)."""
+
+    task: Any
+    fit: list[Any]
+    val: list[Any]
+    test: list[Any]
+    reader: Any
+
+
+def example_data(data: str | Path | None, *, out: str | Path, tiny: bool = False, reader: str | None = None):
+    """The examples' data and reader: the demo's sample task (or LaMP files in ``data``) and the
+    offline reader fine-tuned on its train split (reused from the demo when the data match), or
+    the local model ``reader`` as given.
+
+    ``tiny`` keeps a few questions of each split, so that an example runs in seconds (its numbers
+    then mean nothing).
+    """
+    from persona_rag.data import carve_validation, load_lamp, make_sample_task
+    from persona_rag.generator import Generator
+    from persona_rag.lm import local_lm
+    from persona_rag.program import PersonalizedRAG
+    from persona_rag.retrievers import DenseRetriever
+
+    config = DemoConfig.tiny(Path(out)) if tiny else DemoConfig(out=Path(out))
+    sample = data is None
+    if sample:
+        data = make_sample_task(
+            Path(out) / "data",
+            n_users=config.users,
+            profile_size=config.profile_size,
+            questions_per_user=config.questions,
+            seed=config.seed,
+        )
+    split = load_lamp(data, "train")
+    carved = carve_validation(split.examples())
+    fit, val = carved.train, carved.val
+    test = load_lamp(data, "test", task=split.task).examples()
+    if tiny:
+        fit, val, test = fit[:6], val[:3], test[:4]
+    if reader is None:
+        # On the demo's own sample task the demo's fine-tuned reader is the one to reuse.
+        shared = sample and not tiny
+        reader_dir = DemoConfig().out / "reader" if shared else Path(out) / "reader"
+        program = PersonalizedRAG(
+            task=split.task, retriever=DenseRetriever(), generator=Generator(lm=local_lm())
+        )
+        reader = str(finetune_reader(program, fit, val, out=reader_dir, examples=config.reader_examples))
+    return ExampleData(task=split.task, fit=fit, val=val, test=test, reader=local_lm(reader))

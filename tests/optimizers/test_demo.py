@@ -1,0 +1,90 @@
+"""``persona-rag demo`` at toy size: one row per method on held-out questions, the chart, the JSON,
+the printed table equal to the JSON, and a second run that reuses every trained stage."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import threading
+
+import pytest
+
+from optimizers.demo import ROW_NAMES
+from persona_rag.cli import main
+from persona_rag.data import load_lamp
+
+
+@pytest.mark.slow
+def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # table rows on one line each
+    assert main(["demo", "--tiny", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    names = [r["name"] for r in saved["results"]]
+    assert names == [*ROW_NAMES.values(), "oracle (best member)"]
+    test_ids = {q.id for q in load_lamp(tmp_path / "data", "test")}
+    train_ids = {q.id for q in load_lamp(tmp_path / "data", "train")}
+    for result in saved["results"][:-1]:
+        assert {p["id"] for p in result["predictions"]} == test_ids  # held-out questions only
+    assert test_ids.isdisjoint(train_ids)
+    assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(tmp_path / "demo.png") in printed.replace("\n", "") or "demo.png" in printed
+    assert saved["summary"] in " ".join(printed.split())
+    for result in saved["results"]:  # the printed table shows the JSON's numbers
+        rows = [line.strip("│ ") for line in printed.splitlines() if line.startswith("│")]
+        row = next(line for line in rows if line.startswith(result["name"]))
+        shown = [float(x) for x in re.findall(r"\d+\.\d{4}", row)]
+        assert shown[:2] == [round(result["metrics"]["MAE"], 4), round(result["metrics"]["RMSE"], 4)]
+
+    assert main(["demo", "--tiny", "--out", str(tmp_path)]) == 0
+    again = capsys.readouterr().out
+    assert "reusing the fine-tuned checkpoint" in again
+    assert "tuned the dense retriever" not in again and "trained the selector" not in again
+    rerun = json.loads((tmp_path / "demo_results.json").read_text())
+    assert [r["metrics"] for r in rerun["results"]] == [r["metrics"] for r in saved["results"]]
+
+
+class _ReadingServer(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat server whose 'model' answers the most common score in its prompt's
+    profile items (3 without items): a reader that reads, so the feedback has signal."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        scores = re.findall(r"(\d) is the score for", prompt)
+        answer = max(set(scores), key=scores.count) if scores else "3"
+        message = {"role": "assistant", "content": answer}
+        reply = json.dumps({
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args) -> None:
+        """Quiet."""
+
+
+@pytest.mark.slow
+def test_tiny_demo_against_an_openai_compatible_server(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / "dspy-cache"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ReadingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        code = main(["demo", "--tiny", "--out", str(tmp_path), "--lm", "openai/reader", "--api-base", url,
+                     "--api-key", "none"])  # fmt: skip
+    finally:
+        server.shutdown()
+    assert code == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "applies to local models only" in printed
+    assert not (tmp_path / "reader").exists()
+    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    assert [r["name"] for r in saved["results"]] == [*ROW_NAMES.values(), "oracle (best member)"]
+    assert saved["model"] == "openai/reader"

@@ -1,0 +1,48 @@
+"""Every Python block of the README runs as written, in order, in a fresh directory (sizes shrunk)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+# README literal -> tiny literal; each must occur, so the README and this test stay in step.
+SHRINK = {
+    'make_sample_task("data/sample")': (
+        'make_sample_task("data/sample", n_users=3, profile_size=8, questions_per_user=(3, 1, 2))'
+    ),
+    "limit=12": "limit=3",
+    "max_examples=160, epochs=1": "max_examples=6, epochs=1",
+    "candidates=8, epochs=3": "candidates=4, epochs=1",
+    "epochs=4, learning_rate=1e-4": "epochs=1, learning_rate=1e-4",
+}
+
+
+def readme_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+
+
+def test_every_shrink_applies_to_one_block():
+    blocks = readme_blocks()
+    assert len(blocks) >= 4
+    for literal in SHRINK:
+        assert sum(literal in block for block in blocks) == 1, literal
+
+
+@pytest.mark.slow
+def test_readme_python_blocks_run_in_order(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+    for number, block in enumerate(readme_blocks(), 1):
+        for literal, tiny in SHRINK.items():
+            block = block.replace(literal, tiny)
+        script = tmp_path / f"block{number}.py"
+        script.write_text(block, encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, f"README python block {number} failed:\n{block}\n{done.stderr[-3000:]}"

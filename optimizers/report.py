@@ -346,6 +346,7 @@ def _score(
         for column in answers
         if column != baseline
     }  # fmt: skip
+    metrics = {column: metrics[column] for column in COLUMNS}  # Table 3's column order
     return SplitReport(split, len(examples), metrics, success, worst, baseline, significance)
 
 

@@ -192,8 +192,7 @@ class _ROPG(Teleprompter):
         def validate() -> dict[str, float]:
             scores = validation_scores(evaluator, valset)
             if val_rows:
-                with torch.no_grad():
-                    scores.update(policy_diagnostics(encoder, val_rows, temperature=self.target_temperature))
+                scores.update(policy_diagnostics(encoder, val_rows, temperature=self.target_temperature))
             return scores
 
         trainer = Trainer(
@@ -232,6 +231,7 @@ def policy_batch(
     return logits, mask, scores
 
 
+@torch.no_grad()
 def policy_diagnostics(
     encoder: TextEncoder, rows: Sequence[CandidateFeedback], *, temperature: float, batch_size: int = 16
 ) -> dict[str, float]:

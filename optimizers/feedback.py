@@ -184,6 +184,8 @@ def generator_fingerprint(program: PersonalizedRAG) -> dict[str, Any]:
         "label_scoring": generator.label_scoring,
         "calibrate": generator.calibrate,
         "label_decision": generator.label_decision,
+        "label_normalization": generator.label_normalization,
+        "answer_extraction": generator.answer_extraction,
         "max_new_tokens": generator.max_new_tokens,
         "max_input_tokens": program.settings.max_input_tokens,
     }

@@ -75,6 +75,8 @@ def _generator(args: argparse.Namespace) -> Any:
         label_scoring=not args.free_generation,
         calibrate=args.calibrate,
         label_decision=args.label_decision,
+        label_normalization=args.label_normalization,
+        answer_extraction=args.answer_extraction,
     )
 
 
@@ -267,7 +269,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------- parser
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     from persona_rag.encoders import DEFAULT_ENCODER
-    from persona_rag.lm import DEFAULT_LM
+    from persona_rag.generator import ANSWER_EXTRACTIONS, DEFAULT_LABEL_NORMALIZATION
+    from persona_rag.lm import DEFAULT_LM, LABEL_NORMALIZATIONS
 
     group = parser.add_argument_group("models")
     group.add_argument("--model", default=DEFAULT_LM, help="in-process Hugging Face model name or path")
@@ -289,6 +292,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--label-decision", choices=("argmax", "mean"), default="argmax",
         help="rating tasks: best label, or probability-weighted mean rating",
+    )  # fmt: skip
+    group.add_argument(
+        "--label-normalization", choices=LABEL_NORMALIZATIONS, default=DEFAULT_LABEL_NORMALIZATION,
+        help="label scoring of multi-token labels: sum of token log-probabilities, or their mean per token",
+    )  # fmt: skip
+    group.add_argument(
+        "--answer-extraction", choices=ANSWER_EXTRACTIONS, default="first-line",
+        help="free-text tasks: the answer alone out of the reply (first-line), or the whole reply (none)",
     )  # fmt: skip
 
 

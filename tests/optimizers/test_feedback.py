@@ -78,3 +78,17 @@ def test_changed_generation_settings_are_not_served_from_the_cache(scripted_lm, 
 def test_likelihood_signal_needs_a_local_model(scripted_lm, tmp_path):
     with pytest.raises(ValueError, match="in-process model"):
         make_feedback(scripted_lm, tmp_path, CountingReply(), signal="likelihood")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("label_normalization", "mean"), ("answer_extraction", "none")]
+)
+def test_generator_settings_that_change_answers_are_in_the_cache_fingerprint(scripted_lm, option, value):
+    from optimizers.feedback import generator_fingerprint
+
+    def fingerprint(**options):
+        generator = Generator(lm=scripted_lm("x"), **options)
+        return generator_fingerprint(PersonalizedRAG(task=TASK, generator=generator))
+
+    base = {"label_normalization": "sum", "answer_extraction": "first-line"}
+    assert fingerprint(**{**base, option: value}) != fingerprint(**base)

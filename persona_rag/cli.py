@@ -202,7 +202,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     out = args.out or Path("results") / f"{Path(args.data).name}-{args.split}.json"
     write_results(
-        out, results, task=split.task.name, data=str(args.data), split=args.split, k=args.k, model=model
+        out,
+        results,
+        task=split.task.name,
+        data=str(args.data),
+        split=args.split,
+        k=args.k,
+        model=model,
+        label_normalization=args.label_normalization,  # how the answers were read: tables state it
+        answer_extraction=args.answer_extraction,
     )
     make_console().print(f"results written to {out}")
     return 0

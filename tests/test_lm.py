@@ -87,7 +87,13 @@ def test_stop_rule_ends_a_row_at_its_first_line_break():
     lm = shared_local_lm()
     conversations = [
         [{"role": "user", "content": "List three fruits, one per line."}],
-        [{"role": "user", "content": "Write two short lines about rain."}],
+        [
+            {
+                "role": "user",
+                "content": "Generate a subject for the following commit: files: "
+                "numpy/core/src/umath/umathmodule.c.src, numpy/core/tests/test_umath.py",
+            }
+        ],
     ]
     full = lm.generate(conversations, max_new_tokens=24, batch_size=2)
     asked: list[str] = []

@@ -104,6 +104,8 @@ def _generator(args: argparse.Namespace) -> Any:
         label_scoring=not args.free_generation,
         calibrate=args.calibrate,
         label_decision=args.label_decision,
+        label_normalization=args.label_normalization,
+        answer_extraction=args.answer_extraction,
     )
 
 
@@ -335,7 +337,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     )
     out = args.out or Path("results") / f"{Path(args.data).name}-{args.split}.json"
-    write_results(out, results, task=task.name, data=str(args.data), split=args.split, k=args.k, model=model)
+    write_results(
+        out,
+        results,
+        task=task.name,
+        data=str(args.data),
+        split=args.split,
+        k=args.k,
+        model=model,
+        label_normalization=args.label_normalization,  # how the answers were read: tables state it
+        answer_extraction=args.answer_extraction,
+    )
     make_console().print(f"results written to {out}")
     return 0
 
@@ -365,7 +377,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------- parser
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_LM
+    from persona_rag.defaults import (
+        ANSWER_EXTRACTIONS,
+        DEFAULT_ENCODER,
+        DEFAULT_LABEL_NORMALIZATION,
+        DEFAULT_LM,
+        LABEL_NORMALIZATIONS,
+    )
 
     group = parser.add_argument_group("models")
     group.add_argument(
@@ -414,6 +432,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--lenient-parsing", action="store_true",
         help="find the label or number inside chatty answers and stem ROUGE, instead of LaMP's "
         "evaluation (the whole answer is the label); figures are then not comparable with LaMP's",
+    )  # fmt: skip
+    group.add_argument(
+        "--label-normalization", choices=LABEL_NORMALIZATIONS, default=DEFAULT_LABEL_NORMALIZATION,
+        help="label scoring of multi-token labels: sum of token log-probabilities, or their mean per token",
+    )  # fmt: skip
+    group.add_argument(
+        "--answer-extraction", choices=ANSWER_EXTRACTIONS, default="first-line",
+        help="free-text tasks: the answer alone out of the reply (first-line), or the whole reply (none)",
     )  # fmt: skip
 
 

@@ -1,9 +1,22 @@
-"""The offline default models' names, in a module that imports nothing heavy.
+"""The offline default models' names and the generator's answer-reading choices, in a module that
+imports nothing heavy.
 
 The command line shows them in ``--help``, which must not pay for importing torch.
 """
 
-__all__ = ["DEFAULT_ENCODER", "DEFAULT_ENCODER_ALIASES", "DEFAULT_LM", "DEFAULT_LM_ALIASES"]
+from typing import Literal
+
+__all__ = [
+    "ANSWER_EXTRACTIONS",
+    "DEFAULT_ENCODER",
+    "DEFAULT_ENCODER_ALIASES",
+    "DEFAULT_LABEL_NORMALIZATION",
+    "DEFAULT_LM",
+    "DEFAULT_LM_ALIASES",
+    "LABEL_NORMALIZATIONS",
+    "AnswerExtraction",
+    "LabelNormalization",
+]
 
 DEFAULT_LM = "SmolLM2-135M-Instruct"
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -14,3 +27,12 @@ DEFAULT_LM_ALIASES = frozenset(
 DEFAULT_ENCODER_ALIASES = frozenset(
     {DEFAULT_ENCODER.lower(), f"sentence-transformers/{DEFAULT_ENCODER.lower()}", "default"}
 )
+
+# Label scoring of multi-token labels: the sum of the label's token log-probabilities, or their
+# mean per token (the default: measured better on movielens_tagging dev, benchmarks/README.md).
+LabelNormalization = Literal["sum", "mean"]
+LABEL_NORMALIZATIONS: tuple[LabelNormalization, ...] = ("sum", "mean")
+DEFAULT_LABEL_NORMALIZATION: LabelNormalization = "mean"
+# Free-text tasks: the answer alone out of the reply (``first-line``), or the whole reply.
+AnswerExtraction = Literal["first-line", "none"]
+ANSWER_EXTRACTIONS: tuple[AnswerExtraction, ...] = ("first-line", "none")

@@ -9,28 +9,121 @@ change the instructions and demos that this adapter renders.
 With the in-process model of :mod:`persona_rag.lm`, bulk calls skip DSPy's per-call machinery and
 run as batches, and classification tasks are answered by label scoring (the label with the
 highest likelihood), which constrains the answer to the label set.
+
+Free-text answers (LaMP-4..7) go through a named answer-extraction step (:func:`extract_answer`,
+``answer_extraction="first-line"``) for every model, local or server: small instruction models
+wrap the answer in chatter ("The title for the commit is: ...") and run on for lines, and ROUGE
+would score the chatter.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import dspy
 import numpy as np
 
 from persona_rag.cache import LRUCache, text_key
+from persona_rag.defaults import (
+    ANSWER_EXTRACTIONS,
+    DEFAULT_LABEL_NORMALIZATION,
+    LABEL_NORMALIZATIONS,
+    AnswerExtraction,
+    LabelNormalization,
+)
 from persona_rag.errors import GenerationError, StateError
 from persona_rag.fingerprint import public_settings, stable_hash
 from persona_rag.lm import LocalLM, local_lm, local_model_of
 from persona_rag.lm_state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
 from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
 
-__all__ = ["Generator", "PersonalizedAnswer", "PromptAdapter", "SafePredict"]
+__all__ = [
+    "ANSWER_EXTRACTIONS",
+    "DEFAULT_LABEL_NORMALIZATION",
+    "Generator",
+    "PersonalizedAnswer",
+    "PromptAdapter",
+    "SafePredict",
+    "extract_answer",
+]
 
 logger = logging.getLogger(__name__)
+
+
+# Words that may surround "title"/"subject"/... in an answer's preamble ("The title for the commit
+# is:", "Suggested email subject:"). A closed list, so that a real subject such as "BUG: fix x" or
+# "Fix title bar: ..." is never taken for a preamble.
+_FILLER = (
+    r"(?:the|a|an|my|this|that|your|its|new|suggested|generated|proposed|possible|final|short|"
+    r"commit|email|e-mail|news|article|paper|tweet|post|message|for|of|to|is|would|could|will|be|"
+    r"it|in|here|line)"
+)
+_PREAMBLES = (
+    re.compile(r"^(?:sure|certainly|of course|okay|ok)[!,.]\s*", re.IGNORECASE),
+    re.compile(r"^(?:here(?:'s|\s+is|\s+are))\b[^:\n]*:\s*", re.IGNORECASE),
+    re.compile(
+        rf"^(?:{_FILLER}\s+)*(?:title|subject|headline|tweet|paraphrase|answer|output)"
+        rf"(?:\s+{_FILLER})*\s*(?::\s*|(?=[\"“']))",
+        re.IGNORECASE,
+    ),
+)
+_QUOTED = re.compile(r'^["“](?P<answer>.+?)["”]')  # a reply that opens with a quote: its first quoted span
+_WRAPPED = re.compile(r"^(\*\*|[`'])(?P<answer>.+)\1\.?$")  # a whole line in bold, backticks or single quotes
+_FENCE = re.compile(r"^(?:```|~~~)")
+
+
+def _answer_in(line: str) -> str:
+    """The answer a single line holds: preambles and surrounding quotes removed ("" if none).
+
+    A line that opens with a double quote answers with its first quoted span, which also covers
+    replies that copy the prompt's entry pattern (``"Fix x" is the title for "..."``).
+    """
+    line = line.strip()
+    if _FENCE.match(line):
+        return ""
+    for pattern in _PREAMBLES:
+        line = pattern.sub("", line, count=1).strip()
+    quoted = _QUOTED.match(line) or _WRAPPED.match(line)
+    return quoted["answer"].strip() if quoted else line
+
+
+def _first_answer(text: str) -> str | None:
+    """The first line of ``text`` that holds an answer, or ``None``.
+
+    A line that still ends with a colon after its preamble is gone introduces the next line
+    ("The user wants a subject for this commit:") and is skipped, like code fences.
+    """
+    for line in text.splitlines():
+        answer = _answer_in(line)
+        if answer and not answer.endswith(":"):
+            return answer
+    return None
+
+
+def extract_answer(text: str) -> str:
+    """The answer alone from a model's free-text reply (the ``first-line`` answer extraction).
+
+    The first line with content, without a preamble ("Title:", "Subject:", "Sure!", "Here is
+    the title:", "The title for the commit is:"), lead-in lines that end with a colon, code fences
+    and surrounding quotes or bold marks. A reply with no such line gives its first non-empty line.
+
+    Example:
+        >>> extract_answer('The title for the commit is: "BUG: fix ldexp on 64 bits"\nIt fixes ...')
+        'BUG: fix ldexp on 64 bits'
+    """
+    answer = _first_answer(text or "")
+    if answer is not None:
+        return answer
+    return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+
+
+def _answer_line_done(text: str) -> bool:
+    """Stop rule for local generation: a complete line (before the last line break) holds the answer."""
+    return _first_answer(text.rpartition("\n")[0]) is not None
 
 
 class PersonalizedAnswer(dspy.Signature):
@@ -110,6 +203,13 @@ class Generator(dspy.Module):
             removes a small model's bias towards some labels (SmolLM2 says "1" to everything).
         label_decision: ``argmax`` picks the best label; ``mean`` answers the probability-weighted
             mean of numeric labels (ratings), which lowers MAE/RMSE when the model is unsure.
+        label_normalization: how label scoring scores a multi-token label: ``sum`` of its token
+            log-probabilities (its likelihood, which favours short labels) or their ``mean`` per
+            token. Single-token labels (ratings) score the same either way.
+        answer_extraction: ``first-line`` (default) takes the answer alone out of a free-text reply
+            (:func:`extract_answer`; the local model also stops at the end of the answer line);
+            ``none`` keeps the whole reply. It applies to prompts without labels (LaMP-4..7), for
+            local and server models alike; results tables should state it.
         batch_size: prompts per forward pass of a local model.
 
     Example:
@@ -126,6 +226,8 @@ class Generator(dspy.Module):
         label_scoring: bool = True,
         calibrate: bool = False,
         label_decision: Literal["argmax", "mean"] = "argmax",
+        label_normalization: LabelNormalization = DEFAULT_LABEL_NORMALIZATION,
+        answer_extraction: AnswerExtraction = "first-line",
         batch_size: int = 8,
     ) -> None:
         super().__init__()
@@ -138,6 +240,16 @@ class Generator(dspy.Module):
         if label_decision not in ("argmax", "mean"):
             raise ValueError(f"label_decision must be 'argmax' or 'mean', got {label_decision!r}")
         self.label_decision = label_decision
+        if label_normalization not in LABEL_NORMALIZATIONS:
+            raise ValueError(
+                f"label_normalization must be one of {LABEL_NORMALIZATIONS}, got {label_normalization!r}"
+            )
+        self.label_normalization = label_normalization
+        if answer_extraction not in ANSWER_EXTRACTIONS:
+            raise ValueError(
+                f"answer_extraction must be one of {ANSWER_EXTRACTIONS}, got {answer_extraction!r}"
+            )
+        self.answer_extraction = answer_extraction
         self.batch_size = batch_size
         self._content_free_cache: LRUCache[str, np.ndarray] = LRUCache(4096)
         self.adapter = PromptAdapter()
@@ -199,7 +311,7 @@ class Generator(dspy.Module):
                 prediction = self.predict(prompt=prompt, config={"max_tokens": self.max_new_tokens})
         except Exception as error:
             raise GenerationError(f"LLM call failed ({type(error).__name__}: {error})") from error
-        return dspy.Prediction(output=prediction.output, label_scores=None)
+        return dspy.Prediction(output=self._answer(prediction.output, labels), label_scores=None)
 
     def generate_batch(
         self,
@@ -233,6 +345,7 @@ class Generator(dspy.Module):
                     [self.messages(prompts[i]) for i in scored],
                     [labels[i] for i in scored],
                     batch_size=self.batch_size,
+                    normalization=self.label_normalization,
                 )
                 if self.calibrate:
                     probes = [content_free_prompts[i] for i in scored]  # type: ignore[index]
@@ -247,9 +360,10 @@ class Generator(dspy.Module):
                     [self.messages(prompts[i]) for i in free],
                     max_new_tokens=self.max_new_tokens,
                     batch_size=self.batch_size,
+                    stop=self._stop if all(not labels[i] for i in free) else None,
                 )
                 for i, out in zip(free, outs):
-                    results[i] = dspy.Prediction(output=out.text, label_scores=None)
+                    results[i] = dspy.Prediction(output=self._answer(out.text, labels[i]), label_scores=None)
         except Exception as error:
             raise GenerationError(
                 f"local model {model.name} failed ({type(error).__name__}: {error})"
@@ -272,6 +386,21 @@ class Generator(dspy.Module):
                 if not all(_is_number(label) for label in labels):
                     raise ValueError(f"label_decision='mean' needs numeric labels, got {list(labels)}")
 
+    @property
+    def _stop(self) -> Callable[[str], bool] | None:
+        """The local model's stop rule for free-text answers: the end of the answer line."""
+        return _answer_line_done if self.answer_extraction == "first-line" else None
+
+    def _answer(self, text: str, labels: Sequence[str]) -> str:
+        """A free reply as the answer: extracted for prompts without labels (``answer_extraction``).
+
+        Labelled prompts answered freely (``label_scoring=False`` or a server model) keep the reply
+        as it is: the task's parser finds the label or rating in it.
+        """
+        if labels or self.answer_extraction == "none":
+            return text
+        return extract_answer(text)
+
     def _decide(self, labels: Sequence[str], scores: np.ndarray) -> str:
         if self.label_decision == "mean":
             values = np.array([float(label) for label in labels])
@@ -283,13 +412,15 @@ class Generator(dspy.Module):
     ) -> list[np.ndarray]:
         """Label scores of content-free prompts, cached: without a profile they are all the same."""
         identity = stable_hash(model.fingerprint())  # not the name: a retrained folder keeps its name
-        keys = [f"{identity}|{text_key([p, *ls])}" for p, ls in zip(prompts, labels)]
+        mode = f"{identity}|{self.label_normalization}"
+        keys = [f"{mode}|{text_key([p, *ls])}" for p, ls in zip(prompts, labels)]
         missing = {key: i for i, key in enumerate(keys) if self._content_free_cache.get(key) is None}
         if missing:
             rows = model.score(
                 [self.messages(prompts[i]) for i in missing.values()],
                 [labels[i] for i in missing.values()],
                 batch_size=self.batch_size,
+                normalization=self.label_normalization,
             )
             for key, row in zip(missing, rows):
                 self._content_free_cache.put(key, row)

@@ -17,7 +17,7 @@ import importlib.util
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
+from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES, LABEL_NORMALIZATIONS, LabelNormalization
 from persona_rag.errors import GenerationError
 from persona_rag.fingerprint import cache_dir, directory_fingerprint, public_settings
 from persona_rag.io import atomic_directory
 
 __all__ = [
     "DEFAULT_LM",
+    "LABEL_NORMALIZATIONS",
     "Generation",
     "LocalEngine",
     "LocalLM",
@@ -220,8 +221,13 @@ class LocalLM:
         max_new_tokens: int = 32,
         temperature: float = 0.0,
         batch_size: int | None = None,
+        stop: Callable[[str], bool] | None = None,
     ) -> list[Generation]:
         """Greedy (or sampled, with ``temperature > 0``) answers, in batches of similar length.
+
+        ``stop``, when given, is called with a row's answer so far each time its newest token
+        holds a line break; ``True`` ends that row there (e.g. once a complete answer line is out,
+        so a one-line answer does not pay for the lines of chatter after it).
 
         Every prompt starts with the same chat-template tokens (SmolLM2's system prompt alone is
         24 of a typical 115), so the token prefix all prompts share is run once and its key/value
@@ -239,7 +245,9 @@ class LocalLM:
         results: list[Generation | None] = [None] * len(encoded)
         for batch in self._batches(len(order), batch_size):
             members = [order[i] for i in batch]
-            answers = self._decode([encoded[m][cut:] for m in members], prefix, max_new_tokens, temperature)
+            answers = self._decode(
+                [encoded[m][cut:] for m in members], prefix, max_new_tokens, temperature, stop
+            )
             for m, tokens in zip(members, answers):
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 results[m] = Generation(text, len(encoded[m]), len(tokens))
@@ -263,6 +271,7 @@ class LocalLM:
         prefix: list[tuple[torch.Tensor, torch.Tensor]] | None,
         max_new_tokens: int,
         temperature: float,
+        stop: Callable[[str], bool] | None = None,
     ) -> list[list[int]]:
         """New tokens for each row (its tokens after the shared prefix), stop tokens excluded.
 
@@ -301,7 +310,10 @@ class LocalLM:
                 for slot, token in enumerate(chosen.tolist()):
                     if token in stops:
                         continue
-                    generated[alive[slot]].append(token)
+                    row = generated[alive[slot]]
+                    row.append(token)
+                    if stop is not None and self._stops_line(row, stop):
+                        continue
                     keep.append(slot)
                 if not keep or step == max_new_tokens - 1:
                     break
@@ -320,6 +332,12 @@ class LocalLM:
                 next_positions = next_positions + 1
         return generated
 
+    def _stops_line(self, tokens: list[int], stop: Callable[[str], bool]) -> bool:
+        """Whether ``stop`` ends a row whose newest token is ``tokens[-1]`` (only line breaks ask)."""
+        if "\n" not in self.tokenizer.decode(tokens[-1:]):
+            return False
+        return stop(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
     # ------------------------------------------------------------------------------ scoring
     def score(
         self,
@@ -327,15 +345,21 @@ class LocalLM:
         continuations: Sequence[Sequence[str]],
         *,
         batch_size: int | None = None,
+        normalization: LabelNormalization = "sum",
     ) -> list[np.ndarray]:
-        """Log-likelihood of each candidate answer after each conversation (sum over its tokens).
+        """Log-likelihood of each candidate answer after each conversation.
 
         Args:
             conversations: one conversation per prompt.
             continuations: for each prompt, the candidate answers (e.g. the task's labels).
+            batch_size: prompts per forward pass (default: the model's).
+            normalization: ``sum`` of the candidate's token log-probabilities (its likelihood), or
+                their ``mean`` per token. A sum falls with every extra token, so among labels of
+                different lengths it favours the short ones ("comedy" over "thought-provoking");
+                the mean compares labels per token instead.
 
         Returns:
-            One array per prompt with a log-probability per candidate.
+            One array per prompt with a score per candidate.
 
         When every candidate of a prompt is a single distinct token (ratings 1-5), one forward pass
         of the prompt scores them all. Otherwise the prompt still runs once: its key/value cache is
@@ -344,6 +368,8 @@ class LocalLM:
         """
         if len(conversations) != len(continuations):
             raise ValueError(f"{len(conversations)} conversations for {len(continuations)} candidate lists")
+        if normalization not in LABEL_NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {LABEL_NORMALIZATIONS}, got {normalization!r}")
         prompts = [self._encode_prompt(c) for c in conversations]
         candidates = [
             [self.tokenizer.encode(c, add_special_tokens=False) for c in cands] for cands in continuations
@@ -364,6 +390,8 @@ class LocalLM:
             )
             for i, total in zip(multi, totals):
                 results[i] = total
+        if normalization == "mean":
+            return [row / np.array([len(c) for c in cands]) for row, cands in zip(results, candidates)]  # type: ignore[operator]
         return results  # type: ignore[return-value]
 
     def _padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -33,6 +33,7 @@ def test_evaluate_writes_a_results_file(sample_task, tmp_path, capsys):
     saved = json.loads(out.read_text())
     names = [r["name"] for r in saved["results"]]
     assert names == ["none", "bm25", "oracle (best member)", "oracle (worst member)"]
+    assert saved["answer_extraction"] == "first-line" and saved["label_normalization"] in ("sum", "mean")
     members, (best, worst) = saved["results"][:2], saved["results"][2:]
     for result in members:
         assert result["n"] == 6 and set(result["metrics"]) == {"MAE", "RMSE"}
@@ -78,6 +79,18 @@ def test_evaluate_with_a_selector_reports_success_rate_and_bounds(sample_task, t
     ]
     assert 0.0 <= selected["metrics"]["success_rate"] <= 1.0
     assert results["oracle (best member)"]["metrics"]["success_rate"] == 1.0
+
+
+def test_answer_reading_options_reach_the_generator():
+    from persona_rag.cli import _generator, build_parser
+
+    args = build_parser().parse_args(
+        ["evaluate", "--data", "d", "--label-normalization", "mean", "--answer-extraction", "none"]
+    )
+    generator = _generator(args)
+    assert (generator.label_normalization, generator.answer_extraction) == ("mean", "none")
+    args = build_parser().parse_args(["evaluate", "--data", "d", "--label-normalization", "sum"])
+    assert (_generator(args).label_normalization, _generator(args).answer_extraction) == ("sum", "first-line")
 
 
 def test_retriever_specs_are_checked(tmp_path):

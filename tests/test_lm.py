@@ -64,3 +64,47 @@ def test_generation_with_the_shared_prefix_cache_matches_plain_greedy_decoding()
         expected = lm.tokenizer.decode(out[: out.index(eos)] if eos in out else out, skip_special_tokens=True)
         assert answer.text == expected.strip()
         assert answer.input_tokens == len(prompt)
+
+
+def test_mean_normalization_divides_each_label_score_by_its_token_count():
+    lm = shared_local_lm()
+    conversations = [[{"role": "user", "content": "Which tag fits Inception (2010), genres: Sci-Fi?"}]]
+    labels = [["thought-provoking", "comedy", "twist ending"]]
+    counts = np.array([len(lm.tokenizer.encode(label, add_special_tokens=False)) for label in labels[0]])
+    assert len(set(counts)) > 1  # labels of different lengths, where sum and mean disagree
+    [summed] = lm.score(conversations, labels)
+    [mean] = lm.score(conversations, labels, normalization="mean")
+    np.testing.assert_allclose(mean, summed / counts, rtol=1e-6)
+    ratings = [["1", "2", "3", "4", "5"]]  # single tokens: the same either way
+    np.testing.assert_array_equal(
+        lm.score(conversations, ratings)[0], lm.score(conversations, ratings, normalization="mean")[0]
+    )
+    with pytest.raises(ValueError, match="normalization"):
+        lm.score(conversations, labels, normalization="max")
+
+
+def test_stop_rule_ends_a_row_at_its_first_line_break():
+    lm = shared_local_lm()
+    conversations = [
+        [{"role": "user", "content": "List three fruits, one per line."}],
+        [
+            {
+                "role": "user",
+                "content": "Generate a subject for the following commit: files: "
+                "numpy/core/src/umath/umathmodule.c.src, numpy/core/tests/test_umath.py",
+            }
+        ],
+    ]
+    full = lm.generate(conversations, max_new_tokens=24, batch_size=2)
+    asked: list[str] = []
+
+    def stop(text: str) -> bool:
+        asked.append(text)
+        return True
+
+    stopped = lm.generate(conversations, max_new_tokens=24, batch_size=2, stop=stop)
+    for whole, cut in zip(full, stopped):
+        assert "\n" in whole.text  # the prompts do produce several lines
+        assert whole.text.startswith(cut.text) and "\n" not in cut.text
+        assert cut.output_tokens < whole.output_tokens
+    assert asked and all("\n" in text for text in asked)  # asked only at line breaks

@@ -333,12 +333,18 @@ def test_truncation_keeps_short_profiles_whole():
 
 def test_long_input_takes_at_most_sixty_percent():
     spec = get_task("LaMP-3")
-    input = "review: " + words("q", 79)  # 80 tokens > 0.6 * 100: the profile still gets room
+    input = "review: " + words("q", 79)  # 80 tokens > 0.6 * 100: the input keeps 60, the profile 40
     prompt = spec.prompt(input, rating_items(words("a", 200), words("b", 200)), tokenizer=TOK, max_tokens=100)
     texts = entry_texts(prompt)
     assert len(texts) == 2 and all(texts)
-    assert prompt.endswith(input)  # the input is never cut while it fits alone
-    assert len(TOK.encode(prompt)) <= 100
+    # The profile's 40 tokens: (40 - 2 for ", and ") // 2 = 19 per entry, 6 of them template words.
+    assert texts == [words("a", 13), words("b", 13)]
+    kept = prompt.split(". ", 1)[1]
+    assert input.startswith(kept) and kept != input  # the input's tail is cut, its start kept
+    # The input keeps its 60 tokens and what the entries leave of their 40 (here 3: the ", and "
+    # separator they were charged 2 tokens for is 1 whitespace token), as LaMP's final cut does.
+    assert len(TOK.encode(kept)) == 63
+    assert len(TOK.encode(prompt)) == 100
 
 
 def test_template_words_do_not_crowd_out_all_entries():
@@ -362,15 +368,38 @@ def test_template_words_do_not_crowd_out_all_entries():
     assert len(TOK.encode(seven)) <= 100
 
 
-def test_input_longer_than_max_tokens_is_cut(caplog):
+def test_input_longer_than_max_tokens_keeps_the_profile(caplog):
+    # LaMP's split: the input keeps at most 60% of the budget (its tail is cut) and the profile
+    # shares the rest, instead of a prompt that is the cut input alone with no items.
+    spec = get_task("LaMP-3")
+    input = "review: " + words("q", 149)
+    items = rating_items(words("a", 200), words("b", 200), words("c", 200), words("d", 200))
+    with caplog.at_level("WARNING", logger="persona_rag.tasks"):
+        prompt = spec.prompt(input, items, tokenizer=TOK, max_tokens=100)
+    assert [text.split()[0] for text in entry_texts(prompt)] == ["a0", "b0", "c0", "d0"]
+    kept = prompt.split(". ", 1)[1]
+    assert input.startswith(kept) and len(TOK.encode(kept)) >= 60  # its 60%, plus what entries leave
+    assert len(TOK.encode(prompt)) <= 100
+    assert "cut to" in caplog.text
+
+
+def test_long_input_gets_the_room_short_entries_leave():
+    spec = get_task("LaMP-3")
+    input = "review: " + words("q", 149)
+    prompt = spec.prompt(input, rating_items("a b c"), tokenizer=TOK, max_tokens=100)
+    assert entry_texts(prompt) == ["a b c"]
+    kept = prompt.split(". ", 1)[1]
+    # The entry is 8 whitespace tokens: the input keeps the other 92, more than its reserved 60.
+    assert kept == " ".join(input.split()[:92])
+    assert len(TOK.encode(prompt)) == 100
+
+
+def test_input_longer_than_max_tokens_without_items_is_cut(caplog):
     spec = get_task("LaMP-3")
     input = "review: " + words("q", 149)
     with caplog.at_level("WARNING", logger="persona_rag.tasks"):
-        prompt = spec.prompt(input, rating_items("a b c"), tokenizer=TOK, max_tokens=100)
-    assert prompt == " ".join(input.split()[:100])
+        assert spec.prompt(input, [], tokenizer=TOK, max_tokens=100) == " ".join(input.split()[:100])
     assert "cut to 100" in caplog.text
-    # The same with no retrieved items (the no-personalisation baseline).
-    assert spec.prompt(input, [], tokenizer=TOK, max_tokens=100) == " ".join(input.split()[:100])
 
 
 def test_nothing_fits_gives_the_bare_input():
@@ -452,6 +481,15 @@ def test_subword_tokenizer_budget_keeps_every_entry(name, subword_tokenizer):
     assert len(subword_tokenizer.encode(prompt)) <= 512
     assert all(f"item{i}start" in prompt for i in range(4))
     assert tokenizer.calls < 60  # a few refinement rounds, not a token-by-token search
+
+
+@pytest.mark.parametrize("name", LAMP_NAMES)
+def test_long_input_keeps_every_entry_with_a_subword_tokenizer(name, subword_tokenizer):
+    input = "title: " + " ".join(f"query{i}" for i in range(1000))
+    prompt = get_task(name).prompt(input, distinct_items(name), tokenizer=subword_tokenizer, max_tokens=512)
+    assert len(subword_tokenizer.encode(prompt)) <= 512
+    assert all(f"item{i}start" in prompt for i in range(4))
+    assert "query0 " in prompt and "query999" not in prompt
 
 
 def test_untruncatable_entries_are_dropped_lowest_ranked_first():

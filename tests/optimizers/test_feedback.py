@@ -147,3 +147,14 @@ def test_the_packaged_model_is_keyed_by_its_content_not_its_name(tmp_path, tiny_
     first, _ = outputs("machine-1", seed=1)
     second, computed = outputs("machine-2", seed=2)
     assert computed == 6 and second != first  # the name alone served the first copy's answers
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("label_normalization", "mean"), ("answer_extraction", "none")]
+)
+def test_generator_settings_that_change_answers_are_in_the_cache_fingerprint(scripted_lm, option, value):
+    def fingerprint(**options):
+        return Generator(lm=scripted_lm("x"), **options).fingerprint()
+
+    base = {"label_normalization": "sum", "answer_extraction": "first-line"}
+    assert fingerprint(**{**base, option: value}) != fingerprint(**base)

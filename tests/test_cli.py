@@ -261,7 +261,10 @@ def test_ropg_without_a_signal_is_one_line_with_what_to_do(
     scripted_reader(monkeypatch, scripted_lm, "3")
     argv = training_args("train", sample_task, tmp_path, "--method", "kd", "--candidates", "2")
     assert main(argv) == 2
-    assert_one_line_error(capsys, "persona-rag: error: ROPG_KD: no training example", "--signal likelihood")
+    # With a server-style reader the default signal is the metric alone, which ties everywhere here.
+    assert_one_line_error(
+        capsys, "persona-rag: error: ROPG_KD: no training example", "--signal metric+likelihood"
+    )
 
 
 def test_rspg_without_a_preference_is_one_line_with_what_to_do(

@@ -175,17 +175,19 @@ def _stage_cost(feedback_cost: tuple[int, float], result: TrainingResult | None)
 def _protocol(
     program: PersonalizedRAG,
     train: list[dspy.Example],
+    rspg_train: list[dspy.Example],
     val: list[dspy.Example],
     evalsets: Mapping[str, Sequence[dspy.Example]],
 ) -> dict[str, Any]:
     """Refuse any reported question that training, validation or the reader's fine-tuning saw."""
     local = program.generator.local_model
     reader_ids = reader_training_ids(local.name) if local is not None else set()
-    seen = [*train, *val, *(dspy.Example(id=i) for i in sorted(reader_ids))]
+    seen = [*train, *rspg_train, *val, *(dspy.Example(id=i) for i in sorted(reader_ids))]
     for split, examples in evalsets.items():
         check_disjoint(seen, examples, what=f"report on {split}")
     return {
-        "train_questions": len(train),
+        "ropg_train_questions": len(train),
+        "rspg_train_questions": len(rspg_train),
         "val_questions": len(val),
         "val_rule": "each drawn user's latest train question (carved from the train split)",
         "reader_questions_seen": len(reader_ids),
@@ -221,7 +223,7 @@ def run_report(
     carved = carve_validation(list(trainset), size=config.val_examples, seed=config.seed)
     train, val = carved.train[: config.train_examples], carved.val
     rspg_train = carved.train[: config.rspg_train_examples or config.train_examples]
-    protocol = _protocol(program, [*train, *rspg_train], val, evalsets)
+    protocol = _protocol(program, train, rspg_train, val, evalsets)
     atomic_write_json(out / "config.json", config_dict(config))
     seconds: dict[str, float] = {}
     training: dict[str, dict[str, Any]] = {}

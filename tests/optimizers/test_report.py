@@ -47,7 +47,8 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
         accuracy_diff = tested["accuracy"]
         assert accuracy_diff["low"] <= accuracy_diff["difference"] <= accuracy_diff["high"]
         assert 0 < accuracy_diff["p_value"] <= 1
-    assert report.protocol["train_questions"] == 24 and report.protocol["val_questions"] == 8
+    assert report.protocol["ropg_train_questions"] == report.protocol["rspg_train_questions"] == 24
+    assert report.protocol["val_questions"] == 8
     assert set(report.training) == {"ropg-rl", "ropg-kd", "rspg-pre", "rspg-post"}
     assert report.training["ropg-kd"]["steps"] > 0
     table = (tmp_path / "report" / "table.md").read_text()

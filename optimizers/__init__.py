@@ -7,8 +7,7 @@ use, so the command line's help does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from persona_rag.lazy import lazy_exports
 
 _EXPORTS = {
     "optimizers.feedback": ("CandidateFeedback", "Feedback", "FeedbackCache", "PoolFeedback"),
@@ -17,7 +16,6 @@ _EXPORTS = {
     "optimizers.rspg": ("RSPG", "RSPGConfig"),
     "optimizers.training": ("Trainer", "TrainingConfig", "TrainingResult"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "ROPG_KD",
@@ -37,15 +35,4 @@ __all__ = [
     "TrainingResult",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optimizers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports("optimizers", _EXPORTS, globals())

@@ -7,8 +7,7 @@ fast, and torch, transformers and dspy load only when a model or module is asked
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from persona_rag.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -41,7 +40,6 @@ _EXPORTS = {
     "persona_rag.store": ("ProfileStore",),
     "persona_rag.tasks": ("TaskSpec", "get_task", "register_task"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "BM25Retriever",
@@ -77,15 +75,4 @@ __all__ = [
     "register_task",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'persona_rag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports("persona_rag", _EXPORTS, globals())

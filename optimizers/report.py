@@ -23,6 +23,7 @@ the member its selector picks (what the program would generate, as generation is
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -154,10 +155,11 @@ class Report:
     training: dict[str, dict[str, Any]]
     seconds: dict[str, float]
     parsing: str = "lamp"
-    parsing: str = "lamp"
 
 
 def _stage_cost(feedback_cost: tuple[int, float], result: TrainingResult | None) -> dict[str, Any]:
+    """What a stage cost, for sizing a run: feedback and optimizer rates, and the process's peak
+    RSS so far (the stages run in order, so the first stage whose figure jumps is the one to blame)."""
     calls, seconds = feedback_cost
     steps, step_seconds = (result.steps, result.step_seconds) if result else (0, 0.0)
     return {
@@ -168,6 +170,7 @@ def _stage_cost(feedback_cost: tuple[int, float], result: TrainingResult | None)
         "step_seconds": step_seconds,
         "steps_per_second": steps / step_seconds if step_seconds else None,
         "best_epoch": result.best_epoch if result else None,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "history": result.history if result else [],
     }
 
@@ -410,12 +413,12 @@ def markdown_table(report: Report) -> str:
     if report.training:
         lines += [
             "",
-            "| stage | feedback calls | calls/s | optimizer steps | steps/s | best epoch |",
-            "|---|---|---|---|---|---|",
+            "| stage | feedback calls | calls/s | optimizer steps | steps/s | best epoch | peak RSS (GiB) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for stage, cost in report.training.items():
             cells = [cost["feedback_calls"], cost["feedback_calls_per_second"], cost["steps"]]
-            cells += [cost["steps_per_second"], cost["best_epoch"]]
+            cells += [cost["steps_per_second"], cost["best_epoch"], cost.get("peak_rss_gib")]
             lines.append(f"| {stage} | " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 _CONFIG_FILE = "persona_rag_encoder.json"
+# Below this many texts an encode is a query or a small profile: no progress bar.
+PROGRESS_MIN_TEXTS = 2048
 
 
 def resolve_encoder(name_or_path: str) -> str:
@@ -142,15 +144,22 @@ class TextEncoder:
         return np.stack([rows[key] for key in keys])
 
     def _encode_uncached(self, texts: list[str], batch_size: int) -> np.ndarray:
+        from tqdm.auto import tqdm
+
         # Sorting by length keeps padding, and so wasted compute, small.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with self._lock, torch.inference_mode():
+        # Encoding a whole split's profiles takes minutes on a CPU: say so, but stay quiet for queries.
+        quiet = len(texts) < PROGRESS_MIN_TEXTS
+        with self._lock, torch.inference_mode(), tqdm(
+            total=len(texts), desc="encoding", unit="text", disable=quiet, leave=False
+        ) as bar:
             was_training = self.model.training
             self.model.eval()
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 out[chunk] = self.embed([texts[i] for i in chunk]).float().cpu().numpy()
+                bar.update(len(chunk))
             self.model.train(was_training)
         return out
 

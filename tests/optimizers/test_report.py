@@ -51,6 +51,9 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
     assert report.protocol["val_questions"] == 8
     assert set(report.training) == {"ropg-rl", "ropg-kd", "rspg-pre", "rspg-post"}
     assert report.training["ropg-kd"]["steps"] > 0
+    stages = ("ropg-rl", "ropg-kd", "rspg-pre", "rspg-post")
+    rss = [report.training[stage]["peak_rss_gib"] for stage in stages]
+    assert rss[0] > 0 and rss == sorted(rss)  # the process's peak so far: it only grows
     table = (tmp_path / "report" / "table.md").read_text()
     assert "| metric | " + " | ".join(COLUMNS) + " |" in table
     assert "| accuracy |" in table and "selection success rate" in table and "worst member" in table

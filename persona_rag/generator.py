@@ -38,7 +38,7 @@ from persona_rag.defaults import (
 from persona_rag.errors import GenerationError, StateError
 from persona_rag.fingerprint import public_settings, stable_hash
 from persona_rag.lm import LocalLM, local_lm, local_model_of
-from persona_rag.lm_state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
+from persona_rag.lm.state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
 from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
 
 __all__ = [
@@ -156,7 +156,7 @@ class PromptAdapter(dspy.Adapter):
 class SafePredict(dspy.Predict):
     """``dspy.Predict`` whose LM is saved as data and loaded through an allow-list.
 
-    The LM goes under its own key as a record of :mod:`persona_rag.lm_state` (model path and
+    The LM goes under its own key as a record of :mod:`persona_rag.lm.state` (model path and
     fingerprint, or model string and endpoint; never a key or a class to import), and DSPy's own
     ``lm`` entry stays empty, so a saved program loads without ``allow_unsafe_lm_state``.
     """
@@ -172,7 +172,7 @@ class SafePredict(dspy.Predict):
         """Load demos, signature and the LM record.
 
         ``allow_unsafe_lm_state`` is accepted for DSPy's interface and has no effect here: the LM is
-        always restored through :func:`persona_rag.lm_state.load_lm`, so no file can make this
+        always restored through :func:`persona_rag.lm.state.load_lm`, so no file can make this
         load import a class or redirect requests, whatever the caller passes.
         """
         state = dict(state)

@@ -110,7 +110,7 @@ class PersonalizedRAG(dspy.Module):
 
     def load(self, path: Any, **kwargs: Any) -> None:
         """``dspy.Module.load``, naming the file when its saved LM is refused. Programs saved by
-        persona-rag load without ``allow_unsafe_lm_state`` (see :mod:`persona_rag.lm_state`)."""
+        persona-rag load without ``allow_unsafe_lm_state`` (see :mod:`persona_rag.lm.state`)."""
         try:
             super().load(path, **kwargs)
         except StateError as error:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from persona_rag.cli import (
+from persona_rag.cli_options import (
     add_model_options,
     build_program,
     make_console,

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from persona_rag.cli import _load_selector, add_model_options, build_program, make_console
+from persona_rag.cli_options import add_model_options, build_program, load_selector, make_console
 from persona_rag.defaults import DEFAULT_LM
 
 __all__ = [
@@ -399,7 +399,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     if _stage(Path(rspg_config.output_dir), _fingerprint(ropg_key, asdict(rspg_config)), select):
         console.print("RSPG-Post: trained the selector over the pool")
 
-    results = _pool_results(dense, test, pool, _load_selector(selector_file), cache)
+    results = _pool_results(dense, test, pool, load_selector(selector_file), cache)
     store_program, by_user = _store_program(args, task, out, test)
     results.insert(
         4, evaluate_program(store_program, by_user, name=ROW_NAMES["store"], batch_size=args.batch_size)

@@ -54,6 +54,7 @@ __all__ = [
     "FeedbackCache",
     "FeedbackTrainingConfig",
     "PoolFeedback",
+    "carries_preference",
     "resolve_signal",
 ]
 
@@ -132,6 +133,13 @@ class PoolFeedback:
             tuple(values[i] for i in index) for values in (self.prompts, self.outputs, self.scores)
         )
         return PoolFeedback(self.example_id, tuple(names), prompts, outputs, scores)
+
+
+def carries_preference(row: CandidateFeedback | PoolFeedback) -> bool:
+    """Whether a row's candidates (or pool members) score differently. A row whose scores are all
+    equal carries no preference: distilled (ROPG-KD, RSPG), it only teaches a uniform ranking, which
+    is what ``skip_uniform`` leaves out."""
+    return max(row.scores) != min(row.scores)
 
 
 @dataclass(frozen=True)

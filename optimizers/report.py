@@ -35,7 +35,7 @@ import dspy
 from optimizers.feedback import Feedback, PoolFeedback, Signal
 from optimizers.reader import reader_training_ids
 from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
-from optimizers.rspg import RSPG, RSPGConfig, pool_selection_metrics
+from optimizers.rspg import RSPG, RSPGConfig, parsed_pool_outputs, pool_selection_metrics
 from optimizers.training import TrainingResult, config_dict
 from persona_rag.data import carve_validation, check_disjoint
 from persona_rag.errors import ConfigError
@@ -311,10 +311,7 @@ def _score(
     task = program.task
     names = list(rows[0].names)
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
-    parsed = {
-        name: [task.parse(row.outputs[m], ex.input) for row, ex in zip(rows, examples)]
-        for m, name in enumerate(names)
-    }
+    parsed = parsed_pool_outputs(task, examples, rows)
     answers = {_MEMBER_COLUMNS[n]: parsed[n] for n in names}
     metrics: dict[str, dict[str, float]] = {}
     for m, name in enumerate(names):

@@ -29,14 +29,14 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
-from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig
+from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig, carries_preference
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
 from persona_rag.encoders import TextEncoder, resolve_encoder
 from persona_rag.errors import ConfigError
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
-from persona_rag.program import PersonalizedRAG
+from persona_rag.program import personalized_rag_in
 from persona_rag.retrievers import DenseRetriever
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "ROPG_RL",
     "ROPGConfig",
     "ROPGKDConfig",
-    "personalized_rag_in",
     "policy_batch",
     "policy_diagnostics",
 ]
@@ -138,7 +137,7 @@ class _ROPG(Teleprompter):
         """
         config = self.config
         outer = student.deepcopy()
-        program = personalized_rag_in(outer)
+        program = personalized_rag_in(outer, "ROPG tunes the retriever of")
         if not isinstance(program.retriever, DenseRetriever):
             raise TypeError(
                 f"{type(self).__name__} tunes a DenseRetriever; "
@@ -256,16 +255,6 @@ def policy_diagnostics(
     return {"policy_entropy": entropy / n, "teacher_kl": kl / n, "teacher_top1": agree / n}
 
 
-def personalized_rag_in(module: dspy.Module, purpose: str = "ROPG tunes the retriever of") -> PersonalizedRAG:
-    """The one PersonalizedRAG that ``module`` is or holds (optimizers work inside larger programs)."""
-    if isinstance(module, PersonalizedRAG):
-        return module
-    found = [sub for _, sub in module.named_sub_modules() if isinstance(sub, PersonalizedRAG)]
-    if len(found) != 1:
-        raise TypeError(f"{purpose} one PersonalizedRAG; {type(module).__name__} holds {len(found)}")
-    return found[0]
-
-
 class ROPG_KD(_ROPG):
     """ROPG-KD (Eq. 4): distil the LLM's per-candidate Eval distribution into the retriever.
 
@@ -285,7 +274,7 @@ class ROPG_KD(_ROPG):
 
     def keep(self, row: CandidateFeedback) -> bool:
         skip = getattr(self.config, "skip_uniform", True)
-        return super().keep(row) and not (skip and max(row.scores) == min(row.scores))
+        return super().keep(row) and (not skip or carries_preference(row))
 
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
         return distillation_kl(scores, logits, mask, temperature=getattr(self.config, "temperature", 1.0))

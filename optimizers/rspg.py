@@ -23,18 +23,18 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
-from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback
+from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback, carries_preference
 from optimizers.losses import distillation_kl
-from optimizers.ropg import personalized_rag_in
 from optimizers.training import Trainer, TrainingResult, config_dict
 from persona_rag.encoders import resolve_encoder
 from persona_rag.errors import ConfigError
 from persona_rag.evaluation import selection_metrics
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
+from persona_rag.program import personalized_rag_in
 from persona_rag.selector import SelectorNet
 
-__all__ = ["RSPG", "RSPGConfig"]
+__all__ = ["RSPG", "RSPGConfig", "parsed_pool_outputs", "pool_selection_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class RSPG(Teleprompter):
         self.train_rows = feedback.compute_pool(list(trainset)[: config.max_examples], selector.pool)
         self.feedback_cost = (feedback.computed, feedback.seconds)
         self.val_rows = feedback.compute_pool(valset, selector.pool)
-        rows = [r for r in self.train_rows if not (config.skip_uniform and max(r.scores) == min(r.scores))]
+        rows = [r for r in self.train_rows if not config.skip_uniform or carries_preference(r)]
         logger.info("%s: %d of %d examples carry a preference", name, len(rows), len(self.train_rows))
         if not rows:
             raise ConfigError(
@@ -175,19 +175,26 @@ class RSPG(Teleprompter):
         return outer
 
 
+def parsed_pool_outputs(
+    task: Any, examples: Sequence[dspy.Example], rows: Sequence[PoolFeedback]
+) -> dict[str, list[str]]:
+    """Per pool member, its cached answer on each example as the task reads it (``TaskSpec.parse``):
+    what the selector's validation, the report's columns and the oracle compare."""
+    return {
+        name: [task.parse(row.outputs[m], ex.input) for row, ex in zip(rows, examples)]
+        for m, name in enumerate(rows[0].names)
+    }
+
+
 def pool_selection_metrics(
     task: Any, examples: Sequence[dspy.Example], rows: Sequence[PoolFeedback], chosen: Sequence[int]
 ) -> dict[str, float]:
     """Metrics of picking member ``chosen[i]`` on example ``i``, from the pool's cached answers."""
     names = rows[0].names
-    outputs = {
-        n: [task.parse(row.outputs[m], ex.input) for row, ex in zip(rows, examples)]
-        for m, n in enumerate(names)
-    }
     return selection_metrics(
         task,
         [ex.input for ex in examples],
         [str(ex.output) for ex in examples],
-        outputs,
+        parsed_pool_outputs(task, examples, rows),
         [names[c] for c in chosen],
     )

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from persona_rag.errors import StateError
+from persona_rag.evaluation import evaluate_program
 from persona_rag.fingerprint import stable_hash
 from persona_rag.io import atomic_directory, atomic_write_bytes, atomic_write_json
 from persona_rag.program import PersonalizedRAG
@@ -366,13 +367,13 @@ def config_dict(config: Any) -> dict[str, Any]:
 def validation_scores(
     program: PersonalizedRAG, valset: Sequence[dspy.Example], batch_size: int = 16
 ) -> dict[str, float]:
-    """Mean Eval (``score``, higher is better) and the task's metrics of ``program`` on ``valset``."""
-    outputs: list[str] = []
-    for start in range(0, len(valset), batch_size):
-        chunk = valset[start : start + batch_size]
-        predictions = program.batch_forward([e.input for e in chunk], [e.profile for e in chunk])
-        outputs.extend(p.output for p in predictions)
+    """Mean Eval (``score``, higher is better) and the task's metrics of ``program`` on ``valset``.
+
+    The run is :func:`~persona_rag.evaluation.evaluate_program`'s, so validation reads answers as
+    evaluation does, and a failed LLM call costs its example (scored as an empty answer), not the
+    training run.
+    """
+    result = evaluate_program(program, valset, name="validation", batch_size=batch_size, progress=False)
     task = program.task
-    golds = [str(e.output) for e in valset]
-    score = sum(task.eval(g, o) for g, o in zip(golds, outputs)) / len(valset)
-    return {"score": score, **task.evaluate(outputs, golds, [e.input for e in valset])}
+    score = sum(task.eval(str(p["gold"]), p["output"]) for p in result.predictions) / len(valset)
+    return {"score": score, **result.metrics}

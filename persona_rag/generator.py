@@ -19,6 +19,7 @@ would score the chatter.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ from persona_rag.defaults import (
 from persona_rag.errors import GenerationError, StateError
 from persona_rag.fingerprint import public_settings, stable_hash
 from persona_rag.lm import LocalLM, local_lm, local_model_of
-from persona_rag.lm_state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
+from persona_rag.lm.state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
 from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
 
 __all__ = [
@@ -156,7 +157,7 @@ class PromptAdapter(dspy.Adapter):
 class SafePredict(dspy.Predict):
     """``dspy.Predict`` whose LM is saved as data and loaded through an allow-list.
 
-    The LM goes under its own key as a record of :mod:`persona_rag.lm_state` (model path and
+    The LM goes under its own key as a record of :mod:`persona_rag.lm.state` (model path and
     fingerprint, or model string and endpoint; never a key or a class to import), and DSPy's own
     ``lm`` entry stays empty, so a saved program loads without ``allow_unsafe_lm_state``.
     """
@@ -172,7 +173,7 @@ class SafePredict(dspy.Predict):
         """Load demos, signature and the LM record.
 
         ``allow_unsafe_lm_state`` is accepted for DSPy's interface and has no effect here: the LM is
-        always restored through :func:`persona_rag.lm_state.load_lm`, so no file can make this
+        always restored through :func:`persona_rag.lm.state.load_lm`, so no file can make this
         load import a class or redirect requests, whatever the caller passes.
         """
         state = dict(state)
@@ -280,11 +281,16 @@ class Generator(dspy.Module):
 
     def fingerprint(self) -> dict[str, Any]:
         """What an answer depends on besides the conversation (which carries the instructions and
-        demos): the model, by the content of its files for an in-process model or by model string,
-        endpoint and generation settings for a server (never its key), and every plain setting of
-        this generator, including any added later; ``batch_size`` only groups the work."""
+        demos): the model, by the content of its files for an in-process model or, for a server, by
+        its record (model string, endpoint) and every request setting it sends (``stop``,
+        ``top_k``, ``extra_body`` ..., never a credential), and every plain setting of this
+        generator (its ``answer_extraction`` decides the local model's stop rule), including any
+        added later; ``batch_size`` only groups the work."""
         local = self.local_model
-        model = local.fingerprint() if local is not None else dump_lm(self.lm)
+        if local is not None:
+            model = local.fingerprint()
+        else:
+            model = {**(dump_lm(self.lm) or {}), "request": _request_settings(self.lm)}
         return {"model": model, "settings": public_settings(self, exclude=frozenset({"batch_size"}))}
 
     def messages(self, prompt: str) -> list[dict[str, Any]]:
@@ -439,6 +445,18 @@ class Generator(dspy.Module):
 
         with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
             return list(pool.map(one, range(len(prompts))))
+
+
+# Request settings that say who is asking, not what is asked: never part of a fingerprint.
+_CREDENTIALS = frozenset({"api_key", "azure_ad_token", "headers", "extra_headers"})
+
+
+def _request_settings(lm: Any) -> dict[str, Any]:
+    """Every setting a server LM sends with its requests, credentials left out, as plain JSON
+    (a value JSON cannot write is taken by its ``repr``)."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    settings = {key: value for key, value in kwargs.items() if key not in _CREDENTIALS}
+    return json.loads(json.dumps(settings, sort_keys=True, default=repr))
 
 
 def _log_softmax(row: np.ndarray) -> np.ndarray:

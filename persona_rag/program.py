@@ -18,7 +18,7 @@ from persona_rag.tasks import TaskSpec, get_task
 if TYPE_CHECKING:
     from persona_rag.store import ProfileStore
 
-__all__ = ["PersonalizedRAG", "RAGSettings"]
+__all__ = ["PersonalizedRAG", "RAGSettings", "personalized_rag_in"]
 
 Profile = Sequence[Mapping[str, Any]]
 Scope = tuple[Sequence[str] | None, str | datetime | None]  # (profile_ids, before) of a stored user
@@ -110,7 +110,7 @@ class PersonalizedRAG(dspy.Module):
 
     def load(self, path: Any, **kwargs: Any) -> None:
         """``dspy.Module.load``, naming the file when its saved LM is refused. Programs saved by
-        persona-rag load without ``allow_unsafe_lm_state`` (see :mod:`persona_rag.lm_state`)."""
+        persona-rag load without ``allow_unsafe_lm_state`` (see :mod:`persona_rag.lm.state`)."""
         try:
             super().load(path, **kwargs)
         except StateError as error:
@@ -340,3 +340,21 @@ class PersonalizedRAG(dspy.Module):
             retriever=retriever,
             selection_scores=None if selection is None else selection.scores,
         )
+
+
+def personalized_rag_in(module: dspy.Module, purpose: str) -> PersonalizedRAG:
+    """The one PersonalizedRAG that ``module`` is or holds: optimizers work inside larger programs.
+
+    Args:
+        module: a PersonalizedRAG, or a DSPy program holding exactly one.
+        purpose: what the caller does with it, for the error (``"ROPG tunes the retriever of"``).
+
+    Raises:
+        TypeError: ``module`` holds none, or several.
+    """
+    if isinstance(module, PersonalizedRAG):
+        return module
+    found = [sub for _, sub in module.named_sub_modules() if isinstance(sub, PersonalizedRAG)]
+    if len(found) != 1:
+        raise TypeError(f"{purpose} one PersonalizedRAG; {type(module).__name__} holds {len(found)}")
+    return found[0]

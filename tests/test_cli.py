@@ -82,7 +82,8 @@ def test_evaluate_with_a_selector_reports_success_rate_and_bounds(sample_task, t
 
 
 def test_answer_reading_options_reach_the_generator():
-    from persona_rag.cli import _generator, build_parser
+    from persona_rag.cli import build_parser
+    from persona_rag.cli_options import build_generator as _generator
 
     args = build_parser().parse_args(
         ["evaluate", "--data", "d", "--label-normalization", "mean", "--answer-extraction", "none"]
@@ -96,7 +97,7 @@ def test_answer_reading_options_reach_the_generator():
 def test_retriever_specs_are_checked(tmp_path):
     import argparse
 
-    from persona_rag.cli import retriever_list
+    from persona_rag.cli_options import retriever_list
 
     assert retriever_list(f"BM25, tuned={tmp_path}") == ["bm25", f"tuned={tmp_path}"]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown"):
@@ -154,10 +155,10 @@ def test_malformed_file_is_a_clear_error(tmp_path, capsys):
 # ------------------------------------------------------------------ errors a user sees: one line
 def scripted_reader(monkeypatch, scripted_lm, reply):
     """Every command's generator answers ``reply`` (a server-style LM; no model is loaded)."""
-    from persona_rag import cli
+    from persona_rag import cli_options
     from persona_rag.generator import Generator
 
-    monkeypatch.setattr(cli, "_generator", lambda args: Generator(lm=scripted_lm(reply)))
+    monkeypatch.setattr(cli_options, "build_generator", lambda args: Generator(lm=scripted_lm(reply)))
 
 
 def assert_one_line_error(capsys, *fragments):
@@ -183,9 +184,9 @@ def assert_one_line_error(capsys, *fragments):
 def test_bad_counts_are_refused_before_any_model_loads(
     sample_task, monkeypatch, capsys, option, value, message
 ):
-    from persona_rag import cli
+    from persona_rag import cli_options
 
-    monkeypatch.setattr(cli, "_generator", lambda args: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(cli_options, "build_generator", lambda args: pytest.fail("a model was loaded"))
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--data", str(sample_task), option, value])
     assert exit_info.value.code == 2
@@ -334,7 +335,8 @@ def test_api_keys_come_from_the_environment_or_a_file_and_are_never_logged_or_sa
 ):
     import uuid
 
-    from persona_rag.cli import build_parser, build_program
+    from persona_rag.cli import build_parser
+    from persona_rag.cli_options import build_program
 
     url, seen = openai_server
 

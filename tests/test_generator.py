@@ -200,3 +200,41 @@ def test_label_normalization_reaches_the_scorer(local_generator):
     assert [mean[label] for label in labels] == pytest.approx(
         [summed[label] / n for label, n in zip(labels, counts)], rel=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"stop": ["\n"]},
+        {"top_k": 1},
+        {"extra_body": {"repetition_penalty": 1.3}},
+        {"logit_bias": {"50256": -100}},
+        {"max_tokens": 8},
+    ],
+)
+def test_every_request_setting_of_a_server_lm_is_in_the_generator_fingerprint(setting):
+    """The feedback cache is keyed by this fingerprint: a setting that changes the server's answer
+    but not the fingerprint would serve answers computed under another setting."""
+    import dspy
+
+    from persona_rag.fingerprint import stable_hash
+
+    def fingerprint(**settings):
+        lm = dspy.LM("openai/served", api_base="http://localhost:8000/v1", temperature=0.0, **settings)
+        return stable_hash(Generator(lm=lm).fingerprint())
+
+    assert fingerprint(**setting) != fingerprint()
+
+
+def test_credentials_stay_out_of_the_generator_fingerprint():
+    import json
+
+    import dspy
+
+    def fingerprint(key):
+        lm = dspy.LM("openai/served", api_base="http://localhost:8000/v1", api_key=key, headers={"x": key})
+        return Generator(lm=lm).fingerprint()
+
+    assert fingerprint("sk-one") == fingerprint("sk-two")
+    assert "sk-one" not in json.dumps(fingerprint("sk-one"))
+

@@ -201,3 +201,18 @@ def test_local_model_end_to_end_under_threads(local_generator, sample_task):
     assert all(p.output in {"1", "2", "3", "4", "5"} for p in batched)
     expected = sum(program.task.metric(e, p) for e, p in zip(examples, singles)) / len(examples)
     assert threaded.score == pytest.approx(100 * expected, abs=0.01)  # Evaluate rounds to 2 places
+
+
+def test_personalized_rag_in_finds_the_one_program_inside_a_larger_one(make_program):
+    from persona_rag.program import personalized_rag_in
+
+    class Wrapper(dspy.Module):
+        def __init__(self, *programs: PersonalizedRAG) -> None:
+            super().__init__()
+            self.programs = list(programs)
+
+    inner = make_program()
+    assert personalized_rag_in(inner, "tests") is inner
+    assert personalized_rag_in(Wrapper(inner), "tests") is inner
+    with pytest.raises(TypeError, match="RSPG trains the selector of one PersonalizedRAG; Wrapper holds 2"):
+        personalized_rag_in(Wrapper(inner, make_program()), "RSPG trains the selector of")

@@ -10,6 +10,7 @@ import pytest
 from persona_rag import tasks
 from persona_rag.errors import DataError, UnknownTaskError
 from persona_rag.tasks import ApproxTokenizer, Document, HFTokenizer, TaskSpec, get_task, register_task
+from persona_rag.tasks import registry as task_registry
 
 LAMP_NAMES = ["LaMP-1", "LaMP-2", "LaMP-2N", "LaMP-3", "LaMP-4", "LaMP-5", "LaMP-6", "LaMP-7"]
 TOK = ApproxTokenizer()
@@ -41,8 +42,8 @@ def words(prefix: str, n: int) -> str:
 @pytest.fixture
 def registry(monkeypatch):
     """A private copy of the task registry, restored after the test."""
-    monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
-    return tasks.TASKS
+    monkeypatch.setattr(task_registry, "TASKS", dict(task_registry.TASKS))
+    return task_registry.TASKS
 
 
 # ---------------------------------------------------------------------------------- registry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from persona_rag.retrievers.base import Hit, RetrievalResult, Retriever, top_k
+from persona_rag.retrievers.base import Hit, ProfileSource, RetrievalResult, Retriever, top_k
 from persona_rag.retrievers.bm25 import BM25Retriever
 from persona_rag.retrievers.dense import DenseRetriever
 from persona_rag.retrievers.simple import NoRetriever, RandomRetriever, RecencyRetriever
@@ -15,6 +15,7 @@ __all__ = [
     "DenseRetriever",
     "Hit",
     "NoRetriever",
+    "ProfileSource",
     "RandomRetriever",
     "RecencyRetriever",
     "RetrievalResult",

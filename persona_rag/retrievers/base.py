@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import dspy
 import numpy as np
@@ -13,10 +13,7 @@ from dspy.predict.parameter import Parameter
 
 from persona_rag.tasks import Document
 
-if TYPE_CHECKING:
-    from persona_rag.store import ProfileStore
-
-__all__ = ["Hit", "RetrievalResult", "Retriever", "top_k"]
+__all__ = ["Hit", "ProfileSource", "RetrievalResult", "Retriever", "top_k"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,36 @@ class RetrievalResult:
     @property
     def scores(self) -> list[float]:
         return [hit.score for hit in self.hits]
+
+
+class ProfileSource(Protocol):
+    """What a retriever reads from a store of users' profiles (:class:`~persona_rag.store.ProfileStore`
+    is one). Defined here, so the store depends on the retrievers and never the other way round.
+
+    Attributes:
+        encoder: the encoder that embedded the stored items (a dense retriever with the same
+            encoder searches inside the store).
+    """
+
+    encoder: Any
+
+    def documents(
+        self, user_id: str, *, ids: Sequence[str] | None = None, before: str | datetime | None = None
+    ) -> list[Document]:
+        """A user's stored profile, or the part of it (``ids``, ``before``) one question may see."""
+        ...
+
+    def search(
+        self,
+        user_id: str,
+        query_embedding: np.ndarray,
+        k: int = 4,
+        *,
+        ids: Sequence[str] | None = None,
+        before: str | datetime | None = None,
+    ) -> RetrievalResult:
+        """Top-``k`` of a user's visible items by inner product with ``query_embedding``."""
+        ...
 
 
 def top_k(scores: np.ndarray, documents: Sequence[Document], k: int) -> RetrievalResult:
@@ -112,7 +139,7 @@ class Retriever(dspy.Module, Parameter):
     def search_store(
         self,
         query: str,
-        store: ProfileStore,
+        store: ProfileSource,
         user_id: str,
         k: int = 4,
         *,

@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from persona_rag.encoders import DEFAULT_ENCODER, TextEncoder, shared_encoder
-from persona_rag.retrievers.base import RetrievalResult, Retriever
+from persona_rag.retrievers.base import ProfileSource, RetrievalResult, Retriever
 from persona_rag.tasks import Document
-
-if TYPE_CHECKING:
-    from persona_rag.store import ProfileStore
 
 __all__ = ["DenseRetriever"]
 
@@ -69,7 +66,7 @@ class DenseRetriever(Retriever):
     def search_store(
         self,
         query: str,
-        store: ProfileStore,
+        store: ProfileSource,
         user_id: str,
         k: int = 4,
         *,

@@ -158,3 +158,24 @@ def test_generator_settings_that_change_answers_are_in_the_cache_fingerprint(scr
 
     base = {"label_normalization": "sum", "answer_extraction": "first-line"}
     assert fingerprint(**{**base, option: value}) != fingerprint(**base)
+
+
+def test_rows_whose_scores_all_tie_are_what_skip_uniform_drops_for_ropg_kd_and_rspg():
+    from optimizers import ROPG_KD, ROPG_RL, ROPGKDConfig
+    from optimizers.feedback import CandidateFeedback, PoolFeedback, carries_preference
+    from persona_rag.retrievers import RetrievalResult
+    from persona_rag.retrievers.base import Hit
+    from persona_rag.tasks import Document
+
+    hits = tuple(Hit(i, str(i), 0.0, Document(i, str(i), "text", None, {})) for i in range(2))
+
+    def row(*scores):
+        return CandidateFeedback("q", "query", RetrievalResult(hits), ("a", "b"), scores)
+
+    tied, preferring = row(0.5, 0.5), row(0.5, 0.75)
+    assert not carries_preference(tied) and carries_preference(preferring)
+    assert carries_preference(PoolFeedback("q", ("x", "y"), ("p", "p"), ("a", "b"), (0.0, 1.0)))
+    assert not ROPG_KD(config=ROPGKDConfig()).keep(tied)  # skip_uniform is on by default
+    assert ROPG_KD(config=ROPGKDConfig(skip_uniform=False)).keep(tied)
+    assert ROPG_RL().keep(tied)  # RL learns from rewards relative to the baseline, ties included
+    assert ROPG_KD().keep(preferring)

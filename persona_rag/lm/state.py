@@ -27,7 +27,8 @@ from typing import Any
 import dspy
 
 from persona_rag.errors import StateError
-from persona_rag.lm import LocalEngine, local_lm, model_fingerprint
+from persona_rag.lm.engine import LocalEngine, local_lm
+from persona_rag.lm.registry import model_fingerprint
 
 __all__ = ["LM_STATE_KEY", "dump_lm", "legacy_record", "load_lm"]
 
@@ -37,7 +38,11 @@ _GENERATION_KEYS = (
     "temperature", "max_tokens", "max_completion_tokens", "top_p", "stop", "n", "seed",
     "presence_penalty", "frequency_penalty", "timeout",
 )  # fmt: skip
-_LOCAL_ENGINE = f"{LocalEngine.__module__}:{LocalEngine.__qualname__}"
+# The engine's import path as DSPy's own LM records name it: where LocalEngine lived when older
+# programs were saved, and where it lives now.
+_LOCAL_ENGINES = frozenset(
+    {"persona_rag.lm:LocalEngine", f"{LocalEngine.__module__}:{LocalEngine.__qualname__}"}
+)
 _DSPY_LM = "dspy.clients.lm.LM"
 
 
@@ -79,7 +84,7 @@ def legacy_record(state: Mapping[str, Any]) -> dict[str, Any]:
     settings = _settings(state)
     if isinstance(engine, Mapping):
         engine_class = str(engine.get("class"))
-        if engine_class == _LOCAL_ENGINE and isinstance(engine.get("state"), Mapping):
+        if engine_class in _LOCAL_ENGINES and isinstance(engine.get("state"), Mapping):
             return {"kind": "local", "model": str(engine["state"].get("model")), **settings}
         return {"kind": "custom", "model": state.get("model"), "class": engine_class, **settings}
     lm_class = state.get("_dspy_lm_class", _DSPY_LM)

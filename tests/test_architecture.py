@@ -1,0 +1,116 @@
+"""The import rules of ARCHITECTURE.md, read from the source (AST), so a violation fails here
+rather than as an import cycle or a break when a private name changes.
+
+- ``persona_rag`` (inference) never imports ``optimizers`` (training), not even lazily.
+- ``persona_rag.store`` depends on ``persona_rag.retrievers``, never the other way round.
+- ``optimizers`` uses only public names of other objects: no ``obj._private`` attribute, no
+  ``getattr(obj, "_private")``, no ``from persona_rag... import _private``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# DSPy's own teleprompter protocol: every DSPy optimizer marks the program it returns this way.
+DSPY_PROTOCOL = frozenset({"_compiled"})
+
+
+def sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def imported_modules(tree: ast.Module) -> list[tuple[int, str]]:
+    """Every module an import statement names, wherever it is (top level, function, TYPE_CHECKING)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def imports_of(package: str, prefix: str) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sources(package)
+        for line, module in imported_modules(parse(path))
+        if module == prefix or module.startswith(f"{prefix}.")
+    ]
+
+
+def private_reach_ins(tree: ast.Module) -> list[tuple[int, str]]:
+    """Private names used on objects other than ``self``/``cls``."""
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__") and name not in DSPY_PROTOCOL
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            owner = node.value
+            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("persona_rag"):
+            found += [(node.lineno, f"import {a.name}") for a in node.names if private(a.name)]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and private(node.args[1].value)
+        ):
+            found.append((node.lineno, ast.unparse(node)))
+    return sorted(found)
+
+
+def test_the_inference_package_never_imports_the_training_package():
+    assert sources("persona_rag")
+    assert imports_of("persona_rag", "optimizers") == []
+
+
+def test_retrievers_never_import_the_store_that_imports_them():
+    assert imports_of("persona_rag/retrievers", "persona_rag.store") == []
+    store = [module for _, module in imported_modules(parse(ROOT / "persona_rag" / "store.py"))]
+    assert any(module.startswith("persona_rag.retrievers") for module in store)
+
+
+def test_the_profile_store_offers_what_retrievers_read_from_it():
+    from persona_rag.retrievers import ProfileSource
+    from persona_rag.store import ProfileStore
+
+    for name in ("documents", "search"):
+        wanted = list(inspect.signature(getattr(ProfileSource, name)).parameters)
+        assert list(inspect.signature(getattr(ProfileStore, name)).parameters) == wanted, name
+    assert "self.encoder =" in inspect.getsource(ProfileStore.__init__)
+
+
+@pytest.mark.parametrize("path", sources("optimizers"), ids=lambda p: p.name)
+def test_optimizers_use_no_private_name_of_another_object(path):
+    assert [f"line {line}: {what}" for line, what in private_reach_ins(parse(path))] == []
+
+
+def test_the_reach_in_check_sees_each_kind_of_reach_in():
+    code = (
+        "from persona_rag.cli import _load_selector\n"
+        "program._content_free_prompt(x)\n"
+        "getattr(generator, '_stop')\n"
+        "self._own = 1\n"
+        "outer._compiled = True\n"
+        "type(x).__name__\n"
+    )
+    found = [what for _, what in private_reach_ins(ast.parse(code))]
+    assert found == ["import _load_selector", "program._content_free_prompt", "getattr(generator, '_stop')"]

@@ -230,7 +230,7 @@ def transformers_server(tmp_path_factory):
         pytest.skip(reason)
     model = resolve_model("default")
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with transformers_serve(model, timeout=300, log=log) as api_base:
+    with transformers_serve(model, timeout=600, log=log) as api_base:  # ~20 s on idle cores
         yield f"openai/{model}", api_base
 
 
@@ -242,6 +242,7 @@ def _real_lm(transformers_server):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_evaluate_runs_through_a_real_server(transformers_server, sample_task):
     from persona_rag.evaluation import evaluate_program
 
@@ -255,6 +256,7 @@ def test_evaluate_runs_through_a_real_server(transformers_server, sample_task):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_feedback_runs_through_a_real_server(transformers_server, sample_task, tmp_path):
     from optimizers.feedback import Feedback
 

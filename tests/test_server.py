@@ -236,7 +236,7 @@ def transformers_server(tmp_path_factory):
 
 def _real_lm(transformers_server):
     model, api_base = transformers_server
-    lm = server_lm(model, api_base=api_base, max_tokens=4, timeout=300, num_retries=1)
+    lm = server_lm(model, api_base=api_base, api_key="none", max_tokens=4, timeout=300, num_retries=1)
     lm.cache = False  # each run asks the server
     return lm
 

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=4, help="feedback candidates per question")
     parser.add_argument("--concurrency", default="1,4,8", help="server concurrency levels")
     parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--start-timeout", type=float, default=900, help="seconds for the server to start")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="server-path-"))
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = resolve_model("default")
     console = Console()
-    with transformers_serve(model, log=work / "serve.log") as api_base:
+    with transformers_serve(model, timeout=args.start_timeout, log=work / "serve.log") as api_base:
         lm = server_lm(f"openai/{model}", api_base=api_base, api_key="none", max_tokens=args.max_new_tokens,
                        timeout=600)  # fmt: skip
         lm.cache = False  # every run asks the server

@@ -38,5 +38,5 @@ lock:
 	$(PYTHON) -m venv $(LOCK_TOOLS)
 	$(LOCK_TOOLS)/bin/pip install -q pip-tools==7.6.2
 	$(LOCK_TOOLS)/bin/pip-compile --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
-	  --no-emit-find-links --extra dev --all-build-deps -c constraints.txt -o requirements.lock $(LOCK_ARGS) \
+	  --no-emit-find-links --extra dev --extra serve --all-build-deps -c constraints.txt -o requirements.lock $(LOCK_ARGS) \
 	  pyproject.toml

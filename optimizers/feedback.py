@@ -248,7 +248,8 @@ class Feedback:
         signal: ``metric`` (Eval of the answer, the paper's), ``likelihood`` (log p(gold)),
             ``metric+likelihood`` (Eval, ties broken by log p(gold)) or ``auto``.
         batch_size: prompts per generator call (and per committed cache write).
-        num_threads: concurrent requests for a server ``dspy.LM``.
+        num_threads: concurrent requests for a server ``dspy.LM`` (default: the generator's
+            ``concurrency``, ``--concurrency``).
         progress: show a progress bar with ETA.
 
     Example:
@@ -265,7 +266,7 @@ class Feedback:
         cache: str | Path = "runs/feedback.sqlite",
         signal: Signal = "metric",
         batch_size: int = 32,
-        num_threads: int = 8,
+        num_threads: int | None = None,
         progress: bool = True,
     ) -> None:
         self.program, self.candidates = program, candidates

@@ -66,19 +66,18 @@ def _api_key(args: argparse.Namespace) -> str | None:
 def build_generator(args: argparse.Namespace) -> Any:
     """The generator the model options describe: a server ``dspy.LM`` (``--lm``) or the in-process
     model (``--model``), with the answer-reading options."""
-    import dspy
-
     from persona_rag.generator import Generator
     from persona_rag.lm import local_lm
+    from persona_rag.server import server_lm
 
     if args.lm:
-        lm = dspy.LM(
+        lm = server_lm(
             args.lm,
             api_base=args.api_base,
             api_key=_api_key(args),
             max_tokens=args.max_new_tokens,
-            temperature=0.0,
             timeout=args.timeout,
+            num_retries=args.retries,
         )
     else:
         lm = local_lm(args.model, max_tokens=args.max_new_tokens)
@@ -91,6 +90,7 @@ def build_generator(args: argparse.Namespace) -> Any:
         label_decision=args.label_decision,
         label_normalization=args.label_normalization,
         answer_extraction=args.answer_extraction,
+        concurrency=args.concurrency,
     )
 
 
@@ -265,6 +265,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         DEFAULT_LM,
         LABEL_NORMALIZATIONS,
     )
+    from persona_rag.server import DEFAULT_CONCURRENCY, DEFAULT_RETRIES
 
     group = parser.add_argument_group("models")
     group.add_argument(
@@ -285,6 +286,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument("--api-key", help="API key for --lm; avoid: it shows in ps and the shell history")
     group.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per --lm request")
+    group.add_argument(
+        "--retries", type=int, choices=range(11), default=DEFAULT_RETRIES, metavar="{0..10}",
+        help="retries of an --lm request after a 429, 5xx, timeout or refused connection "
+        "(exponential backoff: 1, 2, 4 ... s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY, help="--lm requests in flight"
+    )
     group.add_argument(
         "--encoder", type=encoder_name, default=DEFAULT_ENCODER, help="dense retriever encoder"
     )

@@ -9,6 +9,7 @@ __all__ = [
     "DownloadError",
     "GenerationError",
     "PersonaRAGError",
+    "ServerError",
     "StateError",
     "StoreError",
     "UnknownTaskError",
@@ -64,6 +65,12 @@ class DownloadError(PersonaRAGError, OSError):
 
 class GenerationError(PersonaRAGError, RuntimeError):
     """An LLM call failed or timed out; names the example it was for."""
+
+
+class ServerError(PersonaRAGError, ConnectionError):
+    """The LLM server cannot be reached even after the retries: the run stops with one line naming
+    the server, since every further request would fail the same way (and an evaluation would
+    otherwise score empty answers)."""
 
 
 class StateError(PersonaRAGError, ValueError):

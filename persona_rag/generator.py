@@ -36,10 +36,11 @@ from persona_rag.defaults import (
     AnswerExtraction,
     LabelNormalization,
 )
-from persona_rag.errors import GenerationError, StateError
+from persona_rag.errors import ConfigError, GenerationError, StateError
 from persona_rag.fingerprint import public_settings, stable_hash
 from persona_rag.lm import LocalLM, local_lm, local_model_of
 from persona_rag.lm.state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
+from persona_rag.server import DEFAULT_CONCURRENCY, call_error
 from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
 
 __all__ = [
@@ -212,6 +213,8 @@ class Generator(dspy.Module):
             ``none`` keeps the whole reply. It applies to prompts without labels (LaMP-4..7), for
             local and server models alike; results tables should state it.
         batch_size: prompts per forward pass of a local model.
+        concurrency: requests in flight at once to a server model (bulk calls); it only schedules
+            the work, so it is no part of the fingerprint.
 
     Example:
         >>> generator = Generator(lm=local_lm())
@@ -230,6 +233,7 @@ class Generator(dspy.Module):
         label_normalization: LabelNormalization = DEFAULT_LABEL_NORMALIZATION,
         answer_extraction: AnswerExtraction = "first-line",
         batch_size: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         super().__init__()
         self.predict = SafePredict(PersonalizedAnswer)
@@ -252,6 +256,7 @@ class Generator(dspy.Module):
             )
         self.answer_extraction = answer_extraction
         self.batch_size = batch_size
+        self.concurrency = concurrency
         self._content_free_cache: LRUCache[str, np.ndarray] = LRUCache(4096)
         self.adapter = PromptAdapter()
         self._default_lm: Any = None
@@ -285,13 +290,14 @@ class Generator(dspy.Module):
         its record (model string, endpoint) and every request setting it sends (``stop``,
         ``top_k``, ``extra_body`` ..., never a credential), and every plain setting of this
         generator (its ``answer_extraction`` decides the local model's stop rule), including any
-        added later; ``batch_size`` only groups the work."""
+        added later; ``batch_size`` and ``concurrency`` only schedule the work."""
         local = self.local_model
         if local is not None:
             model = local.fingerprint()
         else:
             model = {**(dump_lm(self.lm) or {}), "request": _request_settings(self.lm)}
-        return {"model": model, "settings": public_settings(self, exclude=frozenset({"batch_size"}))}
+        scheduling = frozenset({"batch_size", "concurrency"})
+        return {"model": model, "settings": public_settings(self, exclude=scheduling)}
 
     def messages(self, prompt: str) -> list[dict[str, Any]]:
         """The conversation the model receives for ``prompt`` (instructions, demos, prompt)."""
@@ -316,7 +322,7 @@ class Generator(dspy.Module):
             with dspy.context(adapter=self.adapter, lm=self.lm):
                 prediction = self.predict(prompt=prompt, config={"max_tokens": self.max_new_tokens})
         except Exception as error:
-            raise GenerationError(f"LLM call failed ({type(error).__name__}: {error})") from error
+            raise call_error(error, self.lm) from error
         return dspy.Prediction(output=self._answer(prediction.output, labels), label_scores=None)
 
     def generate_batch(
@@ -325,7 +331,7 @@ class Generator(dspy.Module):
         labels: Sequence[Sequence[str]] | None = None,
         content_free_prompts: Sequence[str | None] | None = None,
         *,
-        num_threads: int = 4,
+        num_threads: int | None = None,
     ) -> list[dspy.Prediction]:
         """Answers for many prompts: batched forward passes locally, concurrent calls otherwise.
 
@@ -333,14 +339,15 @@ class Generator(dspy.Module):
             prompts: the prompts.
             labels: per prompt, the allowed labels (empty for free generation).
             content_free_prompts: per prompt, its content-free version (for ``calibrate``).
-            num_threads: concurrent requests when the LM is a remote ``dspy.LM``.
+            num_threads: concurrent requests when the LM is a remote ``dspy.LM`` (default:
+                ``concurrency``).
         """
         labels = list(labels) if labels is not None else [()] * len(prompts)
         if len(labels) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts for {len(labels)} label sets")
         model = self.local_model
         if model is None:
-            return self._remote_batch(prompts, labels, num_threads)
+            return self._remote_batch(prompts, labels, num_threads or self.concurrency)
         results: list[dspy.Prediction | None] = [None] * len(prompts)
         scored = [i for i, ls in enumerate(labels) if ls and self.label_scoring]
         free = [i for i in range(len(prompts)) if i not in set(scored)]
@@ -437,14 +444,26 @@ class Generator(dspy.Module):
     ) -> list[dspy.Prediction]:
         from concurrent.futures import ThreadPoolExecutor
 
+        if any(labels) and (self.calibrate or self.label_decision == "mean"):
+            raise ConfigError(
+                "calibrate and label_decision='mean' need label probabilities, which a server model "
+                "does not give here (persona_rag.server); use an in-process model (--model) or drop "
+                "--calibrate / --label-decision mean"
+            )
         lm = self.lm  # read here: a dspy.context of the calling thread is not seen by workers
 
         def one(i: int) -> dspy.Prediction:
             with dspy.context(lm=lm):
                 return self(prompt=prompts[i], labels=labels[i])  # server models: constrained by parsing
 
-        with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-            return list(pool.map(one, range(len(prompts))))
+        pool = ThreadPoolExecutor(max_workers=max(1, num_threads))
+        futures = [pool.submit(one, i) for i in range(len(prompts))]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            # On a failure the queued requests are dropped rather than sent (a server that is down
+            # would make each of them wait out its retries).
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # Request settings that say who is asking, not what is asked: never part of a fingerprint.

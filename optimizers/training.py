@@ -13,6 +13,13 @@ in ``trainer.json``. It records the run's fingerprint (the settings that shape t
 hash of the training items, and the base model's fingerprint): a run started into a folder that
 holds a different run stops with a clear error instead of returning the old model, unless
 ``resume=False`` (``--overwrite``) asks to start fresh.
+
+Under ``torchrun`` or ``accelerate launch`` (see :mod:`optimizers.distributed`) each process
+computes its share of every optimizer step's micro-batches and the gradients are summed over the
+processes, so the effective batch stays ``batch_size x gradient_accumulation_steps`` whatever the
+process count, N processes reach one process's weights (to float rounding), and a run resumes
+with any process count. Only the main process validates and writes the state, the best weights,
+``history.json`` and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -55,7 +62,8 @@ class TrainingConfig:
         learning_rate: peak learning rate (paper: 1e-5).
         epochs: passes over the training set (paper: 10 for retrievers, 20 for selectors).
         batch_size: examples per forward pass.
-        gradient_accumulation_steps: forward passes per optimizer step (paper: effective 64).
+        gradient_accumulation_steps: forward passes per optimizer step (paper: effective 64), in
+            total over the processes of a launch (best a multiple of their number).
         warmup_ratio: share of optimizer steps with linear warm-up (paper: 5%).
         max_grad_norm: gradient clipping (paper: 1.0).
         weight_decay: AdamW weight decay (paper: none, i.e. Adam).

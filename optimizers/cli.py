@@ -54,9 +54,11 @@ def _train_and_val(args: argparse.Namespace) -> tuple[list, list, Any]:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from optimizers import distributed
     from optimizers.reader import ReaderFinetune, ReaderFinetuneConfig
     from persona_rag.retrievers import make_retriever
 
+    distributed.initialize()  # before any model loads: under a launch, "cuda" is this rank's GPU
     train, val, task = _train_and_val(args)
     config = ReaderFinetuneConfig(
         output_dir=args.out,
@@ -79,6 +81,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     optimizer = ReaderFinetune(config=config, retrievers=retrievers)
     program = build_program(args, task, args.retrievers[0])
     tuned = optimizer.compile(program, trainset=train, valset=val)
+    if not distributed.is_main():  # the main process writes and reports for the whole launch
+        return 0
     tuned.save(str(Path(args.out) / "program.json"))
     history = optimizer.result.history if optimizer.result else []
     _report(
@@ -91,9 +95,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from optimizers import distributed
     from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 
     out = args.out or Path("runs") / f"ropg-{args.method}"
+    distributed.initialize()
     train, val, task = _train_and_val(args)
     common = {
         "output_dir": out,
@@ -117,6 +123,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         optimizer = ROPG_RL(config=ROPGConfig(**common))
     program = build_program(args, task, "dense")
     tuned = optimizer.compile(program, trainset=train, valset=val)
+    if not distributed.is_main():  # the main process writes and reports for the whole launch
+        return 0
     tuned.save(str(out / "program.json"))
     history = optimizer.result.history if optimizer.result else []
     _report(
@@ -129,11 +137,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    from optimizers import distributed
     from optimizers.rspg import RSPG, RSPGConfig
     from persona_rag.io import atomic_write_json
     from persona_rag.selector import Selector
 
     out = args.out or Path("runs") / f"rspg-{args.mode}"
+    distributed.initialize()
     train, val, task = _train_and_val(args)
     config = RSPGConfig(
         output_dir=out,
@@ -158,6 +168,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     )
     optimizer = RSPG(config=config)
     tuned = optimizer.compile(program, trainset=train, valset=val)
+    if not distributed.is_main():  # the main process writes and reports for the whole launch
+        return 0
     tuned.save(str(out / "program.json"))
     atomic_write_json(out / "selector.json", tuned.selector.dump_state())
     history = optimizer.result.history if optimizer.result else []
@@ -245,7 +257,10 @@ def _add_training_options(
     parser.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training set")
     parser.add_argument("--train-batch-size", type=positive_int, default=8, help="examples per forward pass")
     parser.add_argument(
-        "--grad-accum", type=positive_int, default=grad_accum, help="forward passes per optimizer step"
+        "--grad-accum",
+        type=positive_int,
+        default=grad_accum,
+        help="forward passes per optimizer step, split over the processes of a launch",
     )
     parser.add_argument(
         "--max-examples",

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import dspy
 
+from optimizers import distributed
 from optimizers.training import TrainingConfig
 from persona_rag.errors import CacheError, ConfigError
 from persona_rag.fingerprint import stable_hash
@@ -200,14 +201,16 @@ class FeedbackCache:
             self._db.commit()
 
     @contextmanager
-    def _readable(self) -> Iterator[None]:
-        """Turn a corrupt or foreign cache file into one clear error that says what to do."""
+    def _readable(self, path: Path | None = None) -> Iterator[None]:
+        """Turn a corrupt or foreign cache file (this one, or ``path``) into one clear error that
+        says what to do."""
+        path = path or self.path
         try:
             yield
         except (sqlite3.DatabaseError, json.JSONDecodeError) as error:
             raise CacheError(
-                f"{self.path}: the feedback cache cannot be read ({type(error).__name__}: {error}); "
-                f"delete or move the cache file {self.path} and run again (its answers are recomputed)"
+                f"{path}: the feedback cache cannot be read ({type(error).__name__}: {error}); "
+                f"delete or move the cache file {path} and run again (its answers are recomputed)"
             ) from error
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
@@ -232,6 +235,41 @@ class FeedbackCache:
     def __len__(self) -> int:
         with self._lock, self._readable():
             return int(self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+
+    def shard(self, rank: int) -> Path:
+        """The file process ``rank`` of a multi-process launch writes its answers to, beside this
+        one: one writer per file, so no two processes ever write the same SQLite database."""
+        return self.path.with_name(f"{self.path.name}.shard-{rank}")
+
+    def shards(self) -> list[Path]:
+        """Shard files waiting to be merged (a launch of any size, finished or killed)."""
+        return sorted(self.path.parent.glob(f"{self.path.name}.shard-*[0-9]"))
+
+    def merge_shards(self) -> int:
+        """Move every shard's rows into this cache, one transaction per shard, then delete it.
+
+        A merge cut short leaves each shard either merged whole or not at all; a shard merged but
+        not yet deleted is merged again, which changes nothing (the rows are keyed by content).
+        Returns the number of rows moved.
+        """
+        moved = 0
+        for shard in self.shards():
+            with self._lock, self._readable(shard):
+                self._db.execute("ATTACH DATABASE ? AS shard", (str(shard),))
+                try:
+                    tables = "SELECT 1 FROM shard.sqlite_master WHERE type = 'table' AND name = 'feedback'"
+                    if self._db.execute(tables).fetchone():  # else killed before its first write
+                        with self._db:
+                            copy = "INSERT OR REPLACE INTO feedback SELECT key, value FROM shard.feedback"
+                            moved += self._db.execute(copy).rowcount
+                finally:
+                    self._db.execute("DETACH DATABASE shard")
+            for leftover in (shard, *(shard.with_name(shard.name + end) for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+        if moved:  # readers on other machines then find every row in the database file itself
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return moved
 
     def close(self) -> None:
         with self._lock:
@@ -272,7 +310,11 @@ class Feedback:
         self.program, self.candidates = program, candidates
         self.signal = resolve_signal(signal, program)
         self.batch_size, self.num_threads, self.progress = batch_size, num_threads, progress
-        self.cache = FeedbackCache(cache)
+        if distributed.is_main():  # creates the file; the other processes of a launch then open it
+            self.cache = FeedbackCache(cache)
+        distributed.barrier()
+        if not distributed.is_main():
+            self.cache = FeedbackCache(cache)
         self.computed = 0  # model calls (answers or log-likelihoods) made by the last compute(), not cached
         self.seconds = 0.0  # wall time of those calls
 
@@ -362,23 +404,55 @@ class Feedback:
                     prompt_keys.append(key)
                     jobs.setdefault(key, _Job(key, kind, prompt, labels, content_free, gold))
                 keys[-1].append((prompt, prompt_keys))
-        cached = self.cache.get_many(list(jobs))
-        missing = [job for key, job in jobs.items() if key not in cached]
-        self.computed, started = len(missing), time.perf_counter()
-        logger.info("feedback: %d prompts, %d cached, %d to compute", len(jobs), len(cached), len(missing))
-        with tqdm(total=len(missing), desc="feedback", unit="prompt", disable=not self.progress) as bar:
-            for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start : start + self.batch_size]
-                rows = self._answer(chunk)
-                self.cache.put_many(rows)
-                cached.update(rows)
-                bar.update(len(chunk))
+        started = time.perf_counter()
+        cached = self._sharded(jobs, tqdm)
         self.seconds = time.perf_counter() - started
 
         def merged(prompt_keys: list[str]) -> dict[str, Any]:  # one prompt's answer and/or log-likelihood
             return {name: value for key in prompt_keys for name, value in cached[key].items()}
 
         return [[(prompt, merged(prompt_keys)) for prompt, prompt_keys in group] for group in keys]
+
+    def _sharded(self, jobs: dict[str, _Job], tqdm: Any) -> dict[str, Any]:
+        """Every job's answer: from the cache, or computed, each process of a launch computing
+        every ``world``-th missing job into its own shard file, which the main process merges.
+
+        The main process first merges what an earlier, interrupted launch of any size left in
+        shards, so a resume (with any process count) computes only what no process committed.
+        One process writes straight into the cache, as it always did.
+        """
+        world, me = distributed.world_size(), distributed.rank()
+        if distributed.is_main():
+            self.cache.merge_shards()
+        distributed.barrier()
+        cached = self.cache.get_many(list(jobs))
+        missing = [job for key, job in jobs.items() if key not in cached]
+        mine = missing[me::world]
+        logger.info(
+            "feedback: %d prompts, %d cached, %d to compute (%d by process %d of %d)",
+            len(jobs), len(cached), len(missing), len(mine), me, world,
+        )  # fmt: skip
+        writer = self.cache if world == 1 else FeedbackCache(self.cache.shard(me))
+        shown = self.progress and distributed.is_main()
+        try:
+            with tqdm(total=len(mine), desc="feedback", unit="prompt", disable=not shown) as bar:
+                for start in range(0, len(mine), self.batch_size):
+                    chunk = mine[start : start + self.batch_size]
+                    rows = self._answer(chunk)
+                    writer.put_many(rows)
+                    cached.update(rows)
+                    bar.update(len(chunk))
+        finally:
+            if writer is not self.cache:
+                writer.close()
+        self.computed = int(distributed.all_sum([len(mine)])[0])  # by the whole launch
+        if world > 1:
+            distributed.barrier()  # every shard is complete and closed
+            if distributed.is_main():
+                self.cache.merge_shards()
+            distributed.barrier()
+            cached.update(self.cache.get_many([job.key for job in missing]))
+        return cached
 
     def _outputs_and_scores(
         self, example: dspy.Example, values: Sequence[Any]

@@ -20,6 +20,7 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
+from optimizers import distributed
 from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict, validation_scores
 from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_directory, atomic_write_json
@@ -171,7 +172,8 @@ class ReaderFinetune(Teleprompter):
         if not valset:
             raise ConfigError("ReaderFinetune needs a valset for early stopping and checkpoint choice")
         out = Path(config.output_dir)
-        atomic_write_json(out / "config.json", {**config_dict(config), "base_model": base.name})
+        if distributed.is_main():
+            atomic_write_json(out / "config.json", {**config_dict(config), "base_model": base.name})
 
         from transformers import AutoModelForCausalLM
 

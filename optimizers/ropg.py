@@ -29,6 +29,7 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
+from optimizers import distributed
 from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig, carries_preference
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
@@ -147,7 +148,8 @@ class _ROPG(Teleprompter):
         if not valset:
             raise ValueError(f"{type(self).__name__} needs a valset for early stopping and checkpoint choice")
         out = Path(config.output_dir)
-        atomic_write_json(out / "config.json", {**config_dict(config), "method": self.name})
+        if distributed.is_main():
+            atomic_write_json(out / "config.json", {**config_dict(config), "method": self.name})
 
         feedback = Feedback(
             program=program,

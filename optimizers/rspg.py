@@ -23,6 +23,7 @@ import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
+from optimizers import distributed
 from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback, carries_preference
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict
@@ -111,10 +112,11 @@ class RSPG(Teleprompter):
             raise ValueError("RSPG needs a valset for early stopping and checkpoint choice")
         name = f"rspg-{selector.mode}"
         out = Path(config.output_dir)
-        atomic_write_json(
-            out / "config.json",
-            {**config_dict(config), "method": name, "pool": selector.dump_state()["pool"]},
-        )
+        if distributed.is_main():
+            atomic_write_json(
+                out / "config.json",
+                {**config_dict(config), "method": name, "pool": selector.dump_state()["pool"]},
+            )
 
         feedback = Feedback(
             program=program,

@@ -13,6 +13,13 @@ in ``trainer.json``. It records the run's fingerprint (the settings that shape t
 hash of the training items, and the base model's fingerprint): a run started into a folder that
 holds a different run stops with a clear error instead of returning the old model, unless
 ``resume=False`` (``--overwrite``) asks to start fresh.
+
+Under ``torchrun`` or ``accelerate launch`` (see :mod:`optimizers.distributed`) each process
+computes its share of every optimizer step's micro-batches and the gradients are summed over the
+processes, so the effective batch stays ``batch_size x gradient_accumulation_steps`` whatever the
+process count, N processes reach one process's weights (to float rounding), and a run resumes
+with any process count. Only the main process validates and writes the state, the best weights,
+``history.json`` and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import dspy
 import numpy as np
 import torch
 
+from optimizers import distributed
 from persona_rag.errors import StateError
 from persona_rag.evaluation import evaluate_program
 from persona_rag.fingerprint import stable_hash
@@ -55,7 +63,8 @@ class TrainingConfig:
         learning_rate: peak learning rate (paper: 1e-5).
         epochs: passes over the training set (paper: 10 for retrievers, 20 for selectors).
         batch_size: examples per forward pass.
-        gradient_accumulation_steps: forward passes per optimizer step (paper: effective 64).
+        gradient_accumulation_steps: forward passes per optimizer step (paper: effective 64), in
+            total over the processes of a launch (best a multiple of their number).
         warmup_ratio: share of optimizer steps with linear warm-up (paper: 5%).
         max_grad_norm: gradient clipping (paper: 1.0).
         weight_decay: AdamW weight decay (paper: none, i.e. Adam).
@@ -159,6 +168,8 @@ class Trainer:
         return json.loads(json.dumps(run, default=str))  # as it reads back from trainer.json
 
     def _save_state(self, optimizer: Any, scheduler: Any, progress: dict[str, Any]) -> None:
+        if not distributed.is_main():  # every process holds the same weights and progress
+            return
         import io
 
         tensors = io.BytesIO()
@@ -244,6 +255,13 @@ class Trainer:
         total_steps = steps_per_epoch * config.epochs
         warmup = max(1, int(config.warmup_ratio * total_steps))
         parameters = [p for p in self.module.parameters() if p.requires_grad]
+        world, me, device = distributed.world_size(), distributed.rank(), parameters[0].device
+        if world > 1 and config.gradient_accumulation_steps % world:
+            logger.warning(
+                "%s: %d micro-batches per optimizer step do not split evenly over %d processes; some "
+                "wait at every step (make --grad-accum a multiple of the process count)",
+                self.name, config.gradient_accumulation_steps, world,
+            )  # fmt: skip
         optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
@@ -255,6 +273,7 @@ class Trainer:
             "epoch": 0, "micro": 0, "step": 0, "history": [], "best": -math.inf, "best_epoch": 0,
             "bad_epochs": 0, "sums": {}, "count": 0, "validated": False,
         }  # fmt: skip
+        distributed.barrier()  # every process has read the state before the main one replaces it
         if not progress["validated"]:  # the untrained model is the first candidate for "best"
             self._end_epoch(progress, optimizer, scheduler, epoch=0)
         best_dir = self.out / "best"
@@ -263,33 +282,33 @@ class Trainer:
             initial=progress["step"],
             desc=self.name,
             unit="step",
-            disable=not config.progress,
+            disable=not (config.progress and distributed.is_main()),
         )
         first_step, step_seconds = progress["step"], 0.0
+        local: dict[str, Any] = {"count": 0, "sums": {}}  # this process's share of the current step
         while progress["epoch"] < config.epochs and not self._stopped(progress):
             epoch = progress["epoch"]
             order = np.random.default_rng(config.seed + epoch).permutation(len(items))
             self.module.train()
             for micro in range(progress["micro"], micro_per_epoch):
-                chunk = [items[i] for i in order[micro * config.batch_size : (micro + 1) * config.batch_size]]
                 started = time.perf_counter()
-                output = self.loss_fn(chunk)
-                loss, extras = output if isinstance(output, tuple) else (output, {})
-                (loss / config.gradient_accumulation_steps).backward()
-                sums = progress["sums"]
-                for key, value in {"loss": float(loss.detach()), **extras}.items():
-                    sums[key] = sums.get(key, 0.0) + float(value)
-                progress["count"] += 1
+                if (micro % config.gradient_accumulation_steps) % world == me:  # this process's share
+                    rows = order[micro * config.batch_size : (micro + 1) * config.batch_size]
+                    self._backward([items[i] for i in rows], local, seed=(epoch, micro), device=device)
                 progress["micro"] = micro + 1
                 last = micro + 1 == micro_per_epoch
                 if (micro + 1) % config.gradient_accumulation_steps == 0 or last:
+                    _sum_gradients(parameters)
+                    _add_sums(progress, distributed.gather_json(local))
+                    local = {"count": 0, "sums": {}}
                     torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     progress["step"] += 1
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{sums['loss'] / progress['count']:.4f}")
+                    mean = progress["sums"]["loss"] / progress["count"]
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.4f}")
                     if progress["step"] % config.checkpoint_every == 0 and not last:
                         self._save_state(optimizer, scheduler, progress)
                 step_seconds += time.perf_counter() - started
@@ -304,27 +323,83 @@ class Trainer:
             step_seconds=step_seconds,
         )
 
+    def _backward(
+        self, chunk: list[Any], local: dict[str, Any], *, seed: tuple[int, int], device: torch.device
+    ) -> None:
+        """Accumulate one micro-batch's gradient (its loss over the step's micro-batch count) and
+        add its loss and extras to this process's sums of the step."""
+        # Randomness (dropout, RL's sampling) is a function of the micro-batch, so the result does
+        # not depend on which process computes it, nor on where a run was resumed.
+        torch.manual_seed(stable_seed(self.config.seed, *seed))
+        with distributed.autocast(device):
+            output = self.loss_fn(chunk)
+        loss, extras = output if isinstance(output, tuple) else (output, {})
+        (loss / self.config.gradient_accumulation_steps).backward()
+        local["count"] += 1
+        for key, value in {"loss": float(loss.detach()), **extras}.items():
+            local["sums"][key] = local["sums"].get(key, 0.0) + float(value)
+
     def _stopped(self, progress: dict[str, Any]) -> bool:
         patience = self.config.patience
         return patience is not None and progress["bad_epochs"] >= patience
 
     def _end_epoch(self, progress: dict[str, Any], optimizer: Any, scheduler: Any, *, epoch: int) -> None:
         self.module.eval()
-        metrics = self.validate()
+        main = distributed.is_main()
+        # One process validates and the others take its figures, so every process makes the same
+        # early-stopping decision; the weights are the same everywhere.
+        metrics = distributed.broadcast_json(self.validate() if main else None)
         record = {"epoch": epoch, "step": progress["step"], **metrics}
         if progress["count"]:
             record.update({f"train_{k}": v / progress["count"] for k, v in progress["sums"].items()})
         progress["history"].append(record)
         if metrics["score"] > progress["best"]:
             progress.update(best=metrics["score"], best_epoch=epoch, bad_epochs=0)
-            self.save_best(self.out / "best")
+            if main:
+                self.save_best(self.out / "best")
         elif epoch > 0:
             progress["bad_epochs"] += 1
         progress.update(epoch=epoch, micro=0, sums={}, count=0, validated=True)
         self._save_state(optimizer, scheduler, progress)
-        atomic_write_json(self.out / "history.json", progress["history"])
-        plot_history(progress["history"], self.out / "curves.png", title=self.name)
-        logger.info("%s epoch %d: %s", self.name, epoch, record)
+        if main:
+            atomic_write_json(self.out / "history.json", progress["history"])
+            plot_history(progress["history"], self.out / "curves.png", title=self.name)
+            logger.info("%s epoch %d: %s", self.name, epoch, record)
+        distributed.barrier()  # the best weights are on disk before any process reads them back
+
+
+def stable_seed(*parts: int) -> int:
+    """A torch seed from integers (the run's seed, the epoch, the micro-batch): the same in every
+    process of a launch and in every later run, so a micro-batch's randomness is its own."""
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + int(part)) % (2**63 - 1)
+    return value
+
+
+def _sum_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
+    """Sum the accumulated gradients over the launch's processes (a no-op for one process).
+
+    Each process divided its losses by the step's micro-batch count, so the sum is the gradient of
+    the step's mean loss, exactly as one process accumulating every micro-batch would get it. A
+    process with no micro-batch this step (or a parameter its loss did not reach) adds zeros.
+    """
+    if distributed.world_size() == 1:
+        return
+    for p in parameters:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    distributed.all_sum_tensors([p.grad for p in parameters])
+
+
+def _add_sums(progress: dict[str, Any], parts: Sequence[dict[str, Any]]) -> None:
+    """Add the processes' loss sums and micro-batch counts of one step to the epoch's running ones
+    (in rank order, so every process holds the same figures)."""
+    sums = progress["sums"]
+    for part in parts:
+        progress["count"] += part["count"]
+        for key, value in part["sums"].items():
+            sums[key] = sums.get(key, 0.0) + value
 
 
 def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:

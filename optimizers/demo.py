@@ -448,7 +448,6 @@ def add_demo(commands: Any) -> None:
         "demo",
         help="the paper's result on a generated sample task: fine-tuned reader, fixed retrievers, "
         "ROPG-KD and RSPG-Post on held-out questions",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     demo.add_argument("--out", default="runs/demo", help="where the data, checkpoints, results and chart go")
     demo.add_argument("--seed", type=int, default=0, help="the sample task's seed")

@@ -22,6 +22,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 __all__ = [
+    "DefaultsOnceFormatter",
     "add_data_options",
     "add_model_options",
     "build_program",
@@ -456,11 +457,26 @@ def _add_store_options(parser: argparse.ArgumentParser, *, required: bool) -> No
     group.add_argument("--url", type=server_url, help="Chroma server URL (chroma run)")
 
 
+class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default exactly once.
+
+    argparse appends ``(default: VALUE)`` unless the help holds ``%(default)s``, so a help text
+    that states its default in words (``(default: the whole train split)``) showed it twice, the
+    second time as ``None``. Here a help that says ``(default: ...)`` itself is left as written,
+    and a required option, which has no default, gets none.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _HelpfulParser(argparse.ArgumentParser):
-    """Every command's help shows each option's default."""
+    """Every command's help shows each option's default (once: :class:`DefaultsOnceFormatter`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", DefaultsOnceFormatter)
         super().__init__(*args, **kwargs)
 
 
@@ -496,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=["bm25"],
         help="comma-separated: none,random,recency,bm25,dense, or name=DIR for a trained dense encoder",
     )
-    evaluate.add_argument("--out", type=Path, help="results JSON (default results/<data>-<split>.json)")
+    evaluate.add_argument("--out", type=Path, help="results JSON (default: results/<data>-<split>.json)")
     evaluate.add_argument(
         "--selector",
         type=Path,

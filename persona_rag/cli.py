@@ -420,7 +420,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=16, help="prompts per forward pass or request batch"
     )
     group.add_argument(
-        "--free-generation", action="store_true", help="generate answers instead of scoring the label set"
+        "--free-generation",
+        action="store_true",
+        help="generate answers instead of scoring the label set (a server model, --lm, always generates; "
+        "its answer is read as a label)",
     )
     group.add_argument(
         "--calibrate", action="store_true", help="calibrate label scores on a content-free input"
@@ -436,7 +439,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument(
         "--label-normalization", choices=LABEL_NORMALIZATIONS, default=DEFAULT_LABEL_NORMALIZATION,
-        help="label scoring of multi-token labels: sum of token log-probabilities, or their mean per token",
+        help="label scoring of multi-token labels (in-process models): sum of token log-probabilities, "
+        "or their mean per token",
     )  # fmt: skip
     group.add_argument(
         "--answer-extraction", choices=ANSWER_EXTRACTIONS, default="first-line",
@@ -527,8 +531,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_label_options_for_servers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that read the model's label scores need an in-process model; with ``--lm`` they would
+    silently do nothing (a server model generates, and its answer is read as the label), so they
+    are refused in one line before anything loads."""
+    if not getattr(args, "lm", None):
+        return
+    unusable = [
+        option
+        for option, used in (
+            ("--calibrate", args.calibrate),
+            ("--label-decision mean", args.label_decision == "mean"),
+        )
+        if used
+    ]
+    if unusable:
+        parser.error(
+            f"{' and '.join(unusable)} need(s) label scores from an in-process model (--model); a server "
+            "model (--lm) generates its answer, which is read as one of the task's labels"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _refuse_label_options_for_servers(parser, args)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

@@ -324,7 +324,9 @@ def add_select(commands: Any) -> None:
         help="comma-separated retriever specs; name=DIR adds a trained dense encoder (e.g. ROPG's best)",
     )
     select.add_argument("--selector-encoder", default="all-MiniLM-L6-v2", help="the selector's encoder")
-    select.add_argument("--out", type=Path, help="default runs/rspg-<mode>")
+    select.add_argument(
+        "--out", type=Path, help="the selector, checkpoints and history (default: runs/rspg-<mode>)"
+    )
     select.add_argument(
         "--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"), help="cache of the LLM's answers"
     )
@@ -350,7 +352,9 @@ def add_report(commands: Any) -> None:
         help="comma-separated splits the table reports (never trained or validated on); "
         "SPLIT:N keeps its first N questions, e.g. test,dev:200",
     )
-    report.add_argument("--out", type=Path, help="default reports/<data dir name>")
+    report.add_argument(
+        "--out", type=Path, help="tables, checkpoints and results (default: reports/<data dir name>)"
+    )
     report.add_argument(
         "--train-examples", type=positive_int, help="ROPG training questions (default: the whole train split)"
     )
@@ -373,7 +377,9 @@ def add_report(commands: Any) -> None:
     _add_signal_option(report)
     report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
-    report.add_argument("--feedback-cache", type=Path, help="default <out>/feedback.sqlite")
+    report.add_argument(
+        "--feedback-cache", type=Path, help="cache of the LLM's answers (default: <out>/feedback.sqlite)"
+    )
     report.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
     _add_overwrite(report)
     add_model_options(report)
@@ -411,7 +417,7 @@ def add_train(commands: Any) -> None:
     train.add_argument(
         "--method", choices=("kd", "rl"), required=True, help="distillation (Eq. 4) or REINFORCE (Eq. 1-3)"
     )
-    train.add_argument("--out", type=Path, help="default runs/ropg-<method>")
+    train.add_argument("--out", type=Path, help="checkpoints and history (default: runs/ropg-<method>)")
     train.add_argument(
         "--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"), help="cache of the LLM's answers"
     )

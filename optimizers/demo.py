@@ -19,15 +19,15 @@ its checkpoint instead of training again, and the LLM feedback is cached, so it 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from persona_rag.cli_options import add_model_options, build_program, load_selector, make_console
 from persona_rag.defaults import DEFAULT_LM
+from persona_rag.fingerprint import directory_fingerprint, stable_hash
 
 __all__ = [
     "DemoConfig",
@@ -109,8 +109,19 @@ class DemoResult:
 
 
 def _fingerprint(*parts: Any) -> str:
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A stage's key: the content hash of what it is made from (models by their files' content,
+    questions by their text and profiles, settings without the folders they write to), so a
+    renamed or moved output folder reuses its stages and a changed input retrains."""
+    return stable_hash(parts)[:16]
+
+
+def _encoder_key(encoder: str) -> str:
+    """An encoder by content when its files are local (the packaged default, a checkpoint), else
+    by its hub name."""
+    from persona_rag.encoders import resolve_encoder
+
+    location = resolve_encoder(encoder)
+    return directory_fingerprint(location) if Path(location).is_dir() else encoder
 
 
 def _stage(directory: Path, key: str, train: Callable[[], None]) -> bool:
@@ -199,9 +210,9 @@ def bar_chart(results: Sequence[Any], metric: str, title: str, *, lower: bool) -
 
 
 def _examples_key(examples: Sequence[Any]) -> str:
-    return _fingerprint(
-        [(ex.get("id"), ex.input, ex.output, len(ex.get("profile") or ())) for ex in examples]
-    )
+    """Questions by content: id, input, gold and the whole profile."""
+    fields = ("id", "input", "output", "profile", "user_id")
+    return _fingerprint([{name: ex.get(name) for name in fields} for ex in examples])
 
 
 def finetune_reader(
@@ -221,10 +232,13 @@ def finetune_reader(
     examples share it and a second run skips it. Returns the ``best`` checkpoint directory.
     """
     from optimizers.reader import ReaderFinetune, ReaderFinetuneConfig
+    from persona_rag.lm import LocalEngine, model_fingerprint
     from persona_rag.retrievers import make_retriever
 
-    base = program.generator.local_model
-    if base is None:
+    # The base by name and content, not loaded: a reused fine-tune never loads it at all, and a
+    # fine-tune that runs frees it while its copy trains.
+    engine = getattr(program.generator.lm, "engine", None)
+    if not isinstance(engine, LocalEngine):
         raise ValueError("the reader fine-tune trains an in-process model; a server model is used as it is")
     config = ReaderFinetuneConfig(
         output_dir=Path(out),
@@ -241,14 +255,16 @@ def finetune_reader(
     key = _fingerprint(
         _examples_key(trainset),
         _examples_key(valset),
-        asdict(config),
-        base.name,
+        config.identity(),
+        model_fingerprint(engine.model),
         program.retriever.dump_state(),
+        _encoder_key(program.retriever.encoder.name),
     )
     console = make_console()
 
     def train() -> None:
-        console.print(f"reader: fine-tuning {base.name} to read profile items ({len(trainset)} questions)")
+        name = Path(engine.model).name
+        console.print(f"reader: fine-tuning {name} to read profile items ({len(trainset)} questions)")
         ReaderFinetune(config=config, retrievers=retrievers).compile(
             program, trainset=trainset, valset=valset
         )
@@ -351,7 +367,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
             seed=config.seed,
         )
         args = argparse.Namespace(**{**vars(args), "model": str(best)})
-        reader_key = _fingerprint(json.loads((reader_dir / "demo_stage.json").read_text()))
+        reader_key = directory_fingerprint(best)
 
     cache = out / "feedback.sqlite"
     shared = {
@@ -372,7 +388,9 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         learning_rate=1e-4,
         **shared,
     )
-    ropg_key = _fingerprint(reader_key, _examples_key(fit), asdict(ropg_config), args.encoder, args.k)
+    ropg_key = _fingerprint(
+        reader_key, _examples_key(fit), ropg_config.identity(), _encoder_key(args.encoder), args.k
+    )
     if _stage(
         Path(ropg_config.output_dir),
         ropg_key,
@@ -396,7 +414,10 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         trained = RSPG(config=rspg_config).compile(student, trainset=fit, valset=val)
         atomic_write_json(selector_file, trained.selector.dump_state())
 
-    if _stage(Path(rspg_config.output_dir), _fingerprint(ropg_key, asdict(rspg_config)), select):
+    rspg_key = _fingerprint(
+        ropg_key, directory_fingerprint(Path(ropg_config.output_dir) / "best"), rspg_config.identity()
+    )
+    if _stage(Path(rspg_config.output_dir), rspg_key, select):
         console.print("RSPG-Post: trained the selector over the pool")
 
     results = _pool_results(dense, test, pool, load_selector(selector_file), cache)
@@ -448,7 +469,6 @@ def add_demo(commands: Any) -> None:
         "demo",
         help="the paper's result on a generated sample task: fine-tuned reader, fixed retrievers, "
         "ROPG-KD and RSPG-Post on held-out questions",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     demo.add_argument("--out", default="runs/demo", help="where the data, checkpoints, results and chart go")
     demo.add_argument("--seed", type=int, default=0, help="the sample task's seed")

@@ -9,6 +9,7 @@ the best checkpoint, saved in Hugging Face format.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import Retriever
 
-__all__ = ["TRAINING_RECORD", "ReaderFinetune", "ReaderFinetuneConfig", "reader_training_ids"]
+__all__ = ["TRAINING_RECORD", "ReaderFinetune", "ReaderFinetuneConfig", "answer_loss", "reader_training_ids"]
 
 # Written into the checkpoint: the question ids it was trained and validated on.
 TRAINING_RECORD = "persona_rag_training.json"
@@ -46,6 +47,32 @@ def reader_training_ids(model: str | Path) -> set[str]:
 
 
 logger = logging.getLogger(__name__)
+
+
+def answer_loss(model: Any, batch: Sequence[tuple[list[int], list[int]]], pad: int) -> torch.Tensor:
+    """Mean cross-entropy of the answer tokens after their prompts (right-padded rows).
+
+    The same loss as ``model(..., labels=...)`` with the prompts masked, but only the positions
+    that predict an answer token go through the LM head: with a 49k vocabulary the full-sequence
+    logits, their softmax and their gradient were the largest tensors of a training step.
+    """
+    width = max(len(p) + len(a) for p, a in batch)
+    ids, mask, predicts, targets = [], [], [], []
+    for prompt_ids, answer_ids in batch:
+        row = prompt_ids + answer_ids
+        fill = width - len(row)
+        ids.append(row + [pad] * fill)
+        mask.append([1] * len(row) + [0] * fill)
+        first = len(prompt_ids) - 1  # position t predicts token t + 1
+        predicts.append([first <= t < first + len(answer_ids) for t in range(width)])
+        targets.extend(answer_ids)
+    device = model.device
+    logits = model(
+        input_ids=torch.tensor(ids, device=device),
+        attention_mask=torch.tensor(mask, device=device),
+        logits_to_keep=torch.tensor(predicts, device=device),  # boolean: (answer tokens, vocabulary)
+    ).logits
+    return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets, device=device))
 
 
 @dataclass(kw_only=True)
@@ -174,38 +201,56 @@ class ReaderFinetune(Teleprompter):
         out = Path(config.output_dir)
         if distributed.is_main():
             atomic_write_json(out / "config.json", {**config_dict(config), "base_model": base.name})
+        logger.info("building %d training prompts", len(trainset))
+        prompts = self._prompts(program, trainset)  # budgeted with the base's tokenizer
 
+        # The base's weights are not needed beside the copy that trains: the process-wide instance
+        # is forgotten, so (unless the caller holds it) only the trained copy is in memory. A later
+        # call of the base model loads it again, in about a second from its cached files.
+        base_name = base.name
+        weights = {"base_files": base.files_fingerprint, "tokenizer": base.tokenizer}
+        weights |= {"device": base.device, "batch_size": base.batch_size}
+        del base
+        release_local_lm(base_name)
+        gc.collect()
+        self._train(program, prompts, trainset, valset, base_name=base_name, **weights)
+        gc.collect()  # the trained copy, its gradients and Adam's moments go before the best loads
+        best = out / "best"
+        release_local_lm(str(best))  # a reader of the same path loaded earlier is stale now
+        program.generator.predict.lm = local_lm(str(best), max_tokens=program.generator.max_new_tokens)
+        program._compiled = True
+        return program
+
+    def _train(
+        self,
+        program: PersonalizedRAG,
+        prompts: list[str],
+        trainset: list[dspy.Example],
+        valset: list[dspy.Example],
+        *,
+        base_name: str,
+        base_files: str,
+        tokenizer: Any,
+        device: str,
+        batch_size: int,
+    ) -> None:
+        """Train a fresh copy of the base model's weights and write the best to ``output_dir/best``;
+        the copy and the optimizer's state are dropped when this returns."""
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(resolve_model(base.name), dtype=torch.float32).to(
-            base.device
-        )
+        config = self.config
+        out = Path(config.output_dir)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(base_name), dtype=torch.float32).to(device)
         training_name = f"{out}/training"
-        training_lm = LocalLM.wrap(model, base.tokenizer, name=training_name, batch_size=base.batch_size)
-
-        logger.info("building %d training prompts", len(trainset))
-        prompts = self._prompts(program, trainset)
+        training_lm = LocalLM.wrap(model, tokenizer, name=training_name, batch_size=batch_size)
         items = self._fit(
             [self._encode(training_lm, program, p, str(e.output)) for p, e in zip(prompts, trainset)],
             program.settings.max_input_tokens,
         )
-        pad = base.tokenizer.pad_token_id
+        pad = tokenizer.pad_token_id
 
         def loss_fn(batch: list[tuple[list[int], list[int]]]) -> torch.Tensor:
-            width = max(len(p) + len(a) for p, a in batch)
-            ids, labels, mask = [], [], []
-            for prompt_ids, answer_ids in batch:
-                row = prompt_ids + answer_ids
-                fill = width - len(row)
-                ids.append(row + [pad] * fill)
-                labels.append([-100] * len(prompt_ids) + answer_ids + [-100] * fill)
-                mask.append([1] * len(row) + [0] * fill)
-            device = model.device
-            return model(
-                input_ids=torch.tensor(ids, device=device),
-                attention_mask=torch.tensor(mask, device=device),
-                labels=torch.tensor(labels, device=device),
-            ).loss
+            return answer_loss(model, batch, pad)
 
         def validate() -> dict[str, float]:
             evaluator = program.deepcopy()  # fresh caches: the weights changed since last time
@@ -220,7 +265,7 @@ class ReaderFinetune(Teleprompter):
         def save_best(directory: Path) -> None:
             with atomic_directory(directory) as temporary:
                 model.save_pretrained(temporary)
-                base.tokenizer.save_pretrained(temporary)
+                tokenizer.save_pretrained(temporary)
                 (temporary / TRAINING_RECORD).write_text(json.dumps(record))
 
         trainer = Trainer(
@@ -230,12 +275,7 @@ class ReaderFinetune(Teleprompter):
             validate=validate,
             save_best=save_best,
             name="reader",
-            base=base.files_fingerprint,
+            base=base_files,
         )
         self.result = trainer.fit(items)
         release_local_lm(training_name)
-        best = out / "best"
-        release_local_lm(str(best))  # a reader of the same path loaded earlier is stale now
-        program.generator.predict.lm = local_lm(str(best), max_tokens=program.generator.max_new_tokens)
-        program._compiled = True
-        return program

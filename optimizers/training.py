@@ -170,20 +170,18 @@ class Trainer:
     def _save_state(self, optimizer: Any, scheduler: Any, progress: dict[str, Any]) -> None:
         if not distributed.is_main():  # every process holds the same weights and progress
             return
-        import io
-
-        tensors = io.BytesIO()
-        torch.save(
-            {
-                "model": self.module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-            },
-            tensors,
-        )
         version, internal, gauss = random.getstate()
         with atomic_directory(self._state_dir) as temporary:  # both files or neither
-            atomic_write_bytes(temporary / "trainer.pt", tensors.getvalue())
+            # Streamed into the new folder: serialised in memory first (and copied out of the
+            # buffer), the weights and Adam moments took three times their size at once.
+            torch.save(
+                {
+                    "model": self.module.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                temporary / "trainer.pt",
+            )
             atomic_write_json(
                 temporary / "trainer.json",
                 {

@@ -34,7 +34,7 @@ from persona_rag.cli_options import (
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-__all__ = ["add_data_options", "build_parser", "main"]
+__all__ = ["DefaultsOnceFormatter", "add_data_options", "build_parser", "main"]
 
 
 def _quiet_libraries() -> None:
@@ -166,11 +166,26 @@ def _add_store_options(parser: argparse.ArgumentParser, *, required: bool) -> No
     group.add_argument("--url", type=server_url, help="Chroma server URL (chroma run)")
 
 
+class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default exactly once.
+
+    argparse appends ``(default: VALUE)`` unless the help holds ``%(default)s``, so a help text
+    that states its default in words (``(default: the whole train split)``) showed it twice, the
+    second time as ``None``. Here a help that says ``(default: ...)`` itself is left as written,
+    and a required option, which has no default, gets none.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _HelpfulParser(argparse.ArgumentParser):
-    """Every command's help shows each option's default."""
+    """Every command's help shows each option's default (once: :class:`DefaultsOnceFormatter`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", DefaultsOnceFormatter)
         super().__init__(*args, **kwargs)
 
 
@@ -206,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=["bm25"],
         help="comma-separated: none,random,recency,bm25,dense, or name=DIR for a trained dense encoder",
     )
-    evaluate.add_argument("--out", type=Path, help="results JSON (default results/<data>-<split>.json)")
+    evaluate.add_argument("--out", type=Path, help="results JSON (default: results/<data>-<split>.json)")
     evaluate.add_argument(
         "--selector",
         type=Path,
@@ -221,8 +236,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_label_options_for_servers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that read the model's label scores need an in-process model; with ``--lm`` they would
+    silently do nothing (a server model generates, and its answer is read as the label), so they
+    are refused in one line before anything loads."""
+    if not getattr(args, "lm", None):
+        return
+    unusable = [
+        option
+        for option, used in (
+            ("--calibrate", args.calibrate),
+            ("--label-decision mean", args.label_decision == "mean"),
+        )
+        if used
+    ]
+    if unusable:
+        parser.error(
+            f"{' and '.join(unusable)} need(s) label scores from an in-process model (--model); a server "
+            "model (--lm) generates its answer, which is read as one of the task's labels"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _refuse_label_options_for_servers(parser, args)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

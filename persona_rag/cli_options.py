@@ -309,7 +309,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=16, help="prompts per forward pass or request batch"
     )
     group.add_argument(
-        "--free-generation", action="store_true", help="generate answers instead of scoring the label set"
+        "--free-generation",
+        action="store_true",
+        help="generate answers instead of scoring the label set (a server model, --lm, always generates; "
+        "its answer is read as a label)",
     )
     group.add_argument(
         "--calibrate", action="store_true", help="calibrate label scores on a content-free input"
@@ -325,7 +328,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument(
         "--label-normalization", choices=LABEL_NORMALIZATIONS, default=DEFAULT_LABEL_NORMALIZATION,
-        help="label scoring of multi-token labels: sum of token log-probabilities, or their mean per token",
+        help="label scoring of multi-token labels (in-process models): sum of token log-probabilities, "
+        "or their mean per token",
     )  # fmt: skip
     group.add_argument(
         "--answer-extraction", choices=ANSWER_EXTRACTIONS, default="first-line",

@@ -40,6 +40,22 @@ def test_bad_model_or_server_option_is_a_one_line_error(argv, message, tmp_path,
     assert len(errors) == 1 and message.replace("PORT", port) in errors[0]
 
 
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["evaluate", "--data", ".", "--lm", "openai/m", "--calibrate"], "--calibrate"),
+        (["demo", "--tiny", "--lm", "openai/m", "--label-decision", "mean"], "--label-decision mean"),
+    ],
+)
+def test_label_score_options_with_a_server_model_are_a_one_line_error(argv, option, capsys):
+    """A server's answers carry no label scores: these options would silently do nothing."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and option in errors[0] and "in-process model" in errors[0]
+
+
 def test_a_model_typo_fails_before_torch_is_imported(tmp_path):
     code = (
         "import sys\nfrom persona_rag.cli import main\n"

@@ -11,6 +11,8 @@ import threading
 import pytest
 
 from optimizers.demo import ROW_NAMES
+from optimizers.feedback import Feedback
+from optimizers.training import Trainer
 from persona_rag.cli import main
 from persona_rag.data import load_lamp
 
@@ -18,18 +20,19 @@ from persona_rag.data import load_lamp
 @pytest.mark.slow
 def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # table rows on one line each
-    assert main(["demo", "--tiny", "--out", str(tmp_path)]) == 0
+    out = tmp_path / "first"
+    assert main(["demo", "--tiny", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    saved = json.loads((out / "demo_results.json").read_text())
     names = [r["name"] for r in saved["results"]]
     assert names == [*ROW_NAMES.values(), "oracle (best member)"]
-    test_ids = {q.id for q in load_lamp(tmp_path / "data", "test")}
-    train_ids = {q.id for q in load_lamp(tmp_path / "data", "train")}
+    test_ids = {q.id for q in load_lamp(out / "data", "test")}
+    train_ids = {q.id for q in load_lamp(out / "data", "train")}
     for result in saved["results"][:-1]:
         assert {p["id"] for p in result["predictions"]} == test_ids  # held-out questions only
     assert test_ids.isdisjoint(train_ids)
-    assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert str(tmp_path / "demo.png") in printed.replace("\n", "") or "demo.png" in printed
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(out / "demo.png") in printed.replace("\n", "") or "demo.png" in printed
     assert saved["summary"] in " ".join(printed.split())
     for result in saved["results"]:  # the printed table shows the JSON's numbers
         rows = [line.strip("│ ") for line in printed.splitlines() if line.startswith("│")]
@@ -37,11 +40,20 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatc
         shown = [float(x) for x in re.findall(r"\d+\.\d{4}", row)]
         assert shown[:2] == [round(result["metrics"]["MAE"], 4), round(result["metrics"]["RMSE"], 4)]
 
-    assert main(["demo", "--tiny", "--out", str(tmp_path)]) == 0
+    # A second run, in a renamed folder (the stages are keyed by what they are made from, not by
+    # where they were written), trains nothing and asks the LLM for nothing new.
+    out = out.rename(tmp_path / "second")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a second run trained again")
+
+    monkeypatch.setattr(Trainer, "fit", no_training)
+    monkeypatch.setattr(Feedback, "_answer", no_training)  # every LLM answer is cached
+    assert main(["demo", "--tiny", "--out", str(out)]) == 0
     again = capsys.readouterr().out
     assert "reusing the fine-tuned checkpoint" in again
     assert "tuned the dense retriever" not in again and "trained the selector" not in again
-    rerun = json.loads((tmp_path / "demo_results.json").read_text())
+    rerun = json.loads((out / "demo_results.json").read_text())
     assert [r["metrics"] for r in rerun["results"]] == [r["metrics"] for r in saved["results"]]
 
 

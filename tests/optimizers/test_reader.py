@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from optimizers import ReaderFinetune, ReaderFinetuneConfig
+from optimizers.reader import answer_loss
 from persona_rag import BM25Retriever, Generator, NoRetriever, PersonalizedRAG, load_lamp
-from persona_rag.lm import LocalEngine, local_lm
+from persona_rag import lm as lm_module
+from persona_rag.lm import LocalEngine, LocalLM, local_lm
 
 
 @pytest.mark.slow
-def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_path):
+def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_path, monkeypatch):
+    monkeypatch.setattr(lm_module, "_SHARED", {})  # this test's models only
     train = load_lamp(sample_task, "train").examples()
     dev = load_lamp(sample_task, "dev").examples()
     student = PersonalizedRAG(
         task="LaMP-3", retriever=BM25Retriever(), generator=Generator(lm=local_lm()), k=2
     )
+    base_weights = weakref.ref(student.generator.local_model.model)  # loaded, as after an evaluation
+    copies = []
+    wrap = LocalLM.wrap.__func__
+    monkeypatch.setattr(LocalLM, "wrap", classmethod(lambda cls, model, *a, **k: copies.append(
+        weakref.ref(model)) or wrap(cls, model, *a, **k)))  # fmt: skip
     config = ReaderFinetuneConfig(
         output_dir=tmp_path / "reader",
         max_examples=8,
@@ -29,6 +40,11 @@ def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_pa
     optimizer = ReaderFinetune(config=config, retrievers=[BM25Retriever(), NoRetriever()])
     tuned = optimizer.compile(student, trainset=train, valset=dev)
 
+    # Memory: neither the base nor the trained copy (with its gradients and Adam's moments) stays
+    # loaded beside the fine-tuned reader (the demo peaked at 4.8 GB with both held).
+    gc.collect()
+    assert base_weights() is None and len(copies) == 1 and copies[0]() is None
+    assert lm_module._SHARED == {}
     best = tmp_path / "reader" / "best"
     assert (best / "config.json").exists() and (best / "model.safetensors").exists()
     assert not list((tmp_path / "reader").glob(".*tmp"))  # no half-written checkpoint left
@@ -42,6 +58,7 @@ def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_pa
 
     prediction = tuned(input=dev[0].input, profile=dev[0].profile)
     assert prediction.output in {"1", "2", "3", "4", "5"}
+    assert list(lm_module._SHARED) == [str(best)]  # one model in the process: the tuned reader
 
     tuned.save(str(tmp_path / "program.json"))
     fresh = PersonalizedRAG(task="LaMP-3", retriever=BM25Retriever(), k=2)
@@ -93,3 +110,30 @@ def test_training_prompts_are_what_inference_reads(scripted_lm, caplog):
         [(cut, answer)] = capped._fit([(prompt_ids, answer_ids)], 512)
     assert len(cut) + len(answer) == 100 and cut == prompt_ids[-98:]
     assert "1 of 1 training sequences exceed max_length=100" in caplog.text
+
+
+def test_answer_loss_is_the_masked_labels_loss_with_logits_for_the_answers_only():
+    """The reader's loss equals the model's own loss with the prompts masked out, while the LM head
+    (49k outputs for SmolLM2) runs on the answer tokens only, not on every position."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    batch = [([5, 6, 7, 8, 9], [10, 0]), ([11, 12], [13, 14, 0])]
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 0], [11, 12, 13, 14, 0, 1, 1]])
+    mask = torch.tensor([[1] * 7, [1] * 5 + [0] * 2])
+    labels = torch.tensor([[-100] * 5 + [10, 0], [-100, -100, 13, 14, 0, -100, -100]])
+    expected = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+    head_inputs = []
+    model.lm_head.register_forward_hook(lambda module, args, out: head_inputs.append(tuple(args[0].shape)))
+    loss = answer_loss(model, batch, pad=1)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    assert head_inputs == [(5, 16)]  # the 5 answer tokens, not 2 rows x 7 positions
+    loss.backward()
+    assert model.model.embed_tokens.weight.grad is not None

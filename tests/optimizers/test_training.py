@@ -77,6 +77,33 @@ def test_trains_and_records_history_and_curves(tmp_path):
     assert history[-1]["step"] == 24
 
 
+def test_resume_state_is_written_without_a_copy_in_memory(tmp_path):
+    """The resume state (weights and two Adam moments) used to be serialised into a buffer and
+    copied out of it: at the reader's fine-tune that was 1.5 GB more peak memory than training
+    itself. Streamed to the file, Python holds next to none of it."""
+    import tracemalloc
+
+    items, _ = make_problem()
+    model = torch.nn.Linear(2048, 1024, bias=False)  # 8 MiB of weights: a 24 MiB state with Adam's
+    trainer, _ = trainer_for(model, items, tmp_path)
+    trainer._run = {"test": True}
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 2048)).sum().backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    state_bytes = 3 * model.weight.numel() * 4
+    tracemalloc.start()
+    try:
+        trainer._save_state(optimizer, scheduler, {"epoch": 1})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "state" / "trainer.pt").stat().st_size > state_bytes
+    assert peak < state_bytes / 4, (
+        f"{peak / 2**20:.1f} MiB held while writing a {state_bytes / 2**20:.0f} MiB state"
+    )
+
+
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
     items, model = make_problem()
     trainer, _ = trainer_for(model, items, tmp_path, learning_rate=50.0, patience=1, epochs=10)  # diverges

@@ -10,13 +10,13 @@ import pytest
 from optimizers import ReaderFinetune, ReaderFinetuneConfig
 from optimizers.reader import answer_loss
 from persona_rag import BM25Retriever, Generator, NoRetriever, PersonalizedRAG, load_lamp
-from persona_rag import lm as lm_module
 from persona_rag.lm import LocalEngine, LocalLM, local_lm
+from persona_rag.lm import registry as lm_registry
 
 
 @pytest.mark.slow
 def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_path, monkeypatch):
-    monkeypatch.setattr(lm_module, "_SHARED", {})  # this test's models only
+    monkeypatch.setattr(lm_registry, "_SHARED", {})  # this test's models only
     train = load_lamp(sample_task, "train").examples()
     dev = load_lamp(sample_task, "dev").examples()
     student = PersonalizedRAG(
@@ -44,7 +44,7 @@ def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_pa
     # loaded beside the fine-tuned reader (the demo peaked at 4.8 GB with both held).
     gc.collect()
     assert base_weights() is None and len(copies) == 1 and copies[0]() is None
-    assert lm_module._SHARED == {}
+    assert lm_registry._SHARED == {}
     best = tmp_path / "reader" / "best"
     assert (best / "config.json").exists() and (best / "model.safetensors").exists()
     assert not list((tmp_path / "reader").glob(".*tmp"))  # no half-written checkpoint left
@@ -58,7 +58,7 @@ def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_pa
 
     prediction = tuned(input=dev[0].input, profile=dev[0].profile)
     assert prediction.output in {"1", "2", "3", "4", "5"}
-    assert list(lm_module._SHARED) == [str(best)]  # one model in the process: the tuned reader
+    assert list(lm_registry._SHARED) == [str(best)]  # one model in the process: the tuned reader
 
     tuned.save(str(tmp_path / "program.json"))
     fresh = PersonalizedRAG(task="LaMP-3", retriever=BM25Retriever(), k=2)

@@ -9,17 +9,18 @@ Per-epoch losses and validation metrics go to ``history.json`` and ``curves.png`
 The resume state (``state/``, replaced atomically as a whole) loads without running code:
 tensors (weights, optimizer moments, torch's RNG) in ``trainer.pt`` read with
 ``torch.load(weights_only=True)``, everything else (progress, history, scheduler, Python's RNG)
-in ``trainer.json``. It records the run's fingerprint (the settings that shape the result, a
-hash of the training items, and the base model's fingerprint): a run started into a folder that
-holds a different run stops with a clear error instead of returning the old model, unless
-``resume=False`` (``--overwrite``) asks to start fresh.
+in ``trainer.json``. A finished run keeps ``trainer.json`` alone, so a rerun returns at once
+without gigabytes of optimizer state left on disk. It records the run's fingerprint (the
+settings that shape the result, a hash of the training items, and the base model's fingerprint):
+a run started into a folder that holds a different run stops with a clear error instead of
+returning the old model, unless ``resume=False`` (``--overwrite``) asks to start fresh.
 
 Under ``torchrun`` or ``accelerate launch`` (see :mod:`optimizers.distributed`) each process
 computes its share of every optimizer step's micro-batches and the gradients are summed over the
-processes, so the effective batch stays ``batch_size x gradient_accumulation_steps`` whatever the
-process count, N processes reach one process's weights (to float rounding), and a run resumes
-with any process count. Only the main process validates and writes the state, the best weights,
-``history.json`` and ``curves.png``.
+processes, so the effective batch stays ``batch_size x gradient_accumulation_steps`` whatever
+the process count, N processes reach one process's weights (to float rounding), and a run
+resumes with any process count. Only the main process validates and writes the state, the best
+weights, ``history.json`` and ``curves.png``.
 """
 
 from __future__ import annotations
@@ -167,21 +168,27 @@ class Trainer:
         run = {"config": self.config.identity(), "data": stable_hash(list(items)), "base": self.base}
         return json.loads(json.dumps(run, default=str))  # as it reads back from trainer.json
 
-    def _save_state(self, optimizer: Any, scheduler: Any, progress: dict[str, Any]) -> None:
+    def _save_state(
+        self, optimizer: Any, scheduler: Any, progress: dict[str, Any], *, finished: bool = False
+    ) -> None:
+        """Write the resume state. A finished run keeps ``trainer.json`` alone: a rerun only needs
+        to know there is nothing left to train, and the weights with Adam's two moments are three
+        times the model on disk (4 GB for a 360M reader) that nothing would read again."""
         if not distributed.is_main():  # every process holds the same weights and progress
             return
         version, internal, gauss = random.getstate()
         with atomic_directory(self._state_dir) as temporary:  # both files or neither
             # Streamed into the new folder: serialised in memory first (and copied out of the
             # buffer), the weights and Adam moments took three times their size at once.
-            torch.save(
-                {
-                    "model": self.module.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-                temporary / "trainer.pt",
-            )
+            if not finished:
+                torch.save(
+                    {
+                        "model": self.module.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                    },
+                    temporary / "trainer.pt",
+                )
             atomic_write_json(
                 temporary / "trainer.json",
                 {
@@ -190,6 +197,7 @@ class Trainer:
                     "progress": progress,
                     "scheduler": scheduler.state_dict(),
                     "python_rng": [version, list(internal), gauss],
+                    "finished": finished,
                 },
             )
 
@@ -198,6 +206,9 @@ class Trainer:
             return None
         state = self._read_state()
         tensors_file = self._state_dir / "trainer.pt"
+        if state.get("finished") and not tensors_file.exists():
+            logger.info("%s: finished already; its best weights are in %s", self.name, self.out / "best")
+            return state["progress"]
         try:  # weights_only: tensors and plain containers, never code
             tensors = torch.load(tensors_file, map_location="cpu", weights_only=True)
             self.module.load_state_dict(tensors["model"])
@@ -358,7 +369,8 @@ class Trainer:
         elif epoch > 0:
             progress["bad_epochs"] += 1
         progress.update(epoch=epoch, micro=0, sums={}, count=0, validated=True)
-        self._save_state(optimizer, scheduler, progress)
+        finished = epoch >= self.config.epochs or self._stopped(progress)
+        self._save_state(optimizer, scheduler, progress, finished=finished)
         if main:
             atomic_write_json(self.out / "history.json", progress["history"])
             plot_history(progress["history"], self.out / "curves.png", title=self.name)

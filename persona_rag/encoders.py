@@ -151,9 +151,11 @@ class TextEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # Encoding a whole split's profiles takes minutes on a CPU: say so, but stay quiet for queries.
         quiet = len(texts) < PROGRESS_MIN_TEXTS
-        with self._lock, torch.inference_mode(), tqdm(
-            total=len(texts), desc="encoding", unit="text", disable=quiet, leave=False
-        ) as bar:
+        with (
+            self._lock,
+            torch.inference_mode(),
+            tqdm(total=len(texts), desc="encoding", unit="text", disable=quiet, leave=False) as bar,
+        ):
             was_training = self.model.training
             self.model.eval()
             for start in range(0, len(order), batch_size):

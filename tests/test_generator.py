@@ -237,4 +237,3 @@ def test_credentials_stay_out_of_the_generator_fingerprint():
 
     assert fingerprint("sk-one") == fingerprint("sk-two")
     assert "sk-one" not in json.dumps(fingerprint("sk-one"))
-

@@ -22,6 +22,7 @@ the member its selector picks (what the program would generate, as generation is
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import time
@@ -157,12 +158,18 @@ class Report:
     parsing: str = "lamp"
 
 
-def _stage_cost(feedback_cost: tuple[int, float], result: TrainingResult | None) -> dict[str, Any]:
+def _stage_cost(
+    feedback_cost: tuple[int, float], result: TrainingResult | None, *, directory: Path
+) -> dict[str, Any]:
     """What a stage cost, for sizing a run: feedback and optimizer rates, and the process's peak
-    RSS so far (the stages run in order, so the first stage whose figure jumps is the one to blame)."""
+    RSS so far (the stages run in order, so the first stage whose figure jumps is the one to blame).
+
+    Kept in ``directory/cost.json``: a resumed report whose stage finished in an earlier process
+    (its feedback all cached, its training done) shows that process's figures, not zero calls.
+    """
     calls, seconds = feedback_cost
     steps, step_seconds = (result.steps, result.step_seconds) if result else (0, 0.0)
-    return {
+    cost = {
         "feedback_calls": calls,
         "feedback_seconds": seconds,
         "feedback_calls_per_second": calls / seconds if seconds else None,
@@ -173,6 +180,15 @@ def _stage_cost(feedback_cost: tuple[int, float], result: TrainingResult | None)
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "history": result.history if result else [],
     }
+    path = directory / "cost.json"
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if earlier and not calls:  # every feedback row came from the cache an earlier process filled
+        feedback = ("feedback_calls", "feedback_seconds", "feedback_calls_per_second")
+        cost.update({key: earlier[key] for key in feedback})
+        if earlier["steps"] == steps:  # and the training was done there too
+            cost["peak_rss_gib"] = earlier["peak_rss_gib"]
+    atomic_write_json(path, cost)
+    return cost
 
 
 def _protocol(
@@ -266,7 +282,7 @@ def run_report(
                 )
             )
             pool[name] = optimizer.compile(program, trainset=train, valset=val).retriever
-            training[name] = _stage_cost(optimizer.feedback_cost, optimizer.result)
+            training[name] = _stage_cost(optimizer.feedback_cost, optimizer.result, directory=out / name)
         seconds[name] = time.perf_counter() - start
 
     selectors: dict[str, Selector] = {}
@@ -284,7 +300,9 @@ def run_report(
         )
         selectors[mode] = rspg.compile(student, trainset=rspg_train, valset=val).selector
         atomic_write_json(out / f"rspg-{mode}" / "selector.json", selectors[mode].dump_state())
-        training[f"rspg-{mode}"] = _stage_cost(rspg.feedback_cost, rspg.result)
+        training[f"rspg-{mode}"] = _stage_cost(
+            rspg.feedback_cost, rspg.result, directory=out / f"rspg-{mode}"
+        )
         seconds[f"rspg-{mode}"] = time.perf_counter() - start
 
     members = {**pool, "random": RandomRetriever(seed=config.seed)}  # Random is a column, not a pool member

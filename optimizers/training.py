@@ -109,9 +109,10 @@ class TrainingResult:
     """What a run produced: per-epoch history, where the best weights are, and its speed.
 
     Attributes:
-        steps: optimizer steps taken by this call of ``fit`` (not those of a resumed earlier run).
-        step_seconds: wall time of those steps (forward, backward, update; validation excluded),
-            so ``steps / step_seconds`` is the training throughput a user can size a run with.
+        steps: optimizer steps of the whole run, an interrupted and resumed one included.
+        step_seconds: wall time of those steps (forward, backward, update; validation excluded;
+            a step lost to an interruption is not counted), so ``steps / step_seconds`` is the
+            training throughput a user can size a run with, whichever process took the steps.
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -280,7 +281,7 @@ class Trainer:
         )
         progress = self._load_state(optimizer, scheduler) or {
             "epoch": 0, "micro": 0, "step": 0, "history": [], "best": -math.inf, "best_epoch": 0,
-            "bad_epochs": 0, "sums": {}, "count": 0, "validated": False,
+            "bad_epochs": 0, "sums": {}, "count": 0, "validated": False, "step_seconds": 0.0,
         }  # fmt: skip
         distributed.barrier()  # every process has read the state before the main one replaces it
         if not progress["validated"]:  # the untrained model is the first candidate for "best"
@@ -293,7 +294,6 @@ class Trainer:
             unit="step",
             disable=not (config.progress and distributed.is_main()),
         )
-        first_step, step_seconds = progress["step"], 0.0
         local: dict[str, Any] = {"count": 0, "sums": {}}  # this process's share of the current step
         while progress["epoch"] < config.epochs and not self._stopped(progress):
             epoch = progress["epoch"]
@@ -320,7 +320,7 @@ class Trainer:
                     bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.4f}")
                     if progress["step"] % config.checkpoint_every == 0 and not last:
                         self._save_state(optimizer, scheduler, progress)
-                step_seconds += time.perf_counter() - started
+                progress["step_seconds"] = progress.get("step_seconds", 0.0) + time.perf_counter() - started
             self._end_epoch(progress, optimizer, scheduler, epoch=epoch + 1)
         bar.close()
         return TrainingResult(
@@ -328,8 +328,8 @@ class Trainer:
             best_score=progress["best"],
             best_epoch=progress["best_epoch"],
             best_dir=best_dir if best_dir.exists() else None,
-            steps=progress["step"] - first_step,
-            step_seconds=step_seconds,
+            steps=progress["step"],
+            step_seconds=progress.get("step_seconds", 0.0),
         )
 
     def _backward(

@@ -69,6 +69,10 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
     again = run_report(program, trainset=train, evalsets=evalsets, config=config)
     assert len(lm.engine.requests) == requests
     assert again.splits["test"].metrics == test.metrics
+    # The cost table still shows what each stage cost when it ran, not zero calls and steps.
+    for stage in stages:
+        for key in ("feedback_calls", "feedback_calls_per_second", "steps", "steps_per_second"):
+            assert again.training[stage][key] == report.training[stage][key], (stage, key)
 
 
 def test_report_refuses_to_report_a_question_it_trained_or_validated_on(scripted_lm, tmp_path):

@@ -139,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     from optimizers import distributed
     from optimizers.rspg import RSPG, RSPGConfig
-    from persona_rag.io import atomic_write_json
+    from persona_rag.portable import write_portable_json
     from persona_rag.selector import Selector
 
     out = args.out or Path("runs") / f"rspg-{args.mode}"
@@ -171,7 +171,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     if not distributed.is_main():  # the main process writes and reports for the whole launch
         return 0
     tuned.save(str(out / "program.json"))
-    atomic_write_json(out / "selector.json", tuned.selector.dump_state())
+    write_portable_json(out / "selector.json", tuned.selector.dump_state(), root=out)
     history = optimizer.result.history if optimizer.result else []
     _report(
         history,
@@ -320,7 +320,7 @@ def add_select(commands: Any) -> None:
     select.add_argument(
         "--pool",
         type=retriever_list,
-        default=["none", "recency", "bm25", "dense"],
+        default="none,recency,bm25,dense",
         help="comma-separated retriever specs; name=DIR adds a trained dense encoder (e.g. ROPG's best)",
     )
     select.add_argument("--selector-encoder", default="all-MiniLM-L6-v2", help="the selector's encoder")
@@ -348,7 +348,7 @@ def add_report(commands: Any) -> None:
     report.add_argument(
         "--splits",
         type=_split_specs,
-        default=[("test", None), ("dev", None)],
+        default="test,dev",  # argparse parses a string default with ``type``; help shows it as typed
         help="comma-separated splits the table reports (never trained or validated on); "
         "SPLIT:N keeps its first N questions, e.g. test,dev:200",
     )
@@ -394,7 +394,7 @@ def add_finetune(commands: Any) -> None:
     finetune.add_argument(
         "--retrievers",
         type=retriever_list,
-        default=["none", "recency", "bm25", "dense"],
+        default="none,recency,bm25,dense",
         help="retrievers filling the training prompts, in turn",
     )
     finetune.add_argument("--out", type=Path, default=Path("runs/reader"), help="checkpoints and history")

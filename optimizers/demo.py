@@ -329,7 +329,8 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     from optimizers.rspg import RSPG, RSPGConfig
     from persona_rag.data import carve_validation, load_lamp, make_sample_task
     from persona_rag.evaluation import evaluate_program, pool_bounds, results_table, write_results
-    from persona_rag.io import atomic_write_bytes, atomic_write_json
+    from persona_rag.io import atomic_write_bytes
+    from persona_rag.portable import write_portable_json
     from persona_rag.retrievers import DenseRetriever, make_retriever
     from persona_rag.selector import Selector
 
@@ -412,7 +413,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         student = build_program(args, task, "none")
         student.selector = Selector(pool=pool, mode="post")
         trained = RSPG(config=rspg_config).compile(student, trainset=fit, valset=val)
-        atomic_write_json(selector_file, trained.selector.dump_state())
+        write_portable_json(selector_file, trained.selector.dump_state(), root=out)
 
     rspg_key = _fingerprint(
         ropg_key, directory_fingerprint(Path(ropg_config.output_dir) / "best"), rspg_config.identity()

@@ -42,6 +42,7 @@ from persona_rag.data import carve_validation, check_disjoint
 from persona_rag.errors import ConfigError
 from persona_rag.evaluation import oracle_metrics
 from persona_rag.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from persona_rag.portable import write_portable_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import (
     BM25Retriever,
@@ -299,7 +300,7 @@ def run_report(
             )
         )
         selectors[mode] = rspg.compile(student, trainset=rspg_train, valset=val).selector
-        atomic_write_json(out / f"rspg-{mode}" / "selector.json", selectors[mode].dump_state())
+        write_portable_json(out / f"rspg-{mode}" / "selector.json", selectors[mode].dump_state(), root=out)
         training[f"rspg-{mode}"] = _stage_cost(
             rspg.feedback_cost, rspg.result, directory=out / f"rspg-{mode}"
         )

@@ -242,14 +242,14 @@ def retriever_list(text: str) -> list[str]:
 
 
 def load_selector(path: Path) -> Any:
-    """A trained selector from its ``selector.json`` (written by ``persona-rag select``/``report``)."""
-    import json
-
+    """A trained selector from its ``selector.json`` (written by ``persona-rag select``/``report``),
+    its checkpoints found beside it wherever its folder was moved (:mod:`persona_rag.portable`)."""
     from persona_rag.errors import DataError
+    from persona_rag.portable import read_portable_json
     from persona_rag.selector import Selector
 
+    state = read_portable_json(path)
     try:
-        state = json.loads(Path(path).read_text(encoding="utf-8"))
         return Selector(pool=["none", "bm25"]).load_state(state)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataError(f"{path}: not a selector state file ({error})") from error

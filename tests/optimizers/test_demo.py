@@ -40,8 +40,10 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatc
         shown = [float(x) for x in re.findall(r"\d+\.\d{4}", row)]
         assert shown[:2] == [round(result["metrics"]["MAE"], 4), round(result["metrics"]["RMSE"], 4)]
 
-    # A second run trains nothing and asks the LLM for nothing new. (Not yet in a moved folder:
-    # selector.json records its network's and pool members' absolute paths.)
+    # A second run, in a renamed folder (the stages are keyed by what they are made from, and
+    # selector.json names its checkpoints relative to itself), trains nothing and asks the LLM
+    # for nothing new.
+    out = out.rename(tmp_path / "second")
 
     def no_training(*args, **kwargs):
         raise AssertionError("a second run trained again")

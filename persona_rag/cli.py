@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--retriever",
         type=retriever_list,
-        default=["bm25"],
+        default="bm25",
         help="comma-separated: none,random,recency,bm25,dense, or name=DIR for a trained dense encoder",
     )
     evaluate.add_argument("--out", type=Path, help="results JSON (default: results/<data>-<split>.json)")

@@ -49,6 +49,8 @@ def test_every_option_has_help_and_shows_its_default_once():
             text = formatter._expand_help(action)
             assert action.help and text.strip(), f"{option} has no help text"
             assert text.count("(default") == (0 if action.required else 1), f"{option}: {text!r}"
+            # as a user types it, not a Python list's repr (``[('test', None), ('dev', None)]``)
+            assert "(default: [" not in text and "(default: (" not in text, f"{option}: {text!r}"
         assert "(default: None) (default" not in " ".join(command.format_help().split()), name
 
 

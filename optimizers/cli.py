@@ -67,6 +67,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         batch_size=args.train_batch_size,
         gradient_accumulation_steps=args.grad_accum,
         max_length=args.max_length,
+        trainable_layers=args.trainable_layers,
         max_examples=args.max_examples,
         max_val_examples=args.max_val_examples,
         patience=args.patience,
@@ -403,6 +404,12 @@ def add_finetune(commands: Any) -> None:
         type=positive_int,
         help="cap on prompt + answer tokens (default: none; prompts already fit --max-input-tokens, "
         "as at inference)",
+    )
+    finetune.add_argument(
+        "--trainable-layers",
+        type=positive_int,
+        help="train only the last N decoder layers and the final norm, embeddings frozen: less memory "
+        "and faster steps (default: every weight)",
     )
     _add_training_options(finetune, lr=5e-5, epochs=2, grad_accum=1, max_examples=512, patience=1)
     add_model_options(finetune)

@@ -75,6 +75,22 @@ def answer_loss(model: Any, batch: Sequence[tuple[list[int], list[int]]], pad: i
     return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets, device=device))
 
 
+def _freeze_below(model: Any, trainable_layers: int) -> None:
+    """Freeze every weight but the last ``trainable_layers`` decoder layers and the final norm."""
+    layers = getattr(model.get_decoder(), "layers", None)
+    if layers is None or not 1 <= trainable_layers <= len(layers):
+        raise ConfigError(
+            f"trainable_layers={trainable_layers}: the model has "
+            f"{'no list of decoder layers' if layers is None else f'{len(layers)} decoder layers'}"
+        )
+    model.requires_grad_(False)
+    for layer in layers[len(layers) - trainable_layers :]:
+        layer.requires_grad_(True)
+    norm = getattr(model.get_decoder(), "norm", None)
+    if norm is not None:
+        norm.requires_grad_(True)
+
+
 @dataclass(kw_only=True)
 class ReaderFinetuneConfig(TrainingConfig):
     """Reader fine-tuning settings (see :class:`~optimizers.training.TrainingConfig` for the rest).
@@ -87,6 +103,11 @@ class ReaderFinetuneConfig(TrainingConfig):
         max_examples: training examples used (a CPU step of 8 x 128 tokens takes ~7 s).
         max_val_examples: validation examples scored after each epoch.
         k: profile items per training prompt (``None``: the program's ``k``).
+        trainable_layers: train only the last this many decoder layers and the final norm
+            (``None``: every weight). The token embeddings (tied to the LM head in SmolLM2) and
+            the lower layers stay frozen, so their gradients and Adam's two moments (three times
+            their size) are never allocated and the backward pass stops early: the demo trains
+            12 of SmolLM2-135M's 30 layers to stay under 3 GiB.
     """
 
     output_dir: str | Path = "runs/reader"
@@ -99,6 +120,7 @@ class ReaderFinetuneConfig(TrainingConfig):
     max_examples: int | None = 512
     max_val_examples: int | None = 100
     k: int | None = None
+    trainable_layers: int | None = None
 
 
 class ReaderFinetune(Teleprompter):
@@ -241,6 +263,8 @@ class ReaderFinetune(Teleprompter):
         config = self.config
         out = Path(config.output_dir)
         model = AutoModelForCausalLM.from_pretrained(resolve_model(base_name), dtype=torch.float32).to(device)
+        if config.trainable_layers is not None:
+            _freeze_below(model, config.trainable_layers)
         training_name = f"{out}/training"
         training_lm = LocalLM.wrap(model, tokenizer, name=training_name, batch_size=batch_size)
         items = self._fit(

@@ -10,6 +10,7 @@ import pytest
 from optimizers import ReaderFinetune, ReaderFinetuneConfig
 from optimizers.reader import answer_loss
 from persona_rag import BM25Retriever, Generator, NoRetriever, PersonalizedRAG, load_lamp
+from persona_rag.errors import ConfigError
 from persona_rag.lm import LocalEngine, LocalLM, local_lm
 from persona_rag.lm import registry as lm_registry
 
@@ -137,3 +138,28 @@ def test_answer_loss_is_the_masked_labels_loss_with_logits_for_the_answers_only(
     assert head_inputs == [(5, 16)]  # the 5 answer tokens, not 2 rows x 7 positions
     loss.backward()
     assert model.model.embed_tokens.weight.grad is not None
+
+
+def test_trainable_layers_freezes_the_embeddings_and_lower_layers():
+    """Only the top layers and the final norm get gradients (and so Adam state); a count the model
+    does not have is refused with its layer count."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from optimizers.reader import _freeze_below
+
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=1, tie_word_embeddings=True,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    _freeze_below(model, 1)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith(("model.layers.3.", "model.norm.")) for name in trainable)
+    answer_loss(model, [([5, 6, 7], [8, 0])], pad=1).backward()
+    assert model.model.embed_tokens.weight.grad is None
+    assert model.model.layers[0].mlp.up_proj.weight.grad is None
+    assert model.model.layers[3].mlp.up_proj.weight.grad is not None
+    with pytest.raises(ConfigError, match="trainable_layers=5: the model has 4 decoder layers"):
+        _freeze_below(LlamaForCausalLM(config), 5)
+    assert torch.is_grad_enabled()

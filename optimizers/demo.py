@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,8 +285,6 @@ def _pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector:
     nothing); a single-retriever row is that member's answer, RSPG-Post's row the answer of the
     member its selector picks: the answer the program itself gives (generation is deterministic).
     """
-    import time
-
     from optimizers.feedback import Feedback
     from optimizers.rspg import pool_selection_metrics
     from persona_rag.evaluation import EvaluationResult
@@ -335,6 +335,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     from persona_rag.retrievers import DenseRetriever, make_retriever
     from persona_rag.selector import Selector
 
+    started = time.perf_counter()
     console = make_console()
     out = Path(config.out)
     data = make_sample_task(
@@ -437,6 +438,9 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     summary = _summary(rows, metric, task.lower_is_better)
     console.print(results_table(results, title=title))
     console.print(summary)
+    # What the run cost on this machine, stages reused from an earlier run included (README).
+    wall_seconds = time.perf_counter() - started
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     json_path = write_results(
         out / "demo_results.json",
         results,
@@ -447,11 +451,14 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         summary=summary,
         train_questions=len(fit),
         validation_questions=len(val),
+        wall_seconds=wall_seconds,
+        peak_rss_gib=peak_rss_gib,
     )
     chart_title = f"persona-rag demo (sample task): {len(test)} held-out test questions, reader {reader_name}"
     chart = bar_chart(results, metric, chart_title, lower=task.lower_is_better)
     chart_path = atomic_write_bytes(out / "demo.png", chart)
     console.print(f"results: {json_path}; chart: {chart_path}")
+    console.print(f"this run: {wall_seconds / 60:.1f} min, peak memory {peak_rss_gib:.2f} GiB (RSS)")
     return DemoResult(results=results, summary=summary, json_path=json_path, chart_path=chart_path)
 
 

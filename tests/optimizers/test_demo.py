@@ -34,6 +34,8 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatc
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(out / "demo.png") in printed.replace("\n", "") or "demo.png" in printed
     assert saved["summary"] in " ".join(printed.split())
+    assert saved["wall_seconds"] > 0 and saved["peak_rss_gib"] > 0
+    assert f"peak memory {saved['peak_rss_gib']:.2f} GiB" in printed
     for result in saved["results"]:  # the printed table shows the JSON's numbers
         rows = [line.strip("│ ") for line in printed.splitlines() if line.startswith("│")]
         row = next(line for line in rows if line.startswith(result["name"]))

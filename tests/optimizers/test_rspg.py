@@ -78,3 +78,26 @@ def test_rspg_needs_a_selector_and_a_valset(scripted_lm, tmp_path):
         RSPG(config=RSPGConfig(output_dir=tmp_path)).compile(
             selector_program(scripted_lm(reply), "pre"), trainset=make_examples(2), valset=[]
         )
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_keeps_the_run_fingerprint():
+    """Recomputing the selector encoder's activations saves memory without changing the update,
+    so a run started without it resumes with it (and the other way round)."""
+    import torch
+
+    from optimizers import RSPGConfig
+    from persona_rag.selector import SelectorNet
+
+    assert RSPGConfig().identity() == RSPGConfig(gradient_checkpointing=False).identity()
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        net = SelectorNet(max_length=32)
+        if checkpointing:
+            net.encoder.activation_checkpointing_enable({"use_reentrant": False})
+        assert net.encoder.is_activation_checkpointing == checkpointing
+        net.train()
+        torch.manual_seed(1)  # the same dropout masks
+        net(["a user's prompt with items", "another prompt"], ["4", "2"]).sum().backward()
+        grads.append(net.encoder.embeddings.word_embeddings.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[signal] = {
                 "trained_here": True,
                 "checkpoint": str(Path(config.output_dir) / "best"),
-                "kept_examples": len(optimizer.feedback_rows),
+                "feedback_examples": len(optimizer.feedback_rows),
+                "trained_examples": sum(map(optimizer.keep, optimizer.feedback_rows)),
                 "best_epoch": result.best_epoch if result else None,
                 "steps": result.steps if result else 0,
                 "steps_per_second": result.steps / result.step_seconds

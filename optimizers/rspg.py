@@ -52,8 +52,9 @@ class RSPGConfig(FeedbackTrainingConfig):
             preference and would only teach the selector to be undecided.
         gradient_checkpointing: recompute the selector encoder's activations in the backward pass
             instead of keeping them. A step scores every pool member's prompt (8 questions x 6
-            members x 256 tokens), and the kept attention activations were most of RSPG's memory:
-            measured on MiniLM, 6.5 -> 2.9 GiB peak RSS for about 30% more step time. The
+            members x 256 tokens), and the kept activations were most of RSPG's memory: on two
+            idle cores, 6.61 -> 2.92 GiB peak RSS for 1.70x the encoder's step time
+            (``benchmarks/selector_memory.py``). Turn it off when memory is plentiful. The
             gradients are the same (dropout's random state is replayed), so it is left out of the
             run's fingerprint.
 

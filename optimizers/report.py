@@ -36,7 +36,7 @@ import dspy
 from optimizers.feedback import Feedback, PoolFeedback, Signal
 from optimizers.reader import reader_training_ids
 from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
-from optimizers.rspg import RSPG, RSPGConfig, parsed_pool_outputs, pool_selection_metrics
+from optimizers.rspg import RSPG, RSPGConfig, member_metrics, parsed_pool_outputs, pool_selection_metrics
 from optimizers.training import TrainingResult, config_dict
 from persona_rag.data import carve_validation, check_disjoint
 from persona_rag.errors import ConfigError
@@ -53,7 +53,7 @@ from persona_rag.retrievers import (
     Retriever,
 )
 from persona_rag.selector import Selector
-from persona_rag.significance import paired_significance
+from persona_rag.significance import significance_against
 from persona_rag.tasks import PARSING_NOTES
 
 __all__ = ["COLUMNS", "FIXED_COLUMNS", "Report", "ReportConfig", "SplitReport", "run_report"]
@@ -332,10 +332,7 @@ def _score(
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
     parsed = parsed_pool_outputs(task, examples, rows)
     answers = {_MEMBER_COLUMNS[n]: parsed[n] for n in names}
-    metrics: dict[str, dict[str, float]] = {}
-    for m, name in enumerate(names):
-        metrics[_MEMBER_COLUMNS[name]] = pool_selection_metrics(task, examples, rows, [m] * len(rows))
-        metrics[_MEMBER_COLUMNS[name]].pop("success_rate")
+    metrics = {_MEMBER_COLUMNS[n]: values for n, values in member_metrics(task, examples, rows).items()}
     pool_rows = [row.members(pool_names) for row in rows]
     success: dict[str, float] = {}
     for mode, selector in selectors.items():
@@ -356,17 +353,9 @@ def _score(
 
     primary, sign = task.primary_metric, (1 if task.lower_is_better else -1)
     baseline = min(FIXED_COLUMNS, key=lambda column: sign * metrics[column][primary])
-    significance = {
-        column: {
-            metric: asdict(diff)
-            for metric, diff in paired_significance(
-                task, inputs, golds, answers[column], answers[baseline], resamples=config.resamples,
-                seed=config.seed,
-            ).items()
-        }
-        for column in answers
-        if column != baseline
-    }  # fmt: skip
+    significance = significance_against(
+        task, inputs, golds, answers, baseline, resamples=config.resamples, seed=config.seed
+    )
     metrics = {column: metrics[column] for column in COLUMNS}  # Table 3's column order
     return SplitReport(split, len(examples), metrics, success, worst, baseline, significance)
 

@@ -35,7 +35,7 @@ from persona_rag.io import atomic_write_json
 from persona_rag.program import personalized_rag_in
 from persona_rag.selector import SelectorNet
 
-__all__ = ["RSPG", "RSPGConfig", "parsed_pool_outputs", "pool_selection_metrics"]
+__all__ = ["RSPG", "RSPGConfig", "member_metrics", "parsed_pool_outputs", "pool_selection_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -212,3 +212,17 @@ def pool_selection_metrics(
         parsed_pool_outputs(task, examples, rows),
         [names[c] for c in chosen],
     )
+
+
+def member_metrics(
+    task: Any, examples: Sequence[dspy.Example], rows: Sequence[PoolFeedback]
+) -> dict[str, dict[str, float]]:
+    """Each pool member's own metrics (always picking that member), keyed by member name.
+
+    A selection success rate means nothing for a single member, so it is left out.
+    """
+    metrics = {}
+    for m, name in enumerate(rows[0].names):
+        metrics[name] = pool_selection_metrics(task, examples, rows, [m] * len(rows))
+        metrics[name].pop("success_rate")
+    return metrics

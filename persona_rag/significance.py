@@ -13,14 +13,15 @@ resampled labels).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from persona_rag.tasks import TaskSpec
 
-__all__ = ["PairedDifference", "paired_significance"]
+__all__ = ["PairedDifference", "paired_significance", "significance_against"]
 
 _LOWER_IS_BETTER = {"MAE", "RMSE"}
 
@@ -138,3 +139,30 @@ def paired_significance(
             better=bool(improves and p_value < alpha),
         )
     return results
+
+
+def significance_against(
+    task: TaskSpec,
+    inputs: Sequence[str],
+    golds: Sequence[str],
+    answers: Mapping[str, Sequence[str]],
+    baseline: str,
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every system of ``answers`` against ``answers[baseline]``, as JSON-ready dictionaries.
+
+    The shape a results file keeps (``{system: {metric: PairedDifference fields}}``); the baseline
+    itself is left out.
+    """
+    return {
+        name: {
+            metric: asdict(diff)
+            for metric, diff in paired_significance(
+                task, inputs, golds, outputs, answers[baseline], resamples=resamples, seed=seed
+            ).items()
+        }
+        for name, outputs in answers.items()
+        if name != baseline
+    }

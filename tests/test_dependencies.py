@@ -115,7 +115,8 @@ def test_make_install_reads_only_hashed_files(tmp_path: Path) -> None:
         check=True,
     ).stdout
     installs = [line.split() for line in dry_run.splitlines() if " install " in line]
-    assert [cmd[cmd.index("-r") + 1] for cmd in installs if "-r" in cmd] == [PIP.name, LOCK.name, WEIGHTS.name]
+    files = [cmd[cmd.index("-r") + 1] for cmd in installs if "-r" in cmd]
+    assert files == [PIP.name, LOCK.name, WEIGHTS.name]
     for cmd in installs:
         if "-r" in cmd:
             assert "--require-hashes" in cmd, cmd

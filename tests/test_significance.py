@@ -1,8 +1,9 @@
 import random
+from dataclasses import asdict
 
 import pytest
 
-from persona_rag.significance import paired_significance
+from persona_rag.significance import paired_significance, significance_against
 from persona_rag.tasks import get_task
 
 RATING = get_task("LaMP-3")
@@ -75,3 +76,16 @@ def test_macro_f1_is_recomputed_on_the_task_label_set():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="equal"):
         paired_significance(RATING, ["x"], ["3"], ["3", "4"], ["3"])
+
+
+def test_significance_against_compares_every_other_system_with_the_baseline():
+    golds, inputs = _ratings(40), ["x"] * 40
+    answers = {"dense": _ratings(40, seed=1), "kd": list(golds), "rl": _ratings(40, seed=2)}
+    table = significance_against(RATING, inputs, golds, answers, "dense", resamples=200, seed=3)
+    assert set(table) == {"kd", "rl"}
+    for name in table:
+        direct = paired_significance(
+            RATING, inputs, golds, answers[name], answers["dense"], resamples=200, seed=3
+        )
+        assert table[name] == {metric: asdict(diff) for metric, diff in direct.items()}
+    assert table["kd"]["MAE"]["better"] and table["kd"]["MAE"]["system"] == 0.0

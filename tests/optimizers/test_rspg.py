@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import dspy
 import pytest
 
 from optimizers import RSPG, RSPGConfig
+from optimizers.feedback import PoolFeedback
+from optimizers.rspg import member_metrics
 from persona_rag import PersonalizedRAG, Selector
 from persona_rag.evaluation import oracle_metrics, selection_metrics
+from persona_rag.tasks import get_task
 from tests.optimizers.key_item_task import TASK, make_examples, reply, selector_program
 
 
@@ -101,3 +105,18 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_keeps_the_run_finge
         net(["a user's prompt with items", "another prompt"], ["4", "2"]).sum().backward()
         grads.append(net.encoder.embeddings.word_embeddings.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_member_metrics_scores_each_member_as_if_always_picked():
+    task = get_task("LaMP-3")
+    examples = [
+        dspy.Example(id=str(i), input="x", output=gold).with_inputs("input") for i, gold in enumerate("15")
+    ]
+    rows = [
+        PoolFeedback(str(i), ("none", "bm25"), ("p", "p"), outputs, (0.0, 0.0))
+        for i, outputs in enumerate([("3", "1"), ("3", "4")])
+    ]
+    metrics = member_metrics(task, examples, rows)
+    assert set(metrics) == {"none", "bm25"}
+    assert metrics["none"]["MAE"] == pytest.approx(2.0) and metrics["bm25"]["MAE"] == pytest.approx(0.5)
+    assert all("success_rate" not in values for values in metrics.values())

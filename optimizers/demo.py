@@ -22,7 +22,8 @@ import argparse
 import json
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,16 @@ def _stage(directory: Path, key: str, train: Callable[[], None]) -> bool:
     train()
     atomic_write_json(marker, {"key": key})
     return True
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of the ``with`` block to ``seconds[stage]``: where a run's minutes went."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _store_program(args: argparse.Namespace, task: Any, out: Path, test: list[Any]) -> tuple[Any, list]:
@@ -336,6 +347,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     from persona_rag.selector import Selector
 
     started = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
     console = make_console()
     out = Path(config.out)
     data = make_sample_task(
@@ -359,16 +371,16 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         console.print(f"reader: {args.lm} as served (the reader fine-tune step applies to local models only)")
         reader_key = _fingerprint(args.lm, args.api_base)
     else:
-        reader_dir = out / "reader"
-        best = finetune_reader(
-            build_program(args, task, "dense"),
-            fit,
-            val,
-            out=reader_dir,
-            examples=config.reader_examples,
-            epochs=config.reader_epochs,
-            seed=config.seed,
-        )
+        with _timed(stage_seconds, "reader"):
+            best = finetune_reader(
+                build_program(args, task, "dense"),
+                fit,
+                val,
+                out=out / "reader",
+                examples=config.reader_examples,
+                epochs=config.reader_epochs,
+                seed=config.seed,
+            )
         args = argparse.Namespace(**{**vars(args), "model": str(best)})
         reader_key = directory_fingerprint(best)
 
@@ -383,7 +395,6 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         "gradient_accumulation_steps": 1,
         "max_examples": config.train_examples,
     }
-    dense = build_program(args, task, "dense")
     ropg_config = ROPGKDConfig(
         output_dir=out / "ropg-kd",
         candidates=config.candidates,
@@ -394,12 +405,14 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     ropg_key = _fingerprint(
         reader_key, _examples_key(fit), ropg_config.identity(), _encoder_key(args.encoder), args.k
     )
-    if _stage(
-        Path(ropg_config.output_dir),
-        ropg_key,
-        lambda: ROPG_KD(config=ropg_config).compile(dense, trainset=fit, valset=val),
-    ):
-        console.print("ROPG-KD: tuned the dense retriever on the reader's feedback")
+    with _timed(stage_seconds, "ROPG-KD"):
+        dense = build_program(args, task, "dense")  # loads the reader: part of this stage's cost
+        if _stage(
+            Path(ropg_config.output_dir),
+            ropg_key,
+            lambda: ROPG_KD(config=ropg_config).compile(dense, trainset=fit, valset=val),
+        ):
+            console.print("ROPG-KD: tuned the dense retriever on the reader's feedback")
     pool = {kind: make_retriever(kind) for kind in POOL[:3]}
     pool |= {
         "dense": dense.retriever,
@@ -420,14 +433,16 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     rspg_key = _fingerprint(
         ropg_key, directory_fingerprint(Path(ropg_config.output_dir) / "best"), rspg_config.identity()
     )
-    if _stage(Path(rspg_config.output_dir), rspg_key, select):
-        console.print("RSPG-Post: trained the selector over the pool")
+    with _timed(stage_seconds, "RSPG-Post"):
+        if _stage(Path(rspg_config.output_dir), rspg_key, select):
+            console.print("RSPG-Post: trained the selector over the pool")
 
-    results = _pool_results(dense, test, pool, load_selector(selector_file), cache)
-    store_program, by_user = _store_program(args, task, out, test)
-    results.insert(
-        4, evaluate_program(store_program, by_user, name=ROW_NAMES["store"], batch_size=args.batch_size)
-    )
+    with _timed(stage_seconds, "test answers"):
+        results = _pool_results(dense, test, pool, load_selector(selector_file), cache)
+        store_program, by_user = _store_program(args, task, out, test)
+        results.insert(
+            4, evaluate_program(store_program, by_user, name=ROW_NAMES["store"], batch_size=args.batch_size)
+        )
     results.append(pool_bounds(task, test, [r for r in results if r.name in {ROW_NAMES[n] for n in pool}])[0])
     rows = {key: next(r for r in results if r.name == name) for key, name in ROW_NAMES.items()}
 
@@ -452,13 +467,17 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         train_questions=len(fit),
         validation_questions=len(val),
         wall_seconds=wall_seconds,
+        stage_seconds=stage_seconds,
         peak_rss_gib=peak_rss_gib,
     )
     chart_title = f"persona-rag demo (sample task): {len(test)} held-out test questions, reader {reader_name}"
     chart = bar_chart(results, metric, chart_title, lower=task.lower_is_better)
     chart_path = atomic_write_bytes(out / "demo.png", chart)
     console.print(f"results: {json_path}; chart: {chart_path}")
-    console.print(f"this run: {wall_seconds / 60:.1f} min, peak memory {peak_rss_gib:.2f} GiB (RSS)")
+    stages = ", ".join(f"{stage} {seconds / 60:.1f}" for stage, seconds in stage_seconds.items())
+    console.print(
+        f"this run: {wall_seconds / 60:.1f} min ({stages}), peak memory {peak_rss_gib:.2f} GiB (RSS)"
+    )
     return DemoResult(results=results, summary=summary, json_path=json_path, chart_path=chart_path)
 
 

@@ -36,6 +36,8 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatc
     assert saved["summary"] in " ".join(printed.split())
     assert saved["wall_seconds"] > 0 and saved["peak_rss_gib"] > 0
     assert f"peak memory {saved['peak_rss_gib']:.2f} GiB" in printed
+    assert set(saved["stage_seconds"]) == {"reader", "ROPG-KD", "RSPG-Post", "test answers"}
+    assert 0 < sum(saved["stage_seconds"].values()) <= saved["wall_seconds"]
     for result in saved["results"]:  # the printed table shows the JSON's numbers
         rows = [line.strip("│ ") for line in printed.splitlines() if line.startswith("│")]
         row = next(line for line in rows if line.startswith(result["name"]))

@@ -107,6 +107,18 @@ class CandidateFeedback:
         """Score minus the baseline document's score (Eq. 2)."""
         return tuple(s - self.scores[0] for s in self.scores) if self.scores else ()
 
+    def identity(self) -> dict[str, Any]:
+        """What training on this row depends on, for a run's fingerprint: the candidates by id and
+        text, not by retrieval score (a float that moves in its last bits with the thread count or
+        the batching, and would make a resumed run look like another one)."""
+        return {
+            "example_id": self.example_id,
+            "query": self.query,
+            "candidates": [(hit.id, hit.document.text) for hit in self.candidates.hits],
+            "outputs": list(self.outputs),
+            "scores": [round(score, 6) for score in self.scores],
+        }
+
 
 @dataclass(frozen=True)
 class PoolFeedback:

@@ -165,8 +165,10 @@ class Trainer:
         return self.out / "state"
 
     def run_fingerprint(self, items: Sequence[Any]) -> dict[str, Any]:
-        """What this run's result depends on: settings, training items and the base model."""
-        run = {"config": self.config.identity(), "data": stable_hash(list(items)), "base": self.base}
+        """What this run's result depends on: settings, training items (by their ``identity()``
+        where they have one) and the base model."""
+        data = [item.identity() if hasattr(item, "identity") else item for item in items]
+        run = {"config": self.config.identity(), "data": stable_hash(data), "base": self.base}
         return json.loads(json.dumps(run, default=str))  # as it reads back from trainer.json
 
     def _save_state(

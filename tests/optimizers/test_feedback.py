@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from optimizers.feedback import Feedback, FeedbackCache
+from optimizers.feedback import CandidateFeedback, Feedback, FeedbackCache
 from persona_rag import BM25Retriever, GenerationError, Generator, PersonalizedRAG
 from persona_rag.errors import CacheError
+from persona_rag.retrievers import RetrievalResult
+from persona_rag.retrievers.base import Hit
+from persona_rag.tasks import Document
 from tests.optimizers.key_item_task import TASK, make_examples, reply
 
 
@@ -179,3 +182,18 @@ def test_rows_whose_scores_all_tie_are_what_skip_uniform_drops_for_ropg_kd_and_r
     assert ROPG_KD(config=ROPGKDConfig(skip_uniform=False)).keep(tied)
     assert ROPG_RL().keep(tied)  # RL learns from rewards relative to the baseline, ties included
     assert ROPG_KD().keep(preferring)
+
+
+def _row(scores: tuple[float, ...], ids: tuple[str, ...] = ("a", "b")) -> CandidateFeedback:
+    hits = tuple(
+        Hit(i, item_id, score, Document(index=i, id=item_id, text=f"text {item_id}", date=None, item={}))
+        for i, (item_id, score) in enumerate(zip(ids, scores))
+    )
+    return CandidateFeedback("q1", "query", RetrievalResult(hits), ("1", "2"), (0.5, 0.25))
+
+
+def test_a_row_identity_ignores_retrieval_score_noise_but_not_the_candidates():
+    """A resumed run re-retrieves its candidates; scores that moved in their last bits (another
+    thread count) must not make it look like another run."""
+    assert _row((0.91, 0.52)).identity() == _row((0.91 + 1e-7, 0.52 - 1e-7)).identity()
+    assert _row((0.91, 0.52)).identity() != _row((0.91, 0.52), ids=("b", "a")).identity()

@@ -63,14 +63,6 @@ def default_device() -> str:
 EMBED_GROUP = 16
 
 
-def _inverse(order: Sequence[int]) -> list[int]:
-    """The permutation that puts items listed in ``order`` back in their original places."""
-    inverse = [0] * len(order)
-    for position, index in enumerate(order):
-        inverse[index] = position
-    return inverse
-
-
 class TextEncoder:
     """Mean-pooled sentence embeddings from a Hugging Face encoder.
 
@@ -149,7 +141,7 @@ class TextEncoder:
                 self.device
             )
             groups.append(mean_pool(self.model(**batch).last_hidden_state, batch["attention_mask"]))
-        pooled = torch.cat(groups)[torch.tensor(_inverse(order), device=self.device)]
+        pooled = torch.cat(groups)[torch.argsort(torch.tensor(order, device=self.device))]  # back in order
         return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:

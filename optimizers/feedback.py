@@ -368,7 +368,9 @@ class Feedback:
         inputs, profiles = [ex.input for ex in examples], [ex.profile for ex in examples]
         by_name = {name: program.batch_retrieve(inputs, profiles, retriever=r) for name, r in pool.items()}
         prompts = [[(ex, by_name[name][e]) for name in pool] for e, ex in enumerate(examples)]
-        answered = self._resolve(prompts)
+        # Every member's answer, whatever the signal: RSPG-Post reads it, and the selector is
+        # validated (and a report scored) on the metric of the answer it picks.
+        answered = self._resolve(prompts, answers=True)
         return [
             PoolFeedback(
                 str(example.get("id", e)),
@@ -380,12 +382,13 @@ class Feedback:
         ]
 
     def _resolve(
-        self, prompts: Sequence[Sequence[tuple[dspy.Example, RetrievalResult]]]
+        self, prompts: Sequence[Sequence[tuple[dspy.Example, RetrievalResult]]], *, answers: bool = False
     ) -> list[list[tuple[str, Any]]]:
         """The prompt and the cached or newly computed answer of every (example, retrieved items).
 
-        Missing answers are computed in batches and each batch is committed to the cache at once,
-        so an interrupted run repeats at most one batch.
+        ``answers``: generate the answer even for the ``likelihood`` signal (which alone needs
+        none). Missing answers are computed in batches and each batch is committed to the cache at
+        once, so an interrupted run repeats at most one batch.
         """
         from tqdm.auto import tqdm
 
@@ -404,7 +407,7 @@ class Feedback:
                 messages = program.generator.messages(prompt)
                 content_free = program.content_free_prompt(example.input, result)
                 kinds = []
-                if self.signal != "likelihood":
+                if answers or self.signal != "likelihood":
                     kinds.append(("answer", [labels]))
                 if self.signal != "metric" and not (
                     self.signal == "metric+likelihood" and self._loglik_from_answer(labels, gold)

@@ -197,3 +197,19 @@ def test_a_row_identity_ignores_retrieval_score_noise_but_not_the_candidates():
     thread count) must not make it look like another run."""
     assert _row((0.91, 0.52)).identity() == _row((0.91 + 1e-7, 0.52 - 1e-7)).identity()
     assert _row((0.91, 0.52)).identity() != _row((0.91, 0.52), ids=("b", "a")).identity()
+
+
+def test_pool_rows_carry_every_members_answer_whatever_the_signal(local_generator, sample_task, tmp_path):
+    """RSPG-Post reads each member's answer and RSPG is validated on its metric: with the
+    likelihood signal (which alone needs no answer) a pool row once held empty answers, so the
+    selector read nothing and every validation score was 0."""
+    from persona_rag.data import load_lamp
+    from persona_rag.retrievers import NoRetriever, RecencyRetriever
+
+    split = load_lamp(sample_task, "train", limit=2)
+    program = PersonalizedRAG(task=split.task, retriever=BM25Retriever(), generator=local_generator)
+    feedback = Feedback(program=program, cache=tmp_path / "f.sqlite", signal="likelihood", progress=False)
+    rows = feedback.compute_pool(split.examples(), {"none": NoRetriever(), "recency": RecencyRetriever()})
+    for row in rows:
+        assert all(output.strip() for output in row.outputs)
+        assert all(score <= 0 for score in row.scores)  # log p(gold): the signal is still likelihood

@@ -1,14 +1,16 @@
-"""Which feedback signal lets ROPG-KD learn from a real reader: metric, likelihood or both.
+"""Which feedback signal (and tie handling) lets ROPG-KD learn from a real reader.
 
 The paper's signal is the task metric of the answer (``metric``). With a weak reader most
 candidates give the same rating, so the teacher softmax(Eval / τ) is nearly flat; ``likelihood``
 scores each candidate by log p(gold answer), which rarely ties; ``metric+likelihood`` keeps the
-metric as the key and breaks its ties with the likelihood (a spread of at most 0.05). This trains
-ROPG-KD once per signal on the same questions, candidates, validation and settings as
-``persona-rag report`` (the validation carved from train the same way), evaluates each tuned
-retriever and the untuned dense one on a reported split, and compares each with Dense (paired
-bootstrap interval and randomisation p-value). A signal's run may instead be given as a trained
-checkpoint (``--checkpoint metric+likelihood=reports/x/ropg-kd/best``): the report's own ROPG-KD.
+metric as the key and breaks its ties with the likelihood (a spread of at most 0.05). A variant
+``SIGNAL:free-ties`` trains with ``free_ties`` (the KL over groups of equal score, which leaves the
+order of tied candidates to the student). This trains ROPG-KD once per variant on the same
+questions, candidates, validation and settings as ``persona-rag report`` (the validation carved
+from train the same way), evaluates each tuned retriever and the untuned dense one on a reported
+split, and compares each with Dense (paired bootstrap interval and randomisation p-value). A
+variant's run may instead be given as a trained checkpoint
+(``--checkpoint metric+likelihood=reports/x/ropg-kd/best``): the report's own ROPG-KD.
 
     python benchmarks/kd_signals.py --data ../shared/lamp-real/movielens_rating \\
         --model runs/reader-rating/best --signals metric,likelihood \\
@@ -17,7 +19,7 @@ checkpoint (``--checkpoint metric+likelihood=reports/x/ropg-kd/best``): the repo
         --results benchmarks/results/movielens_rating
 
 Writes ``kd_signals.md`` and ``kd_signals.json`` (and each run's curves as
-``kd-<signal>-curves.png``) into ``--results``. LLM answers are cached in ``--feedback-cache``:
+``kd-<variant>-curves.png``) into ``--results``. LLM answers are cached in ``--feedback-cache``:
 with the report's cache, training asks the reader for nothing new (the label scores give every
 signal) and only the reported split's prompts with the tuned retrievers' items are new.
 """
@@ -46,12 +48,18 @@ from persona_rag.io import atomic_write_json, atomic_write_text
 from persona_rag.retrievers import DenseRetriever
 from persona_rag.significance import significance_against
 
+FREE_TIES = "free-ties"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="a LaMP-format task folder")
     parser.add_argument("--split", default="test", help="the reported split (never trained on)")
-    parser.add_argument("--signals", default="metric,likelihood", help="signals to train with")
+    parser.add_argument(
+        "--signals",
+        default="metric,likelihood",
+        help="variants to train: a signal, or SIGNAL:free-ties for the KL over groups of equal score",
+    )
     parser.add_argument(
         "--checkpoint",
         action="append",
@@ -73,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signals = [s.strip() for s in args.signals.split(",") if s.strip()]
     given = dict(item.split("=", 1) for item in args.checkpoint)
-    for signal in [*signals, *given]:
-        if signal not in SIGNALS:
-            parser.error(f"unknown signal {signal!r}; choose from {', '.join(SIGNALS)}")
+    for variant in [*signals, *given]:
+        signal, _, ties = variant.partition(":")
+        if signal not in SIGNALS or ties not in ("", FREE_TIES):
+            parser.error(
+                f"unknown variant {variant!r}; choose from {', '.join(SIGNALS)}, each with :{FREE_TIES}"
+            )
 
     train_split = load_lamp(args.data, "train")
     reported = load_lamp(args.data, args.split, task=train_split.task).examples()
@@ -86,17 +97,20 @@ def main(argv: list[str] | None = None) -> int:
 
     members = {"dense": program.retriever}
     runs: dict[str, dict] = {}
-    for signal in [*signals, *given]:
+    for variant in [*signals, *given]:
         start = time.perf_counter()
-        if signal in given:
-            members[f"kd-{signal}"] = DenseRetriever(encoder=given[signal])
-            history_file = Path(given[signal]).parent / "history.json"
-            runs[signal] = {"trained_here": False, "checkpoint": given[signal]}
+        signal, _, ties = variant.partition(":")
+        name = variant.replace(":", "-")
+        if variant in given:
+            members[f"kd-{name}"] = DenseRetriever(encoder=given[variant])
+            history_file = Path(given[variant]).parent / "history.json"
+            runs[name] = {"trained_here": False, "checkpoint": given[variant]}
         else:
             config = ROPGKDConfig(
-                output_dir=args.out / f"kd-{signal}",
+                output_dir=args.out / f"kd-{name}",
                 feedback_cache=args.feedback_cache,
                 signal=signal,
+                free_ties=ties == FREE_TIES,
                 candidates=args.candidates,
                 epochs=args.epochs,
                 learning_rate=args.lr,
@@ -107,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
             )
             optimizer = ROPG_KD(config=config)
-            members[f"kd-{signal}"] = optimizer.compile(program, trainset=train, valset=carved.val).retriever
+            members[f"kd-{name}"] = optimizer.compile(program, trainset=train, valset=carved.val).retriever
             history_file = Path(config.output_dir) / "history.json"
             result = optimizer.result
-            runs[signal] = {
+            runs[name] = {
                 "trained_here": True,
                 "checkpoint": str(Path(config.output_dir) / "best"),
                 "feedback_examples": len(optimizer.feedback_rows),
@@ -123,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": time.perf_counter() - start,
             }
         history = json.loads(history_file.read_text()) if history_file.exists() else []
-        runs[signal]["history"] = history
+        runs[name]["history"] = history
         curves = history_file.parent / "curves.png"
         if curves.exists():
             args.results.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(curves, args.results / f"kd-{signal}-curves.png")
+            shutil.copyfile(curves, args.results / f"kd-{name}-curves.png")
 
     rows = Feedback(program=program, cache=args.feedback_cache).compute_pool(reported, members)
     task = program.task
@@ -186,12 +200,6 @@ def markdown(summary: dict, task_metrics: list[str]) -> str:
             cells.append(f"{kept[key]:.3f}" if key in kept else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _difference(tested: dict) -> str:
-    return (
-        f"{tested['difference']:+.3f} [{tested['low']:+.3f}, {tested['high']:+.3f}] {tested['p_value']:.3f}"
-    )
 
 
 if __name__ == "__main__":

@@ -119,7 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "resume": not args.overwrite,
     }
     if args.method == "kd":
-        optimizer: Any = ROPG_KD(config=ROPGKDConfig(**common, temperature=args.temperature))
+        kd = ROPGKDConfig(**common, temperature=args.temperature, free_ties=args.free_ties)
+        optimizer: Any = ROPG_KD(config=kd)
     else:
         optimizer = ROPG_RL(config=ROPGConfig(**common))
     program = build_program(args, task, "dense")
@@ -200,6 +201,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         val_examples=args.val_examples,
         candidates=args.candidates,
         signal=args.signal,
+        kd_signal=args.kd_signal,
+        kd_free_ties=args.kd_free_ties,
         ropg_epochs=args.ropg_epochs,
         ropg_learning_rate=args.ropg_lr,
         rspg_epochs=args.rspg_epochs,
@@ -297,6 +300,12 @@ def _signal(text: str) -> str:
     return text
 
 
+FREE_TIES_HELP = (
+    "distil only how groups of equal score compare, leaving the order of tied candidates to the "
+    "retriever (default: the paper's Eq. 4, which also pulls tied candidates to one score)"
+)
+
+
 def _add_signal_option(parser: argparse.ArgumentParser) -> None:
     """``--signal`` of the trainers that learn from LLM feedback (ROPG, RSPG)."""
     parser.add_argument(
@@ -376,6 +385,8 @@ def add_report(commands: Any) -> None:
     report.add_argument("--rspg-epochs", type=positive_int, default=5, help="RSPG epochs")
     report.add_argument("--rspg-lr", type=positive_float, default=5e-5, help="RSPG learning rate")
     _add_signal_option(report)
+    report.add_argument("--kd-signal", type=_signal, help="ROPG-KD's own feedback signal (default: --signal)")
+    report.add_argument("--kd-free-ties", action="store_true", help=f"ROPG-KD: {FREE_TIES_HELP}")
     report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
     report.add_argument(
@@ -430,6 +441,7 @@ def add_train(commands: Any) -> None:
     )
     train.add_argument("--candidates", type=positive_int, default=16, help="l, candidates per example")
     train.add_argument("--temperature", type=positive_float, default=0.1, help="KD target temperature")
+    train.add_argument("--free-ties", action="store_true", help=FREE_TIES_HELP)
     train.add_argument(
         "--policy-temperature",
         type=positive_float,

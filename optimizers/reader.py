@@ -229,7 +229,7 @@ class ReaderFinetune(Teleprompter):
         # The base's weights are not needed beside the copy that trains: the process-wide instance
         # is forgotten, so (unless the caller holds it) only the trained copy is in memory. A later
         # call of the base model loads it again, in about a second from its cached files.
-        base_name = base.name
+        base_name, dtype = base.name, base.dtype
         weights = {"base_files": base.files_fingerprint, "tokenizer": base.tokenizer}
         weights |= {"device": base.device, "batch_size": base.batch_size}
         del base
@@ -239,7 +239,9 @@ class ReaderFinetune(Teleprompter):
         gc.collect()  # the trained copy, its gradients and Adam's moments go before the best loads
         best = out / "best"
         release_local_lm(str(best))  # a reader of the same path loaded earlier is stale now
-        program.generator.predict.lm = local_lm(str(best), max_tokens=program.generator.max_new_tokens)
+        program.generator.predict.lm = local_lm(
+            str(best), max_tokens=program.generator.max_new_tokens, dtype=dtype
+        )  # trained in float32, answering at the precision the caller chose
         program._compiled = True
         return program
 

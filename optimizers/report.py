@@ -81,6 +81,8 @@ class ReportConfig:
         candidates: ``l`` of ROPG.
         signal: the feedback signal (:mod:`optimizers.feedback`); ``auto`` is metric+likelihood for
             an in-process reader.
+        kd_signal: ROPG-KD's own signal (``None``: ``signal``).
+        kd_free_ties: ROPG-KD's ``free_ties`` (:class:`~optimizers.ropg.ROPGKDConfig`).
         ropg_epochs, ropg_learning_rate: ROPG training.
         rspg_epochs, rspg_learning_rate: selector training.
         batch_size, gradient_accumulation_steps: both trainers.
@@ -98,6 +100,8 @@ class ReportConfig:
     val_examples: int = 150
     candidates: int = 16
     signal: Signal = "auto"
+    kd_signal: Signal | None = None
+    kd_free_ties: bool = False
     ropg_epochs: int = 3
     ropg_learning_rate: float = 1e-5
     rspg_epochs: int = 5
@@ -264,9 +268,10 @@ def run_report(
         "bm25": BM25Retriever(),
         "dense": program.retriever,
     }
-    for name, optimizer_class, config_class in (
-        ("ropg-rl", ROPG_RL, ROPGConfig),
-        ("ropg-kd", ROPG_KD, ROPGKDConfig),
+    kd_options = {"signal": config.kd_signal or config.signal, "free_ties": config.kd_free_ties}
+    for name, optimizer_class, config_class, options in (
+        ("ropg-rl", ROPG_RL, ROPGConfig, {}),
+        ("ropg-kd", ROPG_KD, ROPGKDConfig, kd_options),
     ):
         start = time.perf_counter()
         given = config.ropg_checkpoints.get(name)
@@ -279,7 +284,7 @@ def run_report(
                     candidates=config.candidates,
                     epochs=config.ropg_epochs,
                     learning_rate=config.ropg_learning_rate,
-                    **shared,
+                    **(shared | options),
                 )
             )
             pool[name] = optimizer.compile(program, trainset=train, valset=val).retriever

@@ -88,11 +88,15 @@ class ROPGKDConfig(ROPGConfig):
         temperature: τ of the target p_t = softmax(score / τ) (not stated in the paper).
         skip_uniform: drop examples whose candidates all score the same. They carry no preference,
             and with them KD would pull the retriever towards a uniform ranking.
+        free_ties: distil only how the LLM's score groups compare, leaving the order of candidates
+            with equal scores to the student (:func:`~optimizers.losses.distillation_kl`); ``False``
+            is the paper's Eq. 4, which also pulls tied candidates to one score.
     """
 
     output_dir: str | Path = "runs/ropg-kd"
     temperature: float = 0.1
     skip_uniform: bool = True
+    free_ties: bool = False
 
 
 class _ROPG(Teleprompter):
@@ -115,9 +119,14 @@ class _ROPG(Teleprompter):
         return len(row.candidates) > 1
 
     @property
-    def target_temperature(self) -> float:
-        """τ of the teacher distribution softmax(score / τ) the diagnostics compare the policy with."""
-        return getattr(self.config, "temperature", 0.1)
+    def teacher(self) -> dict[str, Any]:
+        """How the diagnostics' teacher KL is taken: KD's own target temperature and tie handling
+        (RL has neither: the KD defaults)."""
+        defaults = ROPGKDConfig()
+        return {
+            "temperature": getattr(self.config, "temperature", defaults.temperature),
+            "free_ties": getattr(self.config, "free_ties", defaults.free_ties),
+        }
 
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
         raise NotImplementedError
@@ -193,7 +202,7 @@ class _ROPG(Teleprompter):
         def validate() -> dict[str, float]:
             scores = validation_scores(evaluator, valset)
             if val_rows:
-                scores.update(policy_diagnostics(encoder, val_rows, temperature=self.target_temperature))
+                scores.update(policy_diagnostics(encoder, val_rows, **self.teacher))
             return scores
 
         trainer = Trainer(
@@ -234,22 +243,28 @@ def policy_batch(
 
 @torch.no_grad()
 def policy_diagnostics(
-    encoder: TextEncoder, rows: Sequence[CandidateFeedback], *, temperature: float, batch_size: int = 16
+    encoder: TextEncoder,
+    rows: Sequence[CandidateFeedback],
+    *,
+    temperature: float,
+    free_ties: bool = False,
+    batch_size: int = 16,
 ) -> dict[str, float]:
     """How the policy relates to the LLM's preferences on held-out rows.
 
     Returns:
         ``policy_entropy`` (nats, mean over rows; log l is uniform), ``teacher_kl`` (KL(p_t ‖ π)
-        with p_t = softmax(score / ``temperature``)) and ``teacher_top1`` (share of rows whose
-        top-1 candidate under π is one of the LLM's best; rows where every candidate ties count
-        as agreeing).
+        with p_t = softmax(score / ``temperature``), taken over score groups with ``free_ties``)
+        and ``teacher_top1`` (share of rows whose top-1 candidate under π is one of the LLM's best;
+        rows where every candidate ties count as agreeing).
     """
     entropy = kl = agree = 0.0
     for start in range(0, len(rows), batch_size):
         logits, mask, scores = policy_batch(encoder, rows[start : start + batch_size])
         log_policy = torch.log_softmax(logits.masked_fill(~mask, -1e9), dim=-1)
         entropy += float(-(log_policy.exp() * log_policy).masked_fill(~mask, 0.0).sum())
-        kl += float(distillation_kl(scores, logits, mask, temperature=temperature)) * len(logits)
+        teacher_kl = distillation_kl(scores, logits, mask, temperature=temperature, free_ties=free_ties)
+        kl += float(teacher_kl) * len(logits)
         best = scores.masked_fill(~mask, -1e9).max(dim=-1, keepdim=True).values
         top = logits.argmax(dim=-1, keepdim=True)
         agree += float((scores.gather(1, top) >= best - 1e-9).sum())
@@ -279,7 +294,7 @@ class ROPG_KD(_ROPG):
         return super().keep(row) and (not skip or carries_preference(row))
 
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
-        return distillation_kl(scores, logits, mask, temperature=getattr(self.config, "temperature", 1.0))
+        return distillation_kl(scores, logits, mask, **self.teacher)
 
 
 class ROPG_RL(_ROPG):

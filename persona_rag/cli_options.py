@@ -68,6 +68,7 @@ def build_generator(args: argparse.Namespace) -> Any:
     model (``--model``), with the answer-reading options."""
     from persona_rag.generator import Generator
     from persona_rag.lm import local_lm
+    from persona_rag.lm.loading import resolve_dtype
     from persona_rag.server import server_lm
 
     if args.lm:
@@ -80,7 +81,7 @@ def build_generator(args: argparse.Namespace) -> Any:
             num_retries=args.retries,
         )
     else:
-        lm = local_lm(args.model, max_tokens=args.max_new_tokens)
+        lm = local_lm(args.model, max_tokens=args.max_new_tokens, dtype=resolve_dtype(args.dtype))
     return Generator(
         lm=lm,
         max_new_tokens=args.max_new_tokens,
@@ -263,6 +264,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         DEFAULT_ENCODER,
         DEFAULT_LABEL_NORMALIZATION,
         DEFAULT_LM,
+        DTYPE_CHOICES,
         LABEL_NORMALIZATIONS,
     )
     from persona_rag.server import DEFAULT_CONCURRENCY, DEFAULT_RETRIES
@@ -274,6 +276,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_LM,
         help="in-process Hugging Face model name or path",
     )
+    group.add_argument(
+        "--dtype", choices=DTYPE_CHOICES, default="float32",
+        help="precision of the in-process model's answers and scores: bfloat16 is about 2.8x faster on "
+        "CPUs with AVX-512 BF16 and on GPUs; auto picks it where the hardware has it (training always "
+        "runs in float32)",
+    )  # fmt: skip
     group.add_argument(
         "--lm", type=lm_string, help="a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B"
     )

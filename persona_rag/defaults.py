@@ -13,6 +13,8 @@ __all__ = [
     "DEFAULT_LABEL_NORMALIZATION",
     "DEFAULT_LM",
     "DEFAULT_LM_ALIASES",
+    "DTYPES",
+    "DTYPE_CHOICES",
     "LABEL_NORMALIZATIONS",
     "AnswerExtraction",
     "LabelNormalization",
@@ -27,6 +29,12 @@ DEFAULT_LM_ALIASES = frozenset(
 DEFAULT_ENCODER_ALIASES = frozenset(
     {DEFAULT_ENCODER.lower(), f"sentence-transformers/{DEFAULT_ENCODER.lower()}", "default"}
 )
+
+# Precisions an in-process model can run at: float32 is the reference; bfloat16 is faster on CPUs
+# with AVX-512 BF16 and on GPUs (benchmarks/README.md, "A bfloat16 reader"). ``auto`` (an option
+# value, resolved by persona_rag.lm.loading.resolve_dtype) picks bfloat16 where the hardware has it.
+DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)
 
 # Label scoring of multi-token labels: the sum of the label's token log-probabilities, or their
 # mean per token (the default: measured better on movielens_tagging dev, benchmarks/README.md).

@@ -108,3 +108,34 @@ def test_stop_rule_ends_a_row_at_its_first_line_break():
         assert whole.text.startswith(cut.text) and "\n" not in cut.text
         assert cut.output_tokens < whole.output_tokens
     assert asked and all("\n" in text for text in asked)  # asked only at line breaks
+
+
+def test_bfloat16_is_a_separate_copy_with_its_own_fingerprint_and_nearly_the_same_scores(
+    tiny_checkpoint, tmp_path
+):
+    model = str(tiny_checkpoint(tmp_path / "tiny", seed=0))
+    full, half = shared_local_lm(model), shared_local_lm(model, "bfloat16")
+    assert half is not full and half is shared_local_lm(model, "bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16 and half.dtype == "bfloat16"
+    # float32 adds nothing to the fingerprint (caches from before the option stay valid); bfloat16 does.
+    assert "dtype" not in full.fingerprint() and half.fingerprint()["dtype"] == "bfloat16"
+    conversations = [[{"role": "user", "content": "Rate it from 1 to 5."}]]
+    labels = [["1", "2", "3", "4", "5"]]
+    np.testing.assert_allclose(
+        half.score(conversations, labels)[0], full.score(conversations, labels)[0], atol=0.1
+    )
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16"):
+        LocalLM(dtype="float16")
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from persona_rag.lm import loading
+
+    assert loading.resolve_dtype("float32") == "float32"
+    monkeypatch.setattr(loading, "native_bfloat16", lambda device=None: True)
+    assert loading.resolve_dtype("auto") == "bfloat16"
+    monkeypatch.setattr(loading, "native_bfloat16", lambda device=None: False)
+    assert loading.resolve_dtype("auto") == "float32"

@@ -41,6 +41,24 @@ def test_a_local_checkpoint_program_loads_without_the_unsafe_flag(tmp_path, tiny
     assert fresh(input=QUESTION, profile=PROFILE).output == program(input=QUESTION, profile=PROFILE).output
 
 
+def test_a_bfloat16_reader_is_saved_and_loaded_at_its_precision(tmp_path, tiny_checkpoint):
+    best = tiny_checkpoint(tmp_path / "best", seed=1)
+    program = program_with(local_lm(str(best), dtype="bfloat16"))
+    record = saved(program, tmp_path / "program.json")["generator.predict"]["persona_rag_lm"]
+    assert record["dtype"] == "bfloat16"
+    assert (
+        "dtype"
+        not in saved(program_with(local_lm(str(best))), tmp_path / "f32.json")["generator.predict"][
+            "persona_rag_lm"
+        ]
+    )  # float32 saves as before
+    fresh = program_with()
+    fresh.load(str(tmp_path / "program.json"))
+    lm = fresh.generator.predict.lm
+    assert lm.engine.dtype == "bfloat16" and lm.model.endswith(":bfloat16")
+    assert fresh(input=QUESTION, profile=PROFILE).output == program(input=QUESTION, profile=PROFILE).output
+
+
 def test_weights_changed_since_the_save_are_refused_unless_passed_explicitly(tmp_path, tiny_checkpoint):
     best = tiny_checkpoint(tmp_path / "best", seed=1)
     saved(program_with(local_lm(str(best))), tmp_path / "program.json")

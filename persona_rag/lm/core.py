@@ -42,6 +42,7 @@ class LMCore:
         self.name = name
         self.model = model
         self.device = str(next(model.parameters()).device)
+        self.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         self.tokenizer = tokenizer
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from persona_rag.defaults import DEFAULT_LM
+from persona_rag.defaults import DEFAULT_LM, DTYPES
 from persona_rag.errors import GenerationError
 from persona_rag.lm.core import Message
 from persona_rag.lm.local import LocalLM
@@ -29,13 +29,16 @@ class LocalEngine:
     answering with new weights under the old name.
     """
 
-    def __init__(self, model: str = DEFAULT_LM, *, fingerprint: str | None = None) -> None:
+    def __init__(
+        self, model: str = DEFAULT_LM, *, fingerprint: str | None = None, dtype: str = "float32"
+    ) -> None:
         self.model = model
         self.fingerprint = fingerprint
+        self.dtype = dtype
 
     @property
     def lm(self) -> LocalLM:
-        lm = shared_local_lm(self.model)
+        lm = shared_local_lm(self.model, self.dtype)
         if self.fingerprint is not None and lm.files_fingerprint != self.fingerprint:
             raise GenerationError(
                 f"the model files of {self.model} changed since this LM was built (fingerprint "
@@ -76,34 +79,38 @@ class LocalEngine:
         """The model is shared process-wide; nothing to release per engine."""
 
     def dump_state(self) -> dict[str, Any]:
-        return {"model": self.model, "fingerprint": self.fingerprint}
+        return {"model": self.model, "fingerprint": self.fingerprint, "dtype": self.dtype}
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LocalEngine:
-        return cls(str(state["model"]), fingerprint=state.get("fingerprint"))
+        dtype = str(state.get("dtype", "float32"))
+        return cls(str(state["model"]), fingerprint=state.get("fingerprint"), dtype=dtype)
 
 
-def local_lm(model: str = DEFAULT_LM, *, max_tokens: int = 32, **kwargs: Any) -> Any:
+def local_lm(model: str = DEFAULT_LM, *, max_tokens: int = 32, dtype: str = "float32", **kwargs: Any) -> Any:
     """A ``dspy.LM`` backed by an in-process model: ``dspy.configure(lm=local_lm())``.
 
-    Its name, ``local/<folder>@<content hash>``, keys DSPy's response cache by the model files'
-    content, so two checkpoints in folders of the same name (or one retrained in place) never
-    answer with each other's cached outputs; the request's ``max_tokens``, ``temperature`` and
-    ``stop`` are part of DSPy's cache key already. A model held only in memory (being trained,
-    see :meth:`LocalLM.wrap`) is not cached at all.
+    Its name, ``local/<folder>@<content hash>`` (plus ``:bfloat16`` at that precision), keys
+    DSPy's response cache by the model files' content, so two checkpoints in folders of the same
+    name (or one retrained in place) never answer with each other's cached outputs; the request's
+    ``max_tokens``, ``temperature`` and ``stop`` are part of DSPy's cache key already. A model held
+    only in memory (being trained, see :meth:`LocalLM.wrap`) is not cached at all.
     """
     import dspy
 
-    shared = registered_local_lm(model)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    shared = registered_local_lm(model, dtype)
     if shared is not None and shared.in_memory:
         fingerprint, tag = None, "in-memory"
         kwargs.setdefault("cache", False)
     else:
-        fingerprint = model_fingerprint(model)
+        fingerprint = model_fingerprint(model, dtype)
         tag = fingerprint[:16]
+    precision = "" if dtype == "float32" else f":{dtype}"
     return dspy.LM(
-        f"local/{Path(model).name}@{tag}",
-        engine=LocalEngine(model, fingerprint=fingerprint),
+        f"local/{Path(model).name}@{tag}{precision}",
+        engine=LocalEngine(model, fingerprint=fingerprint, dtype=dtype),
         max_tokens=max_tokens,
         temperature=0.0,
         **kwargs,

@@ -19,7 +19,7 @@ from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
 from persona_rag.fingerprint import cache_dir, directory_fingerprint
 from persona_rag.io import atomic_directory
 
-__all__ = ["files_fingerprint", "resolve_model"]
+__all__ = ["files_fingerprint", "native_bfloat16", "resolve_dtype", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,3 +74,25 @@ def _model_directory(path: str) -> Path:
 def files_fingerprint(path: str) -> str:
     """Content hash of the model files at ``path`` (a directory or a cached hub name)."""
     return directory_fingerprint(_model_directory(path))
+
+
+def native_bfloat16(device: str | None = None) -> bool:
+    """Whether ``device`` (default: CUDA when available, else the CPU) computes in bfloat16 natively:
+    a GPU that supports it, or a CPU with AVX-512 BF16 or AMX (elsewhere bfloat16 is emulated and
+    slower than float32)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no cheap way to tell, so the reference precision
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(choice: str, device: str | None = None) -> str:
+    """The precision an option value means: ``auto`` is bfloat16 where :func:`native_bfloat16`
+    holds, else float32; anything else is itself."""
+    if choice == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return choice

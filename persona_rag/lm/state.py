@@ -26,6 +26,7 @@ from typing import Any
 
 import dspy
 
+from persona_rag.defaults import DTYPES
 from persona_rag.errors import StateError
 from persona_rag.lm.engine import LocalEngine, local_lm
 from persona_rag.lm.registry import model_fingerprint
@@ -58,8 +59,9 @@ def dump_lm(lm: Any) -> dict[str, Any] | None:
     engine = getattr(lm, "engine", None)
     settings = _settings(getattr(lm, "kwargs", {}))
     if isinstance(engine, LocalEngine):
-        fingerprint = engine.fingerprint or model_fingerprint(engine.model)
-        return {"kind": "local", "model": engine.model, "fingerprint": fingerprint, **settings}
+        fingerprint = engine.fingerprint or model_fingerprint(engine.model, engine.dtype)
+        precision = {} if engine.dtype == "float32" else {"dtype": engine.dtype}
+        return {"kind": "local", "model": engine.model, "fingerprint": fingerprint, **precision, **settings}
     if type(lm) is dspy.LM and isinstance(engine, str) and "model_list" not in lm.kwargs:
         endpoint = {key: lm.kwargs[key] for key in _ENDPOINT_KEYS if lm.kwargs.get(key)}
         return {
@@ -141,12 +143,14 @@ def _identity(record: Mapping[str, Any] | None) -> tuple[Any, ...]:
 
 
 def _load_local(record: Mapping[str, Any], current: Any) -> Any:
-    model = str(record.get("model"))
+    model, dtype = str(record.get("model")), str(record.get("dtype", "float32"))
+    if dtype not in DTYPES:
+        raise StateError(f"the generator's model precision {dtype!r} is not one of {', '.join(DTYPES)}")
     engine = getattr(current, "engine", None)
     if isinstance(engine, LocalEngine) and engine.model == model:
-        return current  # the caller chose these weights explicitly
+        return current  # the caller chose these weights (and precision) explicitly
     try:
-        now = model_fingerprint(model)
+        now = model_fingerprint(model, dtype)
     except Exception as error:  # a missing folder, or a hub name not in the local cache
         raise StateError(f"the generator's model {model!r} cannot be found ({error})") from error
     saved = record.get("fingerprint")
@@ -157,4 +161,4 @@ def _load_local(record: Mapping[str, Any], current: Any) -> Any:
             f"there now, pass them explicitly: Generator(lm=local_lm({model!r})) before loading"
         )
     max_tokens = record.get("max_tokens")
-    return local_lm(model, **({"max_tokens": int(max_tokens)} if max_tokens is not None else {}))
+    return local_lm(model, dtype=dtype, **({"max_tokens": int(max_tokens)} if max_tokens is not None else {}))

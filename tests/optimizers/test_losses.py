@@ -23,3 +23,32 @@ def test_kl_is_zero_when_the_student_matches_the_target():
     scores = torch.tensor([[0.3, 0.9, 0.1]])
     mask = torch.ones_like(scores, dtype=torch.bool)
     assert float(distillation_kl(scores, scores / 0.1, mask, temperature=0.1)) < 1e-6
+
+
+def test_free_ties_is_the_kl_between_the_score_groups_masses():
+    scores = torch.tensor([[1.0, 0.75, 1.0, 1.0, 0.0]])  # groups {0, 2, 3} and {1}; 4 is padding
+    logits = torch.tensor([[0.3, -0.2, 1.1, -0.7, 5.0]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    target = torch.softmax(scores[0, :4] / 0.1, dim=-1)
+    student = torch.softmax(logits[0, :4], dim=-1)
+    groups = [[0, 2, 3], [1]]
+    expected = sum(float(target[g].sum() * torch.log(target[g].sum() / student[g].sum())) for g in groups)
+    got = float(distillation_kl(scores, logits, mask, temperature=0.1, free_ties=True))
+    assert math.isclose(got, expected, rel_tol=1e-5)
+    # Dropped: the within-group part, which only asks tied candidates for equal scores.
+    assert got < float(distillation_kl(scores, logits, mask, temperature=0.1))
+
+
+def test_free_ties_leaves_the_order_inside_a_group_alone_and_is_eq4_without_ties():
+    mask = torch.ones((1, 3), dtype=torch.bool)
+    tied = torch.tensor([[0.5, 0.5, 0.5]])
+    logits = torch.tensor([[2.0, -1.0, 0.0]], requires_grad=True)
+    loss = distillation_kl(tied, logits, mask, temperature=0.1, free_ties=True)
+    loss.backward()
+    assert abs(float(loss)) < 1e-6 and float(logits.grad.abs().max()) < 1e-6  # nothing to learn
+    distinct = torch.tensor([[1.0, 0.25, 0.5]])
+    assert math.isclose(
+        float(distillation_kl(distinct, logits, mask, temperature=0.1, free_ties=True)),
+        float(distillation_kl(distinct, logits, mask, temperature=0.1)),
+        rel_tol=1e-6,
+    )

@@ -1,11 +1,12 @@
-"""Peak memory and time of one RSPG training step, with and without activation checkpointing.
+"""Peak memory and time of one RSPG training step: every weight trained with and without
+activation checkpointing, and only the encoder's last layers trained (``trainable_layers``).
 
 An RSPG-Post step scores every pool member's prompt and answer with the selector's encoder
 (8 questions x 6 members = 48 sequences of up to 256 tokens) and keeps their activations for the
-backward pass. This runs that forward and backward pass twice in a fresh process per setting (peak
-RSS is per process) and prints both, so the memory saved and the time paid are one run's ratios.
+backward pass. This runs that forward and backward pass in a fresh process per setting (peak RSS
+is per process) and prints each, so the memory saved and the time paid are one run's ratios.
 
-    python benchmarks/selector_memory.py --sequences 48 --steps 2
+    python benchmarks/selector_memory.py --sequences 48 --steps 2 --trainable-layers 2
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def one_setting(checkpointing: bool, sequences: int, steps: int) -> dict[str, float]:
+SETTINGS = ("plain", "checkpointing", "last-layers")
+
+
+def one_setting(checkpointing: bool, sequences: int, steps: int, trainable: int | None) -> dict[str, float]:
     """Run ``steps`` forward and backward passes in this process; its peak RSS and seconds."""
     from persona_rag.selector import SelectorNet
 
     net = SelectorNet()  # max_length 256, as RSPG trains it
+    if trainable:
+        net.freeze_below(trainable)
     if checkpointing:
         net.encoder.activation_checkpointing_enable({"use_reentrant": False})
     net.train()
@@ -46,20 +52,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sequences", type=int, default=48, help="sequences per step (questions x pool)")
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--child", choices=["plain", "checkpointing"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--trainable-layers", type=int, default=2, help="the last-layers setting (MiniLM has 6)"
+    )
+    parser.add_argument("--child", choices=SETTINGS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(one_setting(args.child == "checkpointing", args.sequences, args.steps)))
+        checkpointing = args.child == "checkpointing"
+        trainable = args.trainable_layers if args.child == "last-layers" else None
+        print(json.dumps(one_setting(checkpointing, args.sequences, args.steps, trainable)))
         return 0
     rows = {}
-    for setting in ("plain", "checkpointing"):
+    for setting in SETTINGS:
         done = subprocess.run(
             [sys.executable, __file__, "--child", setting, "--sequences", str(args.sequences),
-             "--steps", str(args.steps)],
+             "--steps", str(args.steps), "--trainable-layers", str(args.trainable_layers)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         rows[setting] = json.loads(done.stdout.strip().splitlines()[-1])
-    plain, saved = rows["plain"], rows["checkpointing"]
+    plain, saved, last = rows["plain"], rows["checkpointing"], rows["last-layers"]
     print(f"{args.sequences} sequences x 256 tokens, MiniLM selector, forward + backward:")
     for setting, row in rows.items():
         seconds, peak = row["seconds_per_step"], row["peak_rss_gib"]
@@ -67,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  checkpointing: {saved['peak_rss_gib'] / plain['peak_rss_gib']:.2f}x the peak memory, "
         f"{saved['seconds_per_step'] / plain['seconds_per_step']:.2f}x the step time"
+    )
+    print(
+        f"  last {args.trainable_layers} layers: {last['peak_rss_gib'] / plain['peak_rss_gib']:.2f}x "
+        f"the peak memory, {last['seconds_per_step'] / plain['seconds_per_step']:.2f}x the step time"
     )
     return 0
 

@@ -420,8 +420,15 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         "ropg-kd": DenseRetriever(encoder=str(Path(ropg_config.output_dir) / "best")),
     }
 
+    # The selector trains its encoder's last 2 of 6 layers: half the step time of training every
+    # weight and less memory than activation checkpointing (benchmarks/selector_memory.py).
     rspg_config = RSPGConfig(
-        output_dir=out / "rspg-post", epochs=config.rspg_epochs, learning_rate=1e-4, **shared
+        output_dir=out / "rspg-post",
+        epochs=config.rspg_epochs,
+        learning_rate=1e-4,
+        trainable_layers=2,
+        gradient_checkpointing=False,
+        **shared,
     )
     selector_file = Path(rspg_config.output_dir) / "selector.json"
 
@@ -534,6 +541,7 @@ def example_data(data: str | Path | None, *, out: str | Path, tiny: bool = False
     from persona_rag.data import carve_validation, load_lamp, make_sample_task
     from persona_rag.generator import Generator
     from persona_rag.lm import local_lm
+    from persona_rag.lm.loading import resolve_dtype
     from persona_rag.program import PersonalizedRAG
     from persona_rag.retrievers import DenseRetriever
 
@@ -561,4 +569,6 @@ def example_data(data: str | Path | None, *, out: str | Path, tiny: bool = False
             task=split.task, retriever=DenseRetriever(), generator=Generator(lm=local_lm())
         )
         reader = str(finetune_reader(program, fit, val, out=reader_dir, examples=config.reader_examples))
-    return ExampleData(task=split.task, fit=fit, val=val, test=test, reader=local_lm(reader))
+    # As in the demo: bfloat16 answers where the hardware computes them natively (training is float32).
+    answering = local_lm(reader, dtype=resolve_dtype("auto"))
+    return ExampleData(task=split.task, fit=fit, val=val, test=test, reader=answering)

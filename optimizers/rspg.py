@@ -57,6 +57,9 @@ class RSPGConfig(FeedbackTrainingConfig):
             (``benchmarks/selector_memory.py``). Turn it off when memory is plentiful. The
             gradients are the same (dropout's random state is replayed), so it is left out of the
             run's fingerprint.
+        trainable_layers: train only the selector encoder's last this many layers (and the head);
+            ``None``: every weight. Frozen lower layers keep no activations and need no backward
+            pass (``benchmarks/selector_memory.py`` measures the step).
 
     Validation examples' pool answers are computed once and reused by every epoch.
     """
@@ -69,6 +72,7 @@ class RSPGConfig(FeedbackTrainingConfig):
     temperature: float = 0.1
     skip_uniform: bool = True
     gradient_checkpointing: bool = True
+    trainable_layers: int | None = None
 
     run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"gradient_checkpointing"}
 
@@ -149,6 +153,11 @@ class RSPG(Teleprompter):
             )
 
         net = SelectorNet(selector.model, max_length=selector.max_length)
+        if config.trainable_layers is not None:
+            try:
+                net.freeze_below(config.trainable_layers)
+            except ValueError as error:
+                raise ConfigError(f"RSPG: {error}") from error
         if config.gradient_checkpointing:
             net.encoder.activation_checkpointing_enable({"use_reentrant": False})
         post = selector.mode == "post"

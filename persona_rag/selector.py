@@ -88,6 +88,21 @@ class SelectorNet(torch.nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
+    def freeze_below(self, trainable_layers: int) -> None:
+        """Train only the encoder's last ``trainable_layers`` layers and the head.
+
+        The embeddings and lower layers then need no gradients, so autograd keeps none of their
+        activations and the backward pass stops at the first trainable layer: a selector step
+        costs little more than its forward pass.
+        """
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if layers is None or not 1 <= trainable_layers <= len(layers):
+            found = "no list of layers" if layers is None else f"{len(layers)} layers"
+            raise ValueError(f"trainable_layers={trainable_layers}: the selector's encoder has {found}")
+        self.encoder.requires_grad_(False)
+        for layer in layers[len(layers) - trainable_layers :]:
+            layer.requires_grad_(True)
+
     def forward(self, prompts: Sequence[str], outputs: Sequence[str] | None = None) -> torch.Tensor:
         """Scores (with gradients) for candidates given by their prompts, and answers in Post mode."""
         if outputs is None:

@@ -88,3 +88,19 @@ def test_selector_net_keeps_the_end_of_long_prompts_and_the_whole_answer():
     )
     assert "answer three" in kept and kept.endswith("question at the end [SEP]")
     assert net([prompt, "short"]).shape == (2,)
+
+
+def test_freezing_keeps_only_the_last_layers_and_the_head_trainable():
+    from persona_rag.selector import SelectorNet
+
+    net = SelectorNet()
+    net.freeze_below(2)
+    layers = net.encoder.encoder.layer
+    assert all(not p.requires_grad for p in net.encoder.embeddings.parameters())
+    assert all(not p.requires_grad for layer in layers[:-2] for p in layer.parameters())
+    assert all(p.requires_grad for layer in layers[-2:] for p in layer.parameters())
+    assert net.head.weight.requires_grad
+    net(["a prompt", "another"], ["4", "5"]).sum().backward()
+    assert layers[-1].output.dense.weight.grad is not None and layers[0].output.dense.weight.grad is None
+    with pytest.raises(ValueError, match="has 6 layers"):
+        net.freeze_below(7)

@@ -65,6 +65,7 @@ def main() -> None:
             gradient_accumulation_steps=1,
             max_examples=args.train_examples,
             feedback_cache=args.out / "feedback.sqlite",
+            resume=False,  # a rerun trains afresh (with other settings too); LLM answers stay cached
         )
     )
     optimizer = BetterTogether(metric=data.task.metric, w=kd, p=LabeledFewShot(k=2))

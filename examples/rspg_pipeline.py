@@ -45,6 +45,9 @@ def main() -> None:
             gradient_accumulation_steps=1,
             max_examples=args.train_examples,
             feedback_cache=args.out / "feedback.sqlite",
+            resume=False,  # a rerun trains afresh (with other settings too); LLM answers stay cached
+            trainable_layers=2,  # the selector encoder's last 2 of 6 layers: half the step time
+            gradient_checkpointing=False,  # frozen lower layers keep no activations anyway
         )
     )
     tuned = optimizer.compile(program, trainset=data.fit, valset=data.val)

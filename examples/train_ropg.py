@@ -40,6 +40,7 @@ def main() -> None:
         "gradient_accumulation_steps": 1,
         "max_examples": args.train_examples,
         "feedback_cache": args.out / "feedback.sqlite",
+        "resume": False,  # a rerun trains afresh (with other settings too); LLM answers stay cached
     }
     optimizers = {
         "ROPG-KD": ROPG_KD(config=ROPGKDConfig(output_dir=args.out / "ropg-kd", **common)),

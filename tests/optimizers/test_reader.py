@@ -59,7 +59,7 @@ def test_compile_returns_a_new_program_with_the_tuned_reader(sample_task, tmp_pa
 
     prediction = tuned(input=dev[0].input, profile=dev[0].profile)
     assert prediction.output in {"1", "2", "3", "4", "5"}
-    assert list(lm_registry._SHARED) == [str(best)]  # one model in the process: the tuned reader
+    assert list(lm_registry._SHARED) == [(str(best), "float32")]  # one model in the process: the tuned reader
 
     tuned.save(str(tmp_path / "program.json"))
     fresh = PersonalizedRAG(task="LaMP-3", retriever=BM25Retriever(), k=2)

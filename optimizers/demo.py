@@ -348,6 +348,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     from persona_rag.selector import Selector
 
     started = time.perf_counter()
+    precision = resolve_dtype(args.dtype)  # what "auto" means on this machine
     stage_seconds: dict[str, float] = {}
     console = make_console()
     out = Path(config.out)
@@ -383,7 +384,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
                 seed=config.seed,
             )
         args = argparse.Namespace(**{**vars(args), "model": str(best)})
-        reader_key = _fingerprint(directory_fingerprint(best), resolve_dtype(args.dtype))
+        reader_key = _fingerprint(directory_fingerprint(best), precision)
 
     cache = out / "feedback.sqlite"
     shared = {
@@ -455,7 +456,6 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     rows = {key: next(r for r in results if r.name == name) for key, name in ROW_NAMES.items()}
 
     metric = task.primary_metric
-    precision = resolve_dtype(args.dtype)
     model = args.lm or f"{args.model} (fine-tuned from {DEFAULT_LM}, answering in {precision})"
     reader_name = args.lm or f"{DEFAULT_LM}, fine-tuned"
     title = f"persona-rag demo: sample task, {len(test)} held-out test questions, k={args.k}, reader {model}"

@@ -122,10 +122,9 @@ class _ROPG(Teleprompter):
     def teacher(self) -> dict[str, Any]:
         """How the diagnostics' teacher KL is taken: KD's own target temperature and tie handling
         (RL has neither: the KD defaults)."""
-        defaults = ROPGKDConfig()
         return {
-            "temperature": getattr(self.config, "temperature", defaults.temperature),
-            "free_ties": getattr(self.config, "free_ties", defaults.free_ties),
+            "temperature": getattr(self.config, "temperature", ROPGKDConfig.temperature),
+            "free_ties": getattr(self.config, "free_ties", ROPGKDConfig.free_ties),
         }
 
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from persona_rag.defaults import DEFAULT_LM, DTYPES
+from persona_rag.defaults import DEFAULT_LM
 from persona_rag.errors import GenerationError
 from persona_rag.lm.core import Message
+from persona_rag.lm.loading import check_dtype
 from persona_rag.lm.local import LocalLM
 from persona_rag.lm.registry import model_fingerprint, registered_local_lm, shared_local_lm
 
@@ -98,9 +99,7 @@ def local_lm(model: str = DEFAULT_LM, *, max_tokens: int = 32, dtype: str = "flo
     """
     import dspy
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    shared = registered_local_lm(model, dtype)
+    shared = registered_local_lm(model, check_dtype(dtype))
     if shared is not None and shared.in_memory:
         fingerprint, tag = None, "in-memory"
         kwargs.setdefault("cache", False)

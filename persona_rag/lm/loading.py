@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
+from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES, DTYPES
 from persona_rag.fingerprint import cache_dir, directory_fingerprint
 from persona_rag.io import atomic_directory
 
-__all__ = ["files_fingerprint", "native_bfloat16", "resolve_dtype", "resolve_model"]
+__all__ = ["check_dtype", "files_fingerprint", "native_bfloat16", "resolve_dtype", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,13 @@ def native_bfloat16(device: str | None = None) -> bool:
     except OSError:  # not Linux: no cheap way to tell, so the reference precision
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` itself if an in-process model can run at that precision, else a ValueError."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    return dtype
 
 
 def resolve_dtype(choice: str, device: str | None = None) -> str:

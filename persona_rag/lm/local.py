@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from persona_rag.defaults import DEFAULT_LM, DTYPES
+from persona_rag.defaults import DEFAULT_LM
 from persona_rag.fingerprint import public_settings
 from persona_rag.lm.generation import BatchedGeneration
-from persona_rag.lm.loading import files_fingerprint, resolve_model
+from persona_rag.lm.loading import check_dtype, files_fingerprint, resolve_model
 from persona_rag.lm.registry import register_local_lm
 from persona_rag.lm.scoring import LabelScoring
 
@@ -52,8 +52,7 @@ class LocalLM(BatchedGeneration, LabelScoring):
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+        check_dtype(dtype)
         path = resolve_model(model)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(path)

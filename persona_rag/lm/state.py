@@ -26,9 +26,9 @@ from typing import Any
 
 import dspy
 
-from persona_rag.defaults import DTYPES
 from persona_rag.errors import StateError
 from persona_rag.lm.engine import LocalEngine, local_lm
+from persona_rag.lm.loading import check_dtype
 from persona_rag.lm.registry import model_fingerprint
 
 __all__ = ["LM_STATE_KEY", "dump_lm", "legacy_record", "load_lm"]
@@ -144,8 +144,10 @@ def _identity(record: Mapping[str, Any] | None) -> tuple[Any, ...]:
 
 def _load_local(record: Mapping[str, Any], current: Any) -> Any:
     model, dtype = str(record.get("model")), str(record.get("dtype", "float32"))
-    if dtype not in DTYPES:
-        raise StateError(f"the generator's model precision {dtype!r} is not one of {', '.join(DTYPES)}")
+    try:
+        check_dtype(dtype)
+    except ValueError as error:
+        raise StateError(f"the generator's model precision: {error}") from error
     engine = getattr(current, "engine", None)
     if isinstance(engine, LocalEngine) and engine.model == model:
         return current  # the caller chose these weights (and precision) explicitly

@@ -54,6 +54,9 @@ NAMESPACE_RULE = (
     "or digit, without '..'"
 )
 _TOKEN_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
+OPEN_LOCK = ".persona-rag-open.lock"
+"""File inside an embedded store that serialises opening it across processes."""
+OPEN_TIMEOUT_S = 300
 
 
 def _digest(text: str) -> str:
@@ -174,10 +177,25 @@ class ProfileStore:
         if not url:
             if path is None:
                 raise ValueError("give path= for the embedded store or url= for a Chroma server")
+            from filelock import FileLock, Timeout
+
+            Path(path).mkdir(parents=True, exist_ok=True)
+            # Chroma creates its tables when a store is first opened, without a cross-process
+            # lock: processes opening a new store together fail ("table collections already
+            # exists", "database is locked"). One opener at a time; reads and writes after that
+            # are Chroma's own business.
+            lock = FileLock(str(Path(path) / OPEN_LOCK), timeout=OPEN_TIMEOUT_S)
             with self._chroma("opening the embedded store"):
-                return chromadb.PersistentClient(
-                    path=str(path), settings=Settings(anonymized_telemetry=False)
-                )
+                try:
+                    with lock:
+                        return chromadb.PersistentClient(
+                            path=str(path), settings=Settings(anonymized_telemetry=False)
+                        )
+                except Timeout:
+                    raise StoreError(
+                        f"{self.location}: waited {OPEN_TIMEOUT_S} s for another process to finish "
+                        f"opening this store (lock file {OPEN_LOCK})"
+                    ) from None
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"not a Chroma server URL: {url!r} (expected http://host:port)")

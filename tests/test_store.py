@@ -33,10 +33,11 @@ import torch
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from persona_rag import store as store_module
 from persona_rag.encoders import TextEncoder
 from persona_rag.errors import DataError, StoreError
 from persona_rag.retrievers import BM25Retriever, DenseRetriever, RecencyRetriever
-from persona_rag.store import NAMESPACE_RULE, TOKEN_ENV, ProfileStore, encoder_fingerprint
+from persona_rag.store import NAMESPACE_RULE, OPEN_LOCK, TOKEN_ENV, ProfileStore, encoder_fingerprint
 from persona_rag.tasks import get_task
 
 TASK = get_task("LaMP-3")
@@ -585,6 +586,23 @@ def test_the_longest_valid_namespace_works(tmp_path: Path, encoder: TextEncoder)
 
 
 # ------------------------------------------------------------------------ concurrent writers
+def test_opening_waits_for_another_opener(
+    tmp_path: Path, encoder: TextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chroma creates a new store's tables without a cross-process lock (4 processes opening one
+    new store together failed 5 times in 40 with "table collections already exists"), so opening
+    holds the store's lock file: while another opener holds it, this one waits, then says why."""
+    from filelock import FileLock
+
+    monkeypatch.setattr(store_module, "OPEN_TIMEOUT_S", 0.2)
+    (tmp_path / "chroma").mkdir()
+    with FileLock(str(tmp_path / "chroma" / OPEN_LOCK)), pytest.raises(StoreError, match=r"waited 0\.2 s"):
+        ProfileStore(tmp_path / "chroma", task=TASK, encoder=encoder)
+    store = ProfileStore(tmp_path / "chroma", task=TASK, encoder=encoder)  # released: opens
+    store.add("alice", ALICE[:1])
+    assert store.users() == ["alice"]
+
+
 WRITER = """
 import json, sys, time
 from pathlib import Path

@@ -179,13 +179,13 @@ class ProfileStore:
                 raise ValueError("give path= for the embedded store or url= for a Chroma server")
             from filelock import FileLock, Timeout
 
-            Path(path).mkdir(parents=True, exist_ok=True)
             # Chroma creates its tables when a store is first opened, without a cross-process
             # lock: processes opening a new store together fail ("table collections already
             # exists", "database is locked"). One opener at a time; reads and writes after that
             # are Chroma's own business.
             lock = FileLock(str(Path(path) / OPEN_LOCK), timeout=OPEN_TIMEOUT_S)
             with self._chroma("opening the embedded store"):
+                Path(path).mkdir(parents=True, exist_ok=True)
                 try:
                     with lock:
                         return chromadb.PersistentClient(

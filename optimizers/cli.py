@@ -207,6 +207,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         ropg_learning_rate=args.ropg_lr,
         rspg_epochs=args.rspg_epochs,
         rspg_learning_rate=args.rspg_lr,
+        rspg_trainable_layers=args.rspg_trainable_layers,
         ropg_checkpoints={
             name: path for name, path in (("ropg-rl", args.ropg_rl), ("ropg-kd", args.ropg_kd)) if path
         },
@@ -384,6 +385,12 @@ def add_report(commands: Any) -> None:
     report.add_argument("--ropg-lr", type=positive_float, default=1e-5, help="ROPG learning rate")
     report.add_argument("--rspg-epochs", type=positive_int, default=5, help="RSPG epochs")
     report.add_argument("--rspg-lr", type=positive_float, default=5e-5, help="RSPG learning rate")
+    report.add_argument(
+        "--rspg-trainable-layers",
+        type=positive_int,
+        help="train only the selector encoder's last N layers, about half the step time "
+        "(default: every weight)",
+    )
     _add_signal_option(report)
     report.add_argument("--kd-signal", type=_signal, help="ROPG-KD's own feedback signal (default: --signal)")
     report.add_argument("--kd-free-ties", action="store_true", help=f"ROPG-KD: {FREE_TIES_HELP}")

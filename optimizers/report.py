@@ -11,7 +11,9 @@ set carved from the *train* split (each user's latest training question), the re
 (test, dev) are never trained or selected on, and :func:`run_report` refuses to run when a
 reported question was seen by training, validation or the reader's fine-tuning (read from the
 reader checkpoint's record). Every column is compared with the best fixed retriever of its split
-by a paired test (bootstrap interval and randomisation p-value, :mod:`persona_rag.significance`).
+by a paired test (bootstrap interval and randomisation p-value, :mod:`persona_rag.significance`),
+and ROPG-RL and ROPG-KD also with Dense, the untuned retriever they start from: whether the
+metric's feedback improved the retriever it tuned is a question of its own.
 
 Every stage writes into its own directory and all LLM answers go through one feedback cache, so
 an interrupted report started again repeats no finished training or generation. The evaluation
@@ -56,12 +58,15 @@ from persona_rag.selector import Selector
 from persona_rag.significance import significance_against
 from persona_rag.tasks import PARSING_NOTES
 
-__all__ = ["COLUMNS", "FIXED_COLUMNS", "Report", "ReportConfig", "SplitReport", "run_report"]
+__all__ = ["COLUMNS", "FIXED_COLUMNS", "ROPG_START", "Report", "ReportConfig", "SplitReport", "run_report"]
 
 logger = logging.getLogger(__name__)
 
 FIXED_COLUMNS = ("NoPers", "Random", "Recency", "BM25", "Dense")
-COLUMNS = (*FIXED_COLUMNS, "ROPG-RL", "ROPG-KD", "RSPG-Pre", "RSPG-Post", "Oracle")
+ROPG_COLUMNS = ("ROPG-RL", "ROPG-KD")
+ROPG_START = "Dense"
+"""The fixed column ROPG's rows are also compared with: the untuned retriever they tune."""
+COLUMNS = (*FIXED_COLUMNS, *ROPG_COLUMNS, "RSPG-Pre", "RSPG-Post", "Oracle")
 _MEMBER_COLUMNS = {"none": "NoPers", "random": "Random", "recency": "Recency", "bm25": "BM25",
                    "dense": "Dense", "ropg-rl": "ROPG-RL", "ropg-kd": "ROPG-KD"}  # fmt: skip
 
@@ -85,6 +90,10 @@ class ReportConfig:
         kd_free_ties: ROPG-KD's ``free_ties`` (:class:`~optimizers.ropg.ROPGKDConfig`).
         ropg_epochs, ropg_learning_rate: ROPG training.
         rspg_epochs, rspg_learning_rate: selector training.
+        rspg_trainable_layers: train only the selector encoder's last this many layers
+            (:class:`~optimizers.rspg.RSPGConfig`; ``None``: every weight, with activation
+            checkpointing). Last-layer training keeps few activations, so it runs without
+            recomputing them: about half the step time of every weight (``benchmarks/selector_memory.py``).
         batch_size, gradient_accumulation_steps: both trainers.
         patience: early stopping of both trainers (epochs without a better validation score).
         ropg_checkpoints: already trained encoders (``{"ropg-kd": dir}``) to use instead of training.
@@ -106,6 +115,7 @@ class ReportConfig:
     ropg_learning_rate: float = 1e-5
     rspg_epochs: int = 5
     rspg_learning_rate: float = 5e-5
+    rspg_trainable_layers: int | None = None
     batch_size: int = 8
     gradient_accumulation_steps: int = 2
     patience: int | None = 2
@@ -129,6 +139,8 @@ class SplitReport:
         baseline: the best fixed retriever on this split by the task's primary metric.
         significance: per column, per metric, the paired difference against ``baseline``
             (``system``, ``baseline``, ``difference``, ``low``, ``high``, ``p_value``, ``better``).
+        against_start: the same for ROPG-RL and ROPG-KD against :data:`ROPG_START` (Dense), the
+            untuned retriever they tune.
     """
 
     split: str
@@ -138,6 +150,7 @@ class SplitReport:
     oracle_worst: dict[str, float]
     baseline: str
     significance: dict[str, dict[str, dict[str, Any]]]
+    against_start: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -301,6 +314,8 @@ def run_report(
                 output_dir=out / f"rspg-{mode}",
                 epochs=config.rspg_epochs,
                 learning_rate=config.rspg_learning_rate,
+                trainable_layers=config.rspg_trainable_layers,
+                gradient_checkpointing=config.rspg_trainable_layers is None,
                 **shared,
             )
         )
@@ -361,8 +376,12 @@ def _score(
     significance = significance_against(
         task, inputs, golds, answers, baseline, resamples=config.resamples, seed=config.seed
     )
+    tuned = {column: answers[column] for column in (ROPG_START, *ROPG_COLUMNS)}
+    against_start = significance_against(
+        task, inputs, golds, tuned, ROPG_START, resamples=config.resamples, seed=config.seed
+    )
     metrics = {column: metrics[column] for column in COLUMNS}  # Table 3's column order
-    return SplitReport(split, len(examples), metrics, success, worst, baseline, significance)
+    return SplitReport(split, len(examples), metrics, success, worst, baseline, significance, against_start)
 
 
 def _task_metrics(report: Report) -> list[str]:
@@ -397,19 +416,10 @@ def markdown_table(report: Report) -> str:
                 cells.append(f"{split.metrics[column][metric]:.3f}{mark}")
             label = "mean Eval" if metric == "score" else metric
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            f"| vs {split.baseline} | " + " | ".join(f"{m} diff [95% CI] p" for m in task_metrics) + " |",
-            "|---|" + "---|" * len(task_metrics),
-        ]
-        for column, tested in split.significance.items():
-            if column == "Oracle":
-                continue
-            cells = [
-                f"{t['difference']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}] {t['p_value']:.3f}"
-                for t in (tested[m] for m in task_metrics)
-            ]
-            lines.append(f"| {column} | " + " | ".join(cells) + " |")
+        lines += _differences(f"vs {split.baseline}", split.significance, task_metrics)
+        if split.against_start:
+            title = f"vs {ROPG_START} (ROPG's untuned start)"
+            lines += _differences(title, split.against_start, task_metrics)
         lines += ["", "| selection success rate | " + " | ".join(split.success_rate) + " |"]
         lines += ["|---|" + "---|" * len(split.success_rate)]
         lines += ["| | " + " | ".join(f"{v:.3f}" for v in split.success_rate.values()) + " |"]
@@ -431,6 +441,24 @@ def markdown_table(report: Report) -> str:
             cells += [cost["steps_per_second"], cost["best_epoch"], cost.get("peak_rss_gib")]
             lines.append(f"| {stage} | " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _differences(
+    title: str, tested: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: list[str]
+) -> list[str]:
+    """A table of paired differences (one row per system), ``*`` where significantly better."""
+    lines = ["", f"| {title} | " + " | ".join(f"{m} diff [95% CI] p" for m in metrics) + " |"]
+    lines.append("|---|" + "---|" * len(metrics))
+    for column, by_metric in tested.items():
+        if column == "Oracle":
+            continue
+        cells = [
+            f"{t['difference']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}] {t['p_value']:.3f}"
+            + ("*" if t["better"] else "")
+            for t in (by_metric[m] for m in metrics)
+        ]
+        lines.append(f"| {column} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _cell(value: Any) -> str:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from optimizers.report import COLUMNS, FIXED_COLUMNS, ReportConfig, run_report
+from optimizers.report import COLUMNS, FIXED_COLUMNS, ROPG_START, ReportConfig, run_report
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.encoders import TextEncoder
 from tests.optimizers.key_item_task import TASK, make_examples, reply
@@ -47,6 +47,10 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
         accuracy_diff = tested["accuracy"]
         assert accuracy_diff["low"] <= accuracy_diff["difference"] <= accuracy_diff["high"]
         assert 0 < accuracy_diff["p_value"] <= 1
+    assert set(test.against_start) == {"ROPG-RL", "ROPG-KD"}  # each also against the retriever it tuned
+    for column, tested in test.against_start.items():
+        diff = tested["accuracy"]
+        assert (diff["system"], diff["baseline"]) == (accuracy[column], accuracy[ROPG_START])
     assert report.protocol["ropg_train_questions"] == report.protocol["rspg_train_questions"] == 24
     assert report.protocol["val_questions"] == 8
     assert set(report.training) == {"ropg-rl", "ropg-kd", "rspg-pre", "rspg-post"}
@@ -57,6 +61,7 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
     table = (tmp_path / "report" / "table.md").read_text()
     assert "| metric | " + " | ".join(COLUMNS) + " |" in table
     assert "| accuracy |" in table and "selection success rate" in table and "worst member" in table
+    assert f"| vs {ROPG_START} (ROPG's untuned start) |" in table
     assert "### test: 12 questions" in table and "### dev: 6 questions" in table
     assert (tmp_path / "report" / "table.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "report" / "report.json").read_text())["splits"]["dev"]["n"] == 6

@@ -21,8 +21,10 @@ Beyond the paper's signal (``metric``: Eval of the answer) two more are offered:
   most of them) are ordered by how likely they make the gold. With label scoring the likelihood
   comes from the same pass as the answer, so the signal costs no more than ``metric``.
 
-``auto`` (the trainers' default) is ``metric+likelihood`` for an in-process model and ``metric``
-for a server model, which may not return log-probabilities.
+``auto`` (the trainers' default) is ``metric+likelihood`` where the model gives log p(gold) (an
+in-process model; a server that returns log-probabilities, on one-character labels: the gold
+label's score) and ``metric`` otherwise (:mod:`persona_rag.server` says which signals a server
+cannot give).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from persona_rag.errors import CacheError, ConfigError
 from persona_rag.fingerprint import stable_hash
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import RetrievalResult, Retriever
+from persona_rag.server import gives_log_probs, scorable_labels
 
 __all__ = [
     "SIGNALS",
@@ -68,19 +71,34 @@ TIE_BREAK = 0.05
 
 
 def resolve_signal(signal: str, program: PersonalizedRAG) -> str:
-    """The concrete signal for ``program``: ``auto`` becomes ``metric+likelihood`` with an in-process
-    model and ``metric`` otherwise; a likelihood signal without an in-process model is refused."""
+    """The concrete signal for ``program``: ``auto`` becomes ``metric+likelihood`` where the model
+    gives log p(gold) and ``metric`` otherwise; a likelihood signal without it is refused."""
     if signal not in SIGNALS:
         raise ConfigError(f"signal must be one of {', '.join(SIGNALS)}; got {signal!r}")
-    local = program.generator.local_model is not None
+    missing = None if program.generator.local_model is not None else _server_likelihood_missing(program)
     if signal == "auto":
-        return "metric+likelihood" if local else "metric"
-    if "likelihood" in signal and not local:
+        return "metric" if missing else "metric+likelihood"
+    if "likelihood" in signal and missing:
         raise ConfigError(
-            f"the {signal} signal needs log-probabilities from an in-process model "
-            "(Generator(lm=local_lm(...))); with a server model (--lm) use --signal metric"
+            f"the {signal} signal needs log p(gold): from an in-process model (Generator(lm=local_lm(...)), "
+            f"--model) or from a server that returns log-probabilities for one-character labels; "
+            f"here {missing}. Use --signal metric"
         )
     return signal
+
+
+def _server_likelihood_missing(program: PersonalizedRAG) -> str | None:
+    """Why a server model cannot give log p(gold) on ``program``'s task (``None``: it can, as the
+    gold label's score, :mod:`persona_rag.server`)."""
+    task, generator = program.task, program.generator
+    fixed = () if task.labels_pattern else task.labels_for("")  # a pattern's labels vary per input
+    if not scorable_labels(fixed):
+        return f"{task.name}'s outputs are not one-character labels"
+    if not generator.label_scoring or generator.calibrate:
+        return "label scoring is off or calibrated"
+    if not gives_log_probs(generator.lm):
+        return "the LLM server returns no log-probabilities"
+    return None
 
 
 @dataclass(frozen=True)
@@ -91,7 +109,8 @@ class CandidateFeedback:
         example_id: the example's id (or its position).
         query: φ_q(x).
         candidates: the initial retriever's top-``l`` result (index 0 is the baseline d_b).
-        outputs: the generator's answer with each single candidate (empty for ``likelihood``).
+        outputs: the generator's answer with each single candidate (empty for ``likelihood`` with
+            an in-process model).
         scores: per candidate, the signal: Eval(y, answer) for ``metric``, log p(y | prompt) for
             ``likelihood``, Eval plus the scaled log-likelihood for ``metric+likelihood``.
     """
@@ -335,9 +354,13 @@ class Feedback:
         return stable_hash([fingerprint, kind, messages, extra])
 
     def _loglik_from_answer(self, labels: Any, gold: str) -> bool:
-        """Whether label scoring yields log p(gold) with the answer (raw label scores, gold a label)."""
+        """Whether log p(gold) comes with the answer (raw label scores, gold a label): for
+        ``metric+likelihood`` with label scoring, and always with a server model, which scores
+        nothing but labels (:func:`resolve_signal` refused the rest)."""
         generator = self.program.generator
-        return bool(labels) and generator.label_scoring and not generator.calibrate and gold in labels
+        if not (bool(labels) and generator.label_scoring and not generator.calibrate and gold in labels):
+            return False
+        return self.signal == "metric+likelihood" or generator.local_model is None
 
     def compute(self, examples: Sequence[dspy.Example]) -> list[CandidateFeedback]:
         """ROPG feedback: per example, the answer with each single top-``l`` candidate document."""
@@ -407,11 +430,10 @@ class Feedback:
                 messages = program.generator.messages(prompt)
                 content_free = program.content_free_prompt(example.input, result)
                 kinds = []
-                if answers or self.signal != "likelihood":
+                from_answer = self.signal != "metric" and self._loglik_from_answer(labels, gold)
+                if answers or self.signal != "likelihood" or from_answer:
                     kinds.append(("answer", [labels]))
-                if self.signal != "metric" and not (
-                    self.signal == "metric+likelihood" and self._loglik_from_answer(labels, gold)
-                ):
+                if self.signal != "metric" and not from_answer:
                     kinds.append(("loglik", [gold]))
                 prompt_keys = []
                 for kind, extra in kinds:

@@ -8,7 +8,8 @@ change the instructions and demos that this adapter renders.
 
 With the in-process model of :mod:`persona_rag.lm`, bulk calls skip DSPy's per-call machinery and
 run as batches, and classification tasks are answered by label scoring (the label with the
-highest likelihood), which constrains the answer to the label set.
+highest likelihood), which constrains the answer to the label set; a server that returns
+log-probabilities does the same for one-character labels (:mod:`persona_rag.server`).
 
 Free-text answers (LaMP-4..7) go through a named answer-extraction step (:func:`extract_answer`,
 ``answer_extraction="first-line"``) for every model, local or server: small instruction models
@@ -40,7 +41,13 @@ from persona_rag.errors import ConfigError, GenerationError, StateError
 from persona_rag.fingerprint import public_settings, stable_hash
 from persona_rag.lm import LocalLM, local_lm, local_model_of
 from persona_rag.lm.state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
-from persona_rag.server import DEFAULT_CONCURRENCY, call_error
+from persona_rag.server import (
+    DEFAULT_CONCURRENCY,
+    call_error,
+    gives_log_probs,
+    label_log_probs,
+    scorable_labels,
+)
 from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
 
 __all__ = [
@@ -198,8 +205,10 @@ class Generator(dspy.Module):
             :func:`persona_rag.lm.local_lm`). ``None`` uses the LM given to ``dspy.configure``,
             and if there is none, the offline default SmolLM2-135M-Instruct.
         max_new_tokens: answer length limit for free generation.
-        label_scoring: with a local model and a label set, pick the most likely label instead of
-            generating (constrained answers; one forward pass for single-token labels).
+        label_scoring: with a label set, pick the most likely label instead of generating
+            (constrained answers; one forward pass for single-token labels). In-process models
+            score any label; a server model scores one-character labels when it returns
+            log-probabilities (:mod:`persona_rag.server`), else its free answer is parsed.
         calibrate: with label scoring, divide the label probabilities by those the model gives a
             content-free version of the prompt (contextual calibration, Zhao et al. 2021), which
             removes a small model's bias towards some labels (SmolLM2 says "1" to everything).
@@ -316,8 +325,11 @@ class Generator(dspy.Module):
             content_free_prompt: the same prompt with the input's content replaced by ``N/A``,
                 used when ``calibrate`` is on.
         """
-        if self.local_model is not None and labels and self.label_scoring:
-            return self.generate_batch([prompt], [labels], [content_free_prompt])[0]
+        if labels and self.label_scoring:
+            if self.local_model is not None:
+                return self.generate_batch([prompt], [labels], [content_free_prompt])[0]
+            if scorable_labels(labels) and gives_log_probs(self.lm):
+                return self._server_scored(prompt, labels)
         try:
             with dspy.context(adapter=self.adapter, lm=self.lm):
                 prediction = self.predict(prompt=prompt, config={"max_tokens": self.max_new_tokens})
@@ -439,6 +451,18 @@ class Generator(dspy.Module):
                 self._content_free_cache.put(key, row)
         return [self._content_free_cache.get(key) for key in keys]  # type: ignore[misc]
 
+    def _server_scored(self, prompt: str, labels: Sequence[str]) -> dspy.Prediction:
+        """Label scoring through a server's first-token log-probabilities (:mod:`persona_rag.server`)."""
+        try:
+            scores = label_log_probs(self.lm, self.messages(prompt), labels)
+        except Exception as error:
+            raise call_error(error, self.lm) from error
+        if scores is None:  # the server gave them for its probe: this answer is broken, not the setting
+            raise GenerationError(f"the LLM server returned no log-probabilities for labels {list(labels)}")
+        return dspy.Prediction(
+            output=self._decide(labels, np.array(scores)), label_scores=dict(zip(labels, scores))
+        )
+
     def _remote_batch(
         self, prompts: Sequence[str], labels: Sequence[Sequence[str]], num_threads: int
     ) -> list[dspy.Prediction]:
@@ -453,8 +477,8 @@ class Generator(dspy.Module):
         lm = self.lm  # read here: a dspy.context of the calling thread is not seen by workers
 
         def one(i: int) -> dspy.Prediction:
-            with dspy.context(lm=lm):
-                return self(prompt=prompts[i], labels=labels[i])  # server models: constrained by parsing
+            with dspy.context(lm=lm):  # label scoring where the server allows it, else parsing
+                return self(prompt=prompts[i], labels=labels[i])
 
         pool = ThreadPoolExecutor(max_workers=max(1, num_threads))
         futures = [pool.submit(one, i) for i in range(len(prompts))]

@@ -9,12 +9,20 @@ an evaluation would otherwise record an empty answer for every question.
 
 How many requests are in flight at once is the generator's ``concurrency`` (``--concurrency``).
 
-What a server model cannot do here: the generator reads no log-probabilities from a server, so
-label scoring becomes free generation read by the task's parser (a documented fallback), and the
-settings that need label probabilities (``calibrate``, ``label_decision="mean"``) and the feedback
-signals ``likelihood`` and ``metric+likelihood`` are refused up front with a
-:class:`~persona_rag.errors.ConfigError` (``auto`` resolves to ``metric``). ``transformers serve``
-ignores the ``logprobs`` request field altogether.
+Log-probabilities. The OpenAI chat API returns, on request, the log-probabilities of the most
+likely first answer tokens (``logprobs``/``top_logprobs``; vLLM and SGLang do, ``transformers
+serve`` ignores the field). Where a server returns them, they score labels of one character (LaMP-3's
+ratings): a label's score is log p(first answer token = label), so a server model is constrained to
+the label set like the in-process one, and log p(gold) feeds the ``likelihood`` and
+``metric+likelihood`` feedback signals (:func:`label_log_probs`, :func:`gives_log_probs`). What
+stays unavailable through any server, refused up front with a
+:class:`~persona_rag.errors.ConfigError` rather than approximated: scoring longer labels (LaMP-1's
+``[1]``/``[2]``, LaMP-2's tags span several tokens, and the chat API scores only the first), hence
+the likelihood signals on those tasks; log p(gold) of free-text outputs (LaMP-4..7: it needs the
+log-probabilities of given tokens, which the chat API does not return); and ``calibrate`` and
+``label_decision="mean"``, settings of the in-process model. Without log-probabilities, labelled
+prompts are answered by free generation read by the task's parser (a documented fallback, logged
+once) and ``auto`` resolves to the ``metric`` signal.
 
 :func:`transformers_serve` runs a real server (``transformers serve``, its ``serving`` extra:
 ``pip install 'persona-rag[serve]'``) over local weights on loopback, for the tests and benchmarks
@@ -24,14 +32,18 @@ of this path.
 from __future__ import annotations
 
 import importlib.util
+import logging
+import math
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,7 +53,11 @@ from persona_rag.errors import ConfigError, GenerationError, PersonaRAGError, Se
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_RETRIES",
+    "TOP_LOG_PROBS",
     "call_error",
+    "gives_log_probs",
+    "label_log_probs",
+    "scorable_labels",
     "server_lm",
     "serving_missing",
     "transformers_serve",
@@ -49,6 +65,9 @@ __all__ = [
 
 DEFAULT_RETRIES = 3  # DSPy's own default: 1 + 2 + 4 s of backoff before a request fails
 DEFAULT_CONCURRENCY = 8
+TOP_LOG_PROBS = 20  # the most first-token alternatives the OpenAI API returns
+
+logger = logging.getLogger(__name__)
 
 
 def server_lm(
@@ -82,6 +101,61 @@ def server_lm(
         timeout=timeout,
         num_retries=num_retries,
     )
+
+
+def scorable_labels(labels: Sequence[str]) -> bool:
+    """Whether a server's first-token log-probabilities score ``labels`` exactly: each label one
+    character (every tokenizer has a token for it), so first token = label means answer = label."""
+    return bool(labels) and all(len(label) == 1 for label in labels)
+
+
+def label_log_probs(lm: Any, messages: list[dict[str, Any]], labels: Sequence[str]) -> list[float] | None:
+    """Per label, log p(first answer token = label) from the server's top log-probabilities;
+    ``None`` when the server returns none.
+
+    Tokens that read as the same label (``"3"``, ``" 3"``) add up. A label outside the top
+    :data:`TOP_LOG_PROBS` gets the smallest returned log-probability: a bound its own cannot exceed.
+    """
+    from dspy import lm15
+
+    request = lm15.request_from_openai_chat({"model": lm.model, "messages": messages})
+    config = lm15.Config(max_tokens=1, temperature=0.0, logprobs=TOP_LOG_PROBS)
+    response = lm(
+        lm15.Request(model=lm.model, messages=request.messages, system=request.system, config=config)
+    )
+    alternatives = response.logprobs[0].top if response.logprobs else ()
+    if not alternatives:
+        return None
+    seen: dict[str, float] = {}
+    for alternative in alternatives:
+        token, value = alternative.token.strip(), float(alternative.logprob)
+        seen[token] = math.log(math.exp(seen[token]) + math.exp(value)) if token in seen else value
+    floor = min(seen.values())
+    return [seen.get(label, floor) for label in labels]
+
+
+_PROBE = [{"role": "user", "content": "Answer with one digit: how many sides has a triangle?"}]
+_probed: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+_probe_lock = threading.Lock()
+
+
+def gives_log_probs(lm: Any) -> bool:
+    """Whether the server behind ``lm`` returns log-probabilities: asked once per LM with a
+    one-token request (a failure to reach it is the run's :func:`call_error`)."""
+    with _probe_lock:
+        if lm not in _probed:
+            try:
+                _probed[lm] = label_log_probs(lm, _PROBE, ["3"]) is not None
+            except Exception as error:
+                raise call_error(error, lm) from error
+            if not _probed[lm]:
+                where = (getattr(lm, "kwargs", None) or {}).get("api_base") or getattr(lm, "model", "")
+                logger.warning(
+                    "the LLM server at %s returns no log-probabilities: labelled prompts are answered "
+                    "by free generation read by the task's parser, and the likelihood signals are "
+                    "unavailable", where,
+                )  # fmt: skip
+        return _probed[lm]
 
 
 # What a failed connection attempt is called in the exception chain, whichever client made it

@@ -4,7 +4,10 @@ server is down, against scripted loopback servers; and the whole path against a 
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
+import math
 import socket
 import threading
 import time
@@ -23,8 +26,9 @@ class ScriptedServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, *, script=(), reply="3", delay=0.0, retry_after=None) -> None:
+    def __init__(self, *, script=(), reply="3", delay=0.0, retry_after=None, log_probs=None) -> None:
         self.script, self.reply, self.delay, self.retry_after = list(script), reply, delay, retry_after
+        self.log_probs = log_probs  # messages -> {token: log-prob}: first-token alternatives, on request
         self.requests = self.in_flight = self.most_in_flight = 0
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -43,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: ScriptedServer
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         server = self.server
         with server.lock:
             server.requests += 1
@@ -60,6 +64,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }  # fmt: skip
+            if request.get("logprobs") and server.log_probs is not None:
+                top = [{"token": t, "logprob": v} for t, v in server.log_probs(request["messages"]).items()]
+                first = {"token": top[0]["token"], "logprob": top[0]["logprob"], "top_logprobs": top}
+                body["choices"][0]["logprobs"] = {"content": [first]}
         else:
             body = {"error": {"message": f"scripted {status}", "type": "server_error"}}
         data = json.dumps(body).encode()
@@ -122,7 +130,7 @@ def test_5xx_and_429_are_retried_with_backoff(scripted_server):
     server = scripted_server(script=[503, 429], retry_after=0)
     generator = Generator(lm=server.lm(num_retries=2))
     started = time.perf_counter()
-    answer = generator(prompt="rate it", labels=["1", "3"]).output
+    answer = generator(prompt="rate it").output
     assert answer == "3"
     assert server.requests == 3
     # The 503 waits DSPy's first backoff step (1 s); the 429 waits its Retry-After (0 s).
@@ -197,6 +205,89 @@ def test_settings_that_need_label_probabilities_are_refused_before_any_request(s
     assert server.requests == 0
 
 
+def test_a_server_with_log_probabilities_scores_one_character_labels(scripted_server):
+    from persona_rag.generator import Generator
+
+    alternatives = {"Sure": -0.1, "4": -1.0, " 4": -1.5, "2": -2.0, "5": -3.0}
+    server = scripted_server(reply="2", log_probs=lambda messages: alternatives)
+    generator = Generator(lm=server.lm())
+    ratings = ["1", "2", "3", "4", "5"]
+    scored, tags = generator.generate_batch(["rate it", "tag it"], [ratings, ["[1]", "[2]"]])
+    assert scored.output == "4"  # the most likely label, not the free reply ("2")
+    both = math.log(math.exp(-1.0) + math.exp(-1.5))  # "4" and " 4" are the same answer
+    assert scored.label_scores == pytest.approx({"1": -3.0, "2": -2.0, "3": -3.0, "4": both, "5": -3.0})
+    assert tags.output == "2" and tags.label_scores is None  # several tokens: parsed free answer
+    assert server.requests == 3  # the probe, one scoring request, one generation
+
+
+def test_a_server_without_log_probabilities_answers_labels_by_generation(scripted_server, caplog):
+    from persona_rag.generator import Generator
+
+    server = scripted_server(reply="2")
+    generator = Generator(lm=server.lm())
+    with caplog.at_level(logging.WARNING, logger="persona_rag.server"):
+        answers = generator.generate_batch(["a", "b"], [["1", "2", "3"]] * 2)
+    assert [(a.output, a.label_scores) for a in answers] == [("2", None), ("2", None)]
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1  # logged once
+    assert "returns no log-probabilities" in caplog.records[0].message
+    assert server.requests == 3  # one probe, then free answers
+
+
+def _varied_log_probs(messages):
+    """First-token alternatives that depend on the prompt, as a real model's do."""
+    seed = sum(map(ord, json.dumps(messages)))
+    return {str(label): -((seed * label) % 7) / 2 - 0.1 for label in range(1, 6)}
+
+
+def test_likelihood_signals_through_a_server_use_the_gold_labels_score(
+    scripted_server, sample_task, tmp_path
+):
+    from optimizers.feedback import TIE_BREAK, Feedback
+
+    server = scripted_server(log_probs=_varied_log_probs)
+    program, examples = _program(sample_task, server.lm(), limit=3)
+    mixed = Feedback(
+        program=program, candidates=3, cache=tmp_path / "a.sqlite", signal="auto", progress=False
+    )
+    assert mixed.signal == "metric+likelihood"
+    rows = mixed.compute(examples)
+    likelihood = Feedback(
+        program=program, candidates=3, cache=tmp_path / "b.sqlite", signal="likelihood", progress=False
+    )
+    again = likelihood.compute(examples)
+    for row, other, example in zip(rows, again, examples):
+        evals = [
+            program.task.eval(str(example.output), program.task.parse(o, example.input)) for o in row.outputs
+        ]
+        assert all(e <= s <= e + TIE_BREAK for e, s in zip(evals, row.scores))
+        assert all(score < 0 for score in other.scores)  # log p(gold)
+        for a, b in itertools.combinations(range(len(evals)), 2):  # Eval ties ordered by log p(gold)
+            if evals[a] == evals[b] and other.scores[a] != other.scores[b]:
+                assert (row.scores[a] > row.scores[b]) == (other.scores[a] > other.scores[b])
+    assert len(set(s for row in again for s in row.scores)) > 1
+
+
+def test_likelihood_signals_a_server_cannot_give_are_refused_up_front(scripted_server, sample_task, tmp_path):
+    from optimizers.feedback import Feedback
+    from persona_rag.generator import Generator
+    from persona_rag.program import PersonalizedRAG
+    from persona_rag.retrievers import make_retriever
+
+    tagging = scripted_server(log_probs=_varied_log_probs)
+    program = PersonalizedRAG(
+        task="LaMP-2", retriever=make_retriever("bm25"), generator=Generator(lm=tagging.lm())
+    )
+    with pytest.raises(ConfigError, match="not one-character labels"):
+        Feedback(program=program, cache=tmp_path / "f.sqlite", signal="likelihood")
+    assert Feedback(program=program, cache=tmp_path / "f.sqlite", signal="auto").signal == "metric"
+    assert tagging.requests == 0
+    plain = scripted_server()
+    program, _ = _program(sample_task, plain.lm())
+    with pytest.raises(ConfigError, match="returns no log-probabilities"):
+        Feedback(program=program, cache=tmp_path / "g.sqlite", signal="metric+likelihood")
+    assert plain.requests == 1  # the probe
+
+
 def test_a_missing_key_stops_the_run_instead_of_failing_every_example(scripted_server, sample_task):
     from persona_rag.evaluation import evaluate_program
 
@@ -233,7 +324,7 @@ def transformers_server(tmp_path_factory):
         pytest.skip(reason)
     model = resolve_model("default")
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with transformers_serve(model, timeout=600, log=log) as api_base:  # ~20 s on idle cores
+    with transformers_serve(model, timeout=600, log=log) as api_base:  # 4-20 s on 2 cores
         yield f"openai/{model}", api_base
 
 
@@ -276,3 +367,67 @@ def test_feedback_runs_through_a_real_server(transformers_server, sample_task, t
     assert feedback.computed == len(feedback.cache) == sum(len(row.candidates.hits) for row in rows) > 0
     assert all(output.strip() for row in rows for output in row.outputs)
     assert all(0.0 <= score <= 1.0 for row in rows for score in row.scores)
+
+
+def _server_cli_options(transformers_server, out):
+    model, api_base = transformers_server
+    return ["--lm", model, "--api-base", api_base, "--api-key", "none", "--timeout", "300", "--retries", "1",
+            "--concurrency", "2", "--k", "1", "--max-input-tokens", "192", "--max-new-tokens", "4",
+            "--out", str(out)]  # fmt: skip
+
+
+@pytest.mark.slow  # 7-12 s on 2 cores
+@pytest.mark.serve
+def test_train_runs_through_a_real_server(transformers_server, sample_task, tmp_path):
+    """ROPG-RL through the server: its answers are the feedback (the signal the server allows)."""
+    from persona_rag.cli import main
+
+    argv = ["train", "--method", "rl", "--data", str(sample_task), "--max-examples", "4",
+            "--max-val-examples", "2", "--epochs", "1", "--candidates", "2",
+            "--feedback-cache", str(tmp_path / "f.sqlite"),
+            *_server_cli_options(transformers_server, tmp_path / "rl")]  # fmt: skip
+    assert main(argv) == 0
+    assert (tmp_path / "rl" / "best").is_dir() and (tmp_path / "rl" / "history.json").is_file()
+
+
+def _as_subject_task(sample_task, dest):
+    """The sample task rewritten in LaMP-6's format (a subject line per question, ROUGE): the
+    zero-shot SmolLM2 behind the server rates every movie "1", so on ratings every candidate ties
+    on the metric, the one signal this server allows, while a generated line changes with the item
+    in the prompt."""
+
+    def subject(item):
+        return f"{item['score']} stars for {item['text'].split(',')[0]}"
+
+    dest.mkdir()
+    for split in ("train", "dev", "test"):
+        questions = json.loads((sample_task / f"{split}_questions.json").read_text())
+        golds = json.loads((sample_task / f"{split}_outputs.json").read_text())["golds"]
+        for question, gold in zip(questions, golds):
+            movie = question["input"].split("movie: ")[1]
+            question["input"] = f"Generate a subject for the following email: I watched {movie}"
+            question["profile"] = [{**item, "title": subject(item)} for item in question["profile"]]
+            gold["output"] = subject({"score": gold["output"], "text": movie})
+        (dest / f"{split}_questions.json").write_text(json.dumps(questions))
+        (dest / f"{split}_outputs.json").write_text(json.dumps({"task": "LaMP_6", "golds": golds}))
+    return dest
+
+
+@pytest.mark.slow  # 15-41 s on 2 cores
+@pytest.mark.serve
+def test_report_runs_through_a_real_server(transformers_server, sample_task, tmp_path):
+    """The whole Table 3 through the server: every column's answers come from it."""
+    from persona_rag.cli import main
+
+    data = _as_subject_task(sample_task, tmp_path / "subjects")
+    argv = ["report", "--data", str(data), "--splits", "test:3", "--train-examples", "8",
+            "--rspg-train-examples", "8", "--val-examples", "2", "--candidates", "3",
+            "--ropg-epochs", "1", "--rspg-epochs", "1", "--rspg-trainable-layers", "1",
+            *_server_cli_options(transformers_server, tmp_path / "report")]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["splits"]["test"]["n"] == 3
+    assert set(report["splits"]["test"]["metrics"]) >= {"Dense", "ROPG-RL", "ROPG-KD", "RSPG-Post"}
+    assert (
+        report["training"]["ropg-kd"]["feedback_calls"] + report["training"]["ropg-rl"]["feedback_calls"] > 0
+    )

@@ -2,8 +2,8 @@
 or in the test's own process as the one-process reference): the production Trainer and Feedback
 on a toy problem, with a way to crash or ``kill -9`` one rank part-way.
 
-``python -m tests.optimizers.distributed_worker train OUT [--crash-rank R --crash-after N]``
-``python -m tests.optimizers.distributed_worker feedback OUT [--kill-rank R --kill-after N]``
+``python -m tests.optimizers.distributed_worker train OUT [--rank R --after N]`` (rank R raises)
+``python -m tests.optimizers.distributed_worker feedback OUT [--rank R --after N]`` (``kill -9``)
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""Launches of 2 processes (torchrun, gloo on CPU, loopback) against the one-process reference:
-the Trainer reaches the same weights, and sharded feedback the same rows, also after a crash or
-a ``kill -9`` of one rank and a resume (with a different process count for training)."""
+"""Launches of 2 processes (torchrun and accelerate launch, gloo on CPU, loopback) against the
+one-process reference: the Trainer reaches the same weights, and sharded feedback the same rows,
+also after a crash or a ``kill -9`` of any rank and a resume with another process count."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,14 +23,35 @@ from tests.optimizers import distributed_worker as worker
 TOLERANCE = 1e-5
 
 
-def launch(processes: int, *args: str) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node N -m tests.optimizers.distributed_worker ARGS``."""
+def launch(processes: int, *args: str, launcher: str = "torchrun") -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node N`` or ``accelerate launch --multi_gpu --num_processes N``
+    running ``-m tests.optimizers.distributed_worker ARGS``."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    if launcher == "torchrun":
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={processes}",
+        ]
+    else:
+        accelerate = str(Path(sys.executable).with_name("accelerate"))
+        # --multi_gpu is Accelerate's torchrun launcher, gloo where there is no GPU; its --cpu
+        # launches one process unless MPI is set up.
+        command = [accelerate, "launch", "--multi_gpu", f"--num_processes={processes}", "--num_machines=1",
+                   "--mixed_precision=no", "--dynamo_backend=no",
+                   f"--main_process_port={free_port()}"]  # fmt: skip
     return subprocess.run(
         [*command, "-m", "tests.optimizers.distributed_worker", *map(str, args)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def finished(result: subprocess.CompletedProcess) -> None:
@@ -44,11 +67,11 @@ def assert_close(a: list[float], b: list[float]) -> None:
     assert max(abs(x - y) for x, y in zip(a, b)) <= TOLERANCE
 
 
-@pytest.mark.slow  # 65 s on 2 shared, busy cores: two torchrun launches and one python run
+@pytest.mark.slow  # 15 s on 2 idle cores (65 s busy): accelerate launch, torchrun and one python run
 def test_two_processes_train_the_weights_of_one_and_resume_with_any_count(tmp_path):
     reference = worker.train(tmp_path / "one")  # this process: a launch of one
 
-    finished(launch(2, "train", tmp_path / "two"))
+    finished(launch(2, "train", tmp_path / "two", launcher="accelerate"))
     two = tmp_path / "two"
     assert_close(read(two / "final-rank-0.json"), reference)
     assert read(two / "final-rank-1.json") == read(two / "final-rank-0.json")  # ranks hold one model
@@ -70,26 +93,29 @@ def test_two_processes_train_the_weights_of_one_and_resume_with_any_count(tmp_pa
     assert_close(read(tmp_path / "resumed" / "final-rank-0.json"), reference)
 
 
-@pytest.mark.slow  # 31 s on 2 shared, busy cores: two torchrun launches
-def test_sharded_feedback_survives_a_kill_9_and_gives_the_rows_of_one_process(tmp_path):
+@pytest.mark.slow  # 6 s each on 2 idle cores (31 s busy): two launches
+@pytest.mark.parametrize(("killed", "resumed_by"), [(1, 2), (0, 1)], ids=["worker-killed", "main-killed"])
+def test_sharded_feedback_survives_a_kill_9_and_gives_the_rows_of_one_process(tmp_path, killed, resumed_by):
+    """Either rank, the main one (which merges) included, dies by ``kill -9``; the next launch, of
+    the same or another size, asks only what no process committed."""
     reference = worker.feedback(tmp_path / "one")
     total = worker.FEEDBACK_EXAMPLES * worker.FEEDBACK_CANDIDATES
 
     run = tmp_path / "two"
-    killed = launch(2, "feedback", run, "--rank", "1", "--after", "5")  # dies in its 3rd batch of 2
-    assert killed.returncode != 0
+    dead = launch(2, "feedback", run, "--rank", killed, "--after", "5")  # dies in its 3rd batch of 2
+    assert dead.returncode != 0
     cache = run / "feedback.sqlite"
     shards = FeedbackCache(cache).shards()
-    assert cache.with_name("feedback.sqlite.shard-1") in shards
+    assert cache.with_name(f"feedback.sqlite.shard-{killed}") in shards
     committed = sum(len(FeedbackCache(shard)) for shard in shards) + len(FeedbackCache(cache))
-    assert 4 <= committed < total  # rank 1's two committed batches at least
+    assert 4 <= committed < total  # the killed rank's two committed batches at least
     calls_before = {p.name: len(p.read_text().splitlines()) for p in run.glob("calls-rank-*.log")}
 
-    finished(launch(2, "feedback", run))
+    finished(launch(resumed_by, "feedback", run))
     calls_after = {p.name: len(p.read_text().splitlines()) for p in run.glob("calls-rank-*.log")}
     resumed_calls = sum(calls_after.values()) - sum(calls_before.values())
     assert resumed_calls == total - committed  # nothing committed by either rank was asked again
-    assert read(run / "rows-rank-0.json") == reference == read(run / "rows-rank-1.json")
+    assert all(read(run / f"rows-rank-{rank}.json") == reference for rank in range(resumed_by))
     assert FeedbackCache(cache).shards() == [] and len(FeedbackCache(cache)) == total
 
 

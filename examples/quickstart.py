@@ -26,16 +26,17 @@ def main() -> None:
 
     dspy.configure(lm=local_lm())  # any dspy.LM works: a provider, vLLM, SGLang, Ollama...
     data = args.data or make_sample_task(tempfile.mkdtemp())
-    dev = load_lamp(data, "dev", limit=4 if args.tiny else args.questions).examples()
+    split = load_lamp(data, "dev", limit=4 if args.tiny else args.questions)
+    dev = split.examples()
 
     example = dev[0]
     print(f"question: {example.input}")
     for retriever in (BM25Retriever(), DenseRetriever()):
-        program = PersonalizedRAG(task="LaMP-3", retriever=retriever, k=4)
+        program = PersonalizedRAG(task=split.task, retriever=retriever, k=4)
         prediction = program(input=example.input, profile=example.profile)
         print(f"{type(retriever).__name__}: answered {prediction.output} (gold {example.output}) from")
         for item, score in zip(prediction["items"], prediction.scores):  # .items is the dict method
-            print(f"    {score:6.3f}  {item['text']} -> {item['score']}")
+            print(f"    {score:6.3f}  {split.task.entry(item)}")
 
     evaluate = dspy.Evaluate(devset=dev, metric=program.task.metric, num_threads=1, display_progress=True)
     print(f"mean Eval (PAPER.md Eq. 8) over {len(dev)} dev questions:", evaluate(program).score)

@@ -12,6 +12,7 @@ from persona_rag.cli_options import (
     build_program,
     make_console,
     named_retriever,
+    non_negative_int,
     positive_float,
     positive_int,
     retriever_list,
@@ -277,7 +278,10 @@ def _add_training_options(
         "--max-val-examples", type=positive_int, default=100, help="validation questions scored"
     )
     parser.add_argument(
-        "--patience", type=int, default=patience, help="stop after this many epochs without improvement"
+        "--patience",
+        type=non_negative_int,
+        default=patience,
+        help="stop after this many epochs without improvement",
     )
     parser.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed")
     _add_overwrite(parser)

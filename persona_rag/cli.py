@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from persona_rag.cli_options import (
     add_model_options,
@@ -182,11 +182,16 @@ class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class _HelpfulParser(argparse.ArgumentParser):
-    """Every command's help shows each option's default (once: :class:`DefaultsOnceFormatter`)."""
+    """Every command's help shows each option's default (once: :class:`DefaultsOnceFormatter`),
+    and a usage error is one line that says where the options are listed, not argparse's usage
+    block followed by the error."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", DefaultsOnceFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (options: {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ __all__ = [
     "local_model_name",
     "make_console",
     "named_retriever",
+    "non_negative_int",
     "positive_float",
     "positive_int",
     "retriever_list",
@@ -207,6 +208,18 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 0 (``--patience 0`` stops at the first epoch
+    without improvement; ``-1`` would never stop, silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 

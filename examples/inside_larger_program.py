@@ -8,7 +8,9 @@ in sequence by dspy's BetterTogether.
 The outer program rates a movie for a user (the personalised step) and then explains the rating
 (a plain ``dspy.Predict``). BetterTogether requires every predictor to have its LM set
 (``program.set_lm``), and it logs a failed step and carries on; this example checks that every
-step ran and exits with an error otherwise.
+step ran and exits with an error otherwise. The effect is shown where it can be judged: each
+candidate program's personalised step on the held-out test questions (ROPG-KD with the settings
+of ``examples/train_ropg.py``, whose LLM feedback it reuses through the shared cache).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from pathlib import Path
 import dspy
 from dspy.teleprompt import BetterTogether, LabeledFewShot
 from dspy.utils.exceptions import AdapterParseError
+from rich.console import Console
 
 from optimizers import ROPG_KD, ROPGKDConfig
 from optimizers.demo import example_data
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
+from persona_rag.evaluation import evaluate_program, results_table
 
 
 class RateAndExplain(dspy.Module):
@@ -48,7 +52,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="LaMP-format directory (default: the sample task)")
     parser.add_argument("--reader", help="local reader checkpoint (default: fine-tune the offline model)")
     parser.add_argument("--out", type=Path, default=Path("runs/examples"), help="checkpoints and data")
-    parser.add_argument("--train-examples", type=int, default=64, help="training questions used")
+    parser.add_argument("--train-examples", type=int, default=96, help="training questions used")
+    parser.add_argument("--epochs", type=int, default=3, help="ROPG-KD epochs")
     parser.add_argument("--tiny", action="store_true", help="a few questions (seconds; numbers meaningless)")
     args = parser.parse_args()
 
@@ -60,7 +65,8 @@ def main() -> None:
     kd = ROPG_KD(
         config=ROPGKDConfig(
             output_dir=args.out / "inside-kd",
-            epochs=1 if args.tiny else 2,
+            epochs=1 if args.tiny else args.epochs,
+            candidates=8,
             learning_rate=1e-4,
             gradient_accumulation_steps=1,
             max_examples=args.train_examples,
@@ -74,8 +80,13 @@ def main() -> None:
     ran = [candidate["strategy"] for candidate in compiled.candidate_programs]
     if "w -> p" not in ran:
         sys.exit(f"a BetterTogether step failed (strategies that ran: {ran}); see the log above")
+    results = []
     for candidate in compiled.candidate_programs:
-        print(f"strategy {candidate['strategy'] or 'original'!r}: validation score {candidate['score']}")
+        name = candidate["strategy"] or "original"
+        print(f"strategy {name!r}: validation score {candidate['score']}")
+        results.append(evaluate_program(candidate["program"].rag, data.test, name=name, progress=False))
+    title = f"the personalised step of each candidate program, {len(data.test)} held-out test questions"
+    Console().print(results_table(results, title=title))
     example = data.test[0]
     prediction = compiled(input=example.input, profile=example.profile)
     print(f"rating {prediction.output} (gold {example.output}), explanation: {prediction.explanation!r}")

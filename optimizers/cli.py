@@ -162,6 +162,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         max_val_examples=args.max_val_examples,
         feedback_cache=args.feedback_cache,
         resume=not args.overwrite,
+        trainable_layers=args.trainable_layers,
+        gradient_checkpointing=args.trainable_layers is None,
     )
     program = build_program(args, task, "none")
     program.selector = Selector(
@@ -323,6 +325,12 @@ def _add_signal_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+SELECTOR_LAYERS_HELP = (
+    "train only the selector encoder's last N layers, about half the step time of every weight with "
+    "activation checkpointing (default: every weight)"
+)
+
+
 def add_select(commands: Any) -> None:
     """Register ``persona-rag select`` (RSPG-Pre / RSPG-Post)."""
     select = commands.add_parser("select", help="train a selector over a pool of retrievers (RSPG)")
@@ -346,6 +354,7 @@ def add_select(commands: Any) -> None:
         "--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"), help="cache of the LLM's answers"
     )
     select.add_argument("--temperature", type=positive_float, default=0.1, help="target temperature")
+    select.add_argument("--trainable-layers", type=positive_int, help=SELECTOR_LAYERS_HELP)
     _add_training_options(select, lr=1e-5, epochs=20, grad_accum=8)
     _add_signal_option(select)
     add_model_options(select)
@@ -389,12 +398,7 @@ def add_report(commands: Any) -> None:
     report.add_argument("--ropg-lr", type=positive_float, default=1e-5, help="ROPG learning rate")
     report.add_argument("--rspg-epochs", type=positive_int, default=5, help="RSPG epochs")
     report.add_argument("--rspg-lr", type=positive_float, default=5e-5, help="RSPG learning rate")
-    report.add_argument(
-        "--rspg-trainable-layers",
-        type=positive_int,
-        help="train only the selector encoder's last N layers, about half the step time "
-        "(default: every weight)",
-    )
+    report.add_argument("--rspg-trainable-layers", type=positive_int, help=SELECTOR_LAYERS_HELP)
     _add_signal_option(report)
     report.add_argument("--kd-signal", type=_signal, help="ROPG-KD's own feedback signal (default: --signal)")
     report.add_argument("--kd-free-ties", action="store_true", help=f"ROPG-KD: {FREE_TIES_HELP}")

@@ -367,3 +367,23 @@ def test_api_keys_come_from_the_environment_or_a_file_and_are_never_logged_or_sa
         assert secret not in written + captured.out + captured.err + caplog.text
     assert evaluate(tmp_path / "never.json", "--api-key-file", str(tmp_path / "missing")) == 2
     assert "missing: cannot read the API key file" in capsys.readouterr().err
+
+
+def test_select_trains_only_the_selectors_last_layers_when_asked(sample_task, tmp_path, monkeypatch):
+    from optimizers import rspg
+
+    seen = {}
+
+    def capture(self, *, config):
+        seen["config"] = config
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(rspg.RSPG, "__init__", capture)
+    argv = ["select", "--mode", "post", "--data", str(sample_task), "--out", str(tmp_path / "s")]
+    for extra, layers, checkpointing in (([], None, True), (["--trainable-layers", "2"], 2, False)):
+        with pytest.raises(KeyboardInterrupt):
+            main([*argv, *extra])
+        assert (seen["config"].trainable_layers, seen["config"].gradient_checkpointing) == (
+            layers,
+            checkpointing,
+        )

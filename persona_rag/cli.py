@@ -81,7 +81,13 @@ def _evaluate_selector(args: argparse.Namespace, task: Any, examples: list, stor
 # ------------------------------------------------------------------------------------ commands
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from persona_rag.data import load_lamp
-    from persona_rag.evaluation import pool_bounds, results_table, write_results
+    from persona_rag.evaluation import (
+        compare_rows,
+        comparison_table,
+        pool_bounds,
+        results_table,
+        write_results,
+    )
 
     split = load_lamp(args.data, args.split, task=args.task, limit=args.limit)
     task = task_for(args, split.task)
@@ -101,6 +107,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             ).with_inputs("input", "user_id", "profile_ids")
             for ex in examples
         ]
+    if args.against:
+        _check_row(args, args.against)  # before any answer is computed
     if args.selector:
         results = _evaluate_selector(args, task, examples, store)
     else:
@@ -113,10 +121,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             results, title=f"{task.name} {args.split} ({len(examples)} questions, k={args.k}, {model})"
         )
     )
+    comparison = {}
+    if args.against:
+        comparison = compare_rows(task, examples, results, args.against)
+        make_console().print(comparison_table(comparison, args.against))
     out = args.out or Path("results") / f"{Path(args.data).name}-{args.split}.json"
     write_results(
         out,
         results,
+        **({"paired_against": args.against, "paired": comparison} if comparison else {}),
         task=task.name,
         data=str(args.data),
         split=args.split,
@@ -127,6 +140,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     make_console().print(f"results written to {out}")
     return 0
+
+
+def _check_row(args: argparse.Namespace, name: str) -> None:
+    """``--against`` must name a row the table will have: a retriever of ``--retriever``, or a
+    member of the selector's pool or the selector itself."""
+    from persona_rag.errors import ConfigError
+
+    if args.selector:
+        selector = load_selector(args.selector)
+        rows = [*selector.pool, f"selector ({selector.mode})"]
+    else:
+        rows = [spec_name(kind) for kind in args.retriever]
+    if name not in rows:
+        raise ConfigError(f"--against {name!r}: no such row; the table's rows are {', '.join(rows)}")
 
 
 def _store_user(question: Any) -> str:
@@ -231,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--selector",
         type=Path,
         help="a trained selector's selector.json: evaluate its pool, the selector and the oracle bounds",
+    )
+    evaluate.add_argument(
+        "--against",
+        help="a row to compare every other row with: paired difference, 95%% bootstrap interval and "
+        "randomisation p-value per metric, printed and kept in the results JSON (default: none)",
     )
     _add_store_options(evaluate, required=False)
     add_model_options(evaluate)

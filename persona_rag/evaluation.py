@@ -18,6 +18,8 @@ from persona_rag.tasks import PARSING_NOTES, TaskSpec
 
 __all__ = [
     "EvaluationResult",
+    "compare_rows",
+    "comparison_table",
     "evaluate_program",
     "oracle_metrics",
     "pool_bounds",
@@ -262,6 +264,49 @@ def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> An
     for r in results:
         cells = [f"{r.metrics[m]:.4f}" if m in r.metrics else "-" for m in names]
         table.add_row(r.name, *cells, str(r.n), f"{r.seconds:.1f}", str(len(r.failed)))
+    return table
+
+
+def compare_rows(
+    task: TaskSpec,
+    examples: Sequence[dspy.Example],
+    results: Sequence[EvaluationResult],
+    baseline: str,
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every row's paired difference from the ``baseline`` row on the same questions: 95% bootstrap
+    interval and randomisation p-value per metric (:func:`~persona_rag.significance.significance_against`).
+    Oracle rows are bounds, not systems, and are left out."""
+    from persona_rag.significance import significance_against
+
+    answers = {
+        r.name: [p["output"] for p in r.predictions] for r in results if not r.name.startswith("oracle")
+    }
+    if baseline not in answers:
+        raise ValueError(f"no row named {baseline!r} to compare with; rows: {', '.join(answers)}")
+    inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
+    return significance_against(task, inputs, golds, answers, baseline, resamples=resamples, seed=seed)
+
+
+def comparison_table(comparison: Mapping[str, Mapping[str, Mapping[str, Any]]], baseline: str) -> Any:
+    """A ``rich`` table of :func:`compare_rows`: difference [95% interval] and p per metric; ``*``
+    marks a significant improvement (p < 0.05)."""
+    from rich.table import Table
+
+    metrics = list(next(iter(comparison.values()), {}))
+    table = Table(title=f"paired differences from {baseline} (* p < 0.05 better)")
+    table.add_column("row")
+    for metric in metrics:
+        table.add_column(f"{metric} diff [95% CI] p", justify="right")
+    for name, tested in comparison.items():
+        cells = [
+            f"{t['difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] {t['p_value']:.3f}"
+            + ("*" if t["better"] else "")
+            for t in (tested[m] for m in metrics)
+        ]
+        table.add_row(name, *cells)
     return table
 
 

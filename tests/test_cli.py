@@ -387,3 +387,28 @@ def test_select_trains_only_the_selectors_last_layers_when_asked(sample_task, tm
             layers,
             checkpointing,
         )
+
+
+def test_evaluate_against_a_row_gives_paired_differences(
+    sample_task, tmp_path, monkeypatch, scripted_lm, capsys
+):
+    calls = []
+
+    def reply(messages):  # "5" with profile items in the prompt, "1" without
+        calls.append(1)
+        return "5" if "is the score for" in json.dumps(messages) else "1"
+
+    scripted_reader(monkeypatch, scripted_lm, reply)
+    argv = ["evaluate", "--data", str(sample_task), "--limit", "6", "--retriever", "none,bm25"]
+    assert main([*argv, "--against", "dense", "--out", str(tmp_path / "x.json")]) == 2
+    assert_one_line_error(capsys, "--against 'dense': no such row", "none, bm25")
+    assert calls == []  # refused before any answer
+
+    assert main([*argv, "--against", "none", "--out", str(tmp_path / "r.json")]) == 0
+    assert "paired differences from none" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    metrics = {r["name"]: r["metrics"] for r in saved["results"]}
+    assert saved["paired_against"] == "none" and set(saved["paired"]) == {"bm25"}
+    mae = saved["paired"]["bm25"]["MAE"]
+    assert mae["difference"] == pytest.approx(metrics["bm25"]["MAE"] - metrics["none"]["MAE"])
+    assert mae["low"] <= mae["difference"] <= mae["high"] and 0 < mae["p_value"] <= 1

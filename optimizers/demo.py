@@ -39,6 +39,7 @@ __all__ = [
     "add_demo",
     "example_data",
     "finetune_reader",
+    "pool_results",
     "run_demo",
 ]
 
@@ -289,12 +290,14 @@ def finetune_reader(
     return Path(out) / "best"
 
 
-def _pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector: Any, cache: Path) -> list:
+def pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector: Any, cache: Path) -> list:
     """Rows for each pool member and for the selector, from one batched pass over the test questions.
 
     Every member's prompt is answered once (cached in the feedback cache, so a second run repeats
-    nothing); a single-retriever row is that member's answer, RSPG-Post's row the answer of the
-    member its selector picks: the answer the program itself gives (generation is deterministic).
+    nothing); a single-retriever row is that member's answer, the selector's row (``RSPG-Pre`` or
+    ``RSPG-Post``) the answer of the member it picks: the answer the program itself gives
+    (generation is deterministic). Half the LLM calls of evaluating the members and then the
+    selector's program, which answers with every member again.
     """
     from optimizers.feedback import Feedback
     from optimizers.rspg import pool_selection_metrics
@@ -308,13 +311,14 @@ def _pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector:
     picks = {name: [m] * len(rows) for m, name in enumerate(names)}
     start = time.perf_counter()
     selections = selector.batch_select([list(r.prompts) for r in rows], [list(r.outputs) for r in rows])
-    picks["rspg-post"] = [names.index(s.chosen) for s in selections]
+    chosen_by = f"rspg-{selector.mode}"
+    picks[chosen_by] = [names.index(s.chosen) for s in selections]
     selecting = time.perf_counter() - start
     results = []
     for name, chosen in picks.items():
         metrics = pool_selection_metrics(task, test, rows, chosen)
         success, _ = metrics.pop("success_rate"), metrics.pop("score")
-        extra = {"success_rate": success} if name == "rspg-post" else {}
+        extra = {"success_rate": success} if name == chosen_by else {}
         predictions = [
             {
                 "id": ex.get("id"),
@@ -327,9 +331,16 @@ def _pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector:
             for ex, row, c in zip(test, rows, chosen)
         ]
         seconds = answered / len(names) if name in pool else answered + selecting
+        label = f"RSPG-{selector.mode.capitalize()}" if name == chosen_by else ROW_NAMES.get(name, name)
         results.append(
             EvaluationResult(
-                ROW_NAMES[name], task.name, len(test), {**metrics, **extra}, seconds, [], predictions
+                label,
+                task.name,
+                len(test),
+                {**metrics, **extra},
+                seconds,
+                [],
+                predictions,
             )
         )
     return results
@@ -447,7 +458,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
             console.print("RSPG-Post: trained the selector over the pool")
 
     with _timed(stage_seconds, "test answers"):
-        results = _pool_results(dense, test, pool, load_selector(selector_file), cache)
+        results = pool_results(dense, test, pool, load_selector(selector_file), cache)
         store_program, by_user = _store_program(args, task, out, test)
         results.insert(
             4, evaluate_program(store_program, by_user, name=ROW_NAMES["store"], batch_size=args.batch_size)

@@ -199,28 +199,26 @@ def build_program(args: argparse.Namespace, task: Any, kind: str, store: Any = N
     )
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: a whole number of at least 1 (``--limit -34`` or ``--k 0`` fail at once,
-    before any model loads, instead of silently dropping questions or items)."""
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1 (``--limit -34`` or ``--k 0`` fail at once,
+    before any model loads, instead of silently dropping questions or items)."""
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An ``argparse`` type: a whole number of at least 0 (``--patience 0`` stops at the first epoch
     without improvement; ``-1`` would never stop, silently)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def positive_float(text: str) -> float:

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     program = build_program(options, task, "none")
     selector = load_selector(args.selector)
     members = pool_results(program, examples, selector.pool, selector, args.feedback_cache)
-    pool = [r for r in members if not r.name.startswith("RSPG")]
+    pool = members[: len(selector.pool)]  # the members' rows, then the selector's
     results = [*members, *pool_bounds(task, examples, pool)]
     best = (min if task.lower_is_better else max)(pool, key=lambda r: r.metrics[task.primary_metric]).name
     comparison = compare_rows(task, examples, results, best)

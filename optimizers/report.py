@@ -55,7 +55,7 @@ from persona_rag.retrievers import (
     Retriever,
 )
 from persona_rag.selector import Selector
-from persona_rag.significance import significance_against
+from persona_rag.significance import format_difference, significance_against
 from persona_rag.tasks import PARSING_NOTES
 
 __all__ = ["COLUMNS", "FIXED_COLUMNS", "ROPG_START", "Report", "ReportConfig", "SplitReport", "run_report"]
@@ -452,12 +452,7 @@ def _differences(
     for column, by_metric in tested.items():
         if column == "Oracle":
             continue
-        cells = [
-            f"{t['difference']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}] {t['p_value']:.3f}"
-            + ("*" if t["better"] else "")
-            for t in (by_metric[m] for m in metrics)
-        ]
-        lines.append(f"| {column} | " + " | ".join(cells) + " |")
+        lines.append(f"| {column} | " + " | ".join(format_difference(by_metric[m]) for m in metrics) + " |")
     return lines
 
 

@@ -295,18 +295,15 @@ def comparison_table(comparison: Mapping[str, Mapping[str, Mapping[str, Any]]], 
     marks a significant improvement (p < 0.05)."""
     from rich.table import Table
 
+    from persona_rag.significance import format_difference
+
     metrics = list(next(iter(comparison.values()), {}))
     table = Table(title=f"paired differences from {baseline} (* p < 0.05 better)")
     table.add_column("row")
     for metric in metrics:
         table.add_column(f"{metric} diff [95% CI] p", justify="right")
     for name, tested in comparison.items():
-        cells = [
-            f"{t['difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] {t['p_value']:.3f}"
-            + ("*" if t["better"] else "")
-            for t in (tested[m] for m in metrics)
-        ]
-        table.add_row(name, *cells)
+        table.add_row(name, *(format_difference(tested[m], digits=4) for m in metrics))
     return table
 
 

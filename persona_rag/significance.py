@@ -21,7 +21,7 @@ import numpy as np
 
 from persona_rag.tasks import TaskSpec
 
-__all__ = ["PairedDifference", "paired_significance", "significance_against"]
+__all__ = ["PairedDifference", "format_difference", "paired_significance", "significance_against"]
 
 _LOWER_IS_BETTER = {"MAE", "RMSE"}
 
@@ -166,3 +166,11 @@ def significance_against(
         for name, outputs in answers.items()
         if name != baseline
     }
+
+
+def format_difference(tested: Mapping[str, Any], digits: int = 3) -> str:
+    """One table cell for a paired difference (:class:`PairedDifference` fields as a dict):
+    ``+diff [low, high] p``, with ``*`` when significantly better."""
+    mark = "*" if tested["better"] else ""
+    d, low, high = (f"{tested[key]:+.{digits}f}" for key in ("difference", "low", "high"))
+    return f"{d} [{low}, {high}] {tested['p_value']:.3f}{mark}"

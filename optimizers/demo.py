@@ -413,6 +413,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         candidates=config.candidates,
         epochs=config.ropg_epochs,
         learning_rate=1e-4,
+        validation_feedback=False,  # diagnostics only: l answers per validation question (README)
         **shared,
     )
     ropg_key = _fingerprint(

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dspy
 import torch
@@ -78,6 +78,9 @@ class ROPGConfig(FeedbackTrainingConfig):
     candidates: int = 16
     policy_temperature: float | None = None
     validation_feedback: bool = True
+
+    # The diagnostics are recorded beside the validation score but never choose the checkpoint.
+    run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"validation_feedback"}
 
 
 @dataclass(kw_only=True)

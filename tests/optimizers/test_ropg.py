@@ -113,3 +113,39 @@ def test_better_together_sequences_ropg_with_a_prompt_optimizer(key_item_program
     # Both steps ran in sequence; BetterTogether returns the best of the candidates on the valset.
     assert {"w", "w -> p"} <= {candidate["strategy"] for candidate in compiled.candidate_programs}
     assert outer.rag.retriever.encoder.name != compiled.rag.retriever.encoder.name
+
+
+def test_validation_feedback_adds_diagnostics_without_changing_the_run(key_item_program, tmp_path):
+    """The held-out diagnostics cost l answers per validation question (the demo turns them off)
+    but never choose the checkpoint: the same weights and scores either way, and one fingerprint,
+    so a run resumes or is reused whichever setting it was started with."""
+    import torch
+    from safetensors.torch import load_file
+
+    assert ROPGKDConfig().identity() == ROPGKDConfig(validation_feedback=False).identity()
+    train, val = make_examples(8, seed=1), make_examples(4, seed=2)
+    runs = {}
+    for diagnose in (True, False):
+        config = ROPGKDConfig(
+            output_dir=tmp_path / f"run-{diagnose}",
+            feedback_cache=tmp_path / "feedback.sqlite",
+            candidates=4,
+            epochs=1,
+            learning_rate=2e-4,
+            batch_size=4,
+            gradient_accumulation_steps=1,
+            patience=None,
+            progress=False,
+            validation_feedback=diagnose,
+        )
+        optimizer = ROPG_KD(config=config)
+        optimizer.compile(key_item_program(), trainset=train, valset=val)
+        runs[diagnose] = (
+            optimizer.result.history,
+            load_file(str(tmp_path / f"run-{diagnose}" / "best" / "model.safetensors")),
+        )
+    (with_history, with_weights), (without_history, without_weights) = runs[True], runs[False]
+    assert [h["score"] for h in with_history] == [h["score"] for h in without_history]
+    assert "policy_entropy" in with_history[-1] and "policy_entropy" not in without_history[-1]
+    assert with_weights.keys() == without_weights.keys()
+    assert all(torch.equal(with_weights[k], without_weights[k]) for k in with_weights)

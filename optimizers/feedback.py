@@ -21,10 +21,18 @@ Beyond the paper's signal (``metric``: Eval of the answer) two more are offered:
   most of them) are ordered by how likely they make the gold. With label scoring the likelihood
   comes from the same pass as the answer, so the signal costs no more than ``metric``.
 
-``auto`` (the trainers' default) is ``metric+likelihood`` where the model gives log p(gold) (an
-in-process model; a server that returns log-probabilities, on one-character labels: the gold
-label's score) and ``metric`` otherwise (:mod:`persona_rag.server` says which signals a server
-cannot give).
+* ``expected`` (label tasks): the expected Eval of the answer under the reader's distribution over
+  the labels, ``sum_l p(l | prompt) · Eval(y, l)``, with ``p`` the softmax of the label scores.
+  A candidate that moves probability toward the right label (or a near one, on a rating scale)
+  counts even when the argmax answer stays the same, so candidates rarely tie. The label scores
+  come with the answer, so it costs no more than ``metric``.
+
+``auto`` (the trainers' default) is ``likelihood`` on free-text tasks and ``metric+likelihood`` on
+label tasks where the model gives log p(gold) (an in-process model; a server that returns
+log-probabilities, on one-character labels: the gold label's score), and ``metric`` otherwise
+(:mod:`persona_rag.server` says which signals a server cannot give). The choice per task type rests
+on the tie rates and signal-metric correlations in ``benchmarks/README.md`` ("Feedback signals
+without ties").
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 import dspy
+import numpy as np
 
 from optimizers import distributed
 from optimizers.training import TrainingConfig
@@ -64,20 +73,29 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Signal = Literal["metric", "likelihood", "metric+likelihood", "auto"]
+Signal = Literal["metric", "likelihood", "metric+likelihood", "expected", "auto"]
 SIGNALS: tuple[str, ...] = get_args(Signal)
 # Weight of the scaled log-likelihood in ``metric+likelihood``: below any Eval step of LaMP-1/2/3.
 TIE_BREAK = 0.05
 
 
 def resolve_signal(signal: str, program: PersonalizedRAG) -> str:
-    """The concrete signal for ``program``: ``auto`` becomes ``metric+likelihood`` where the model
-    gives log p(gold) and ``metric`` otherwise; a likelihood signal without it is refused."""
+    """The concrete signal for ``program`` (see the module docstring for ``auto``); a signal the
+    model cannot give (log p(gold), label scores) is refused with what to use instead."""
     if signal not in SIGNALS:
         raise ConfigError(f"signal must be one of {', '.join(SIGNALS)}; got {signal!r}")
     missing = None if program.generator.local_model is not None else _server_likelihood_missing(program)
+    free_text = program.task.kind == "generation"
     if signal == "auto":
-        return "metric" if missing else "metric+likelihood"
+        if missing:
+            return "metric"
+        return "likelihood" if free_text else "metric+likelihood"
+    if signal == "expected" and (free_text or not program.generator.label_scoring or missing):
+        why = "its outputs are free text" if free_text else missing or "label scoring is off"
+        raise ConfigError(
+            f"the expected signal needs the reader's scores over {program.task.name}'s labels; here {why}. "
+            "Use --signal likelihood for free-text tasks, or --signal metric"
+        )
     if "likelihood" in signal and missing:
         raise ConfigError(
             f"the {signal} signal needs log p(gold): from an in-process model (Generator(lm=local_lm(...)), "
@@ -112,7 +130,8 @@ class CandidateFeedback:
         outputs: the generator's answer with each single candidate (empty for ``likelihood`` with
             an in-process model).
         scores: per candidate, the signal: Eval(y, answer) for ``metric``, log p(y | prompt) for
-            ``likelihood``, Eval plus the scaled log-likelihood for ``metric+likelihood``.
+            ``likelihood``, Eval plus the scaled log-likelihood for ``metric+likelihood``, the
+            expected Eval under the label distribution for ``expected``.
     """
 
     example_id: str
@@ -198,7 +217,7 @@ class FeedbackTrainingConfig(TrainingConfig):
         feedback_cache: SQLite file of LLM answers, shared between runs and methods.
         feedback_batch_size: prompts per generator batch.
         signal: what the LLM's feedback scores (see the module docstring): ``metric`` (the
-            paper's), ``likelihood``, ``metric+likelihood`` or ``auto``.
+            paper's), ``likelihood``, ``metric+likelihood``, ``expected`` or ``auto``.
     """
 
     max_examples: int | None = None
@@ -315,7 +334,8 @@ class Feedback:
         candidates: ``l``, the number of candidates per example (paper: 16).
         cache: the SQLite cache file.
         signal: ``metric`` (Eval of the answer, the paper's), ``likelihood`` (log p(gold)),
-            ``metric+likelihood`` (Eval, ties broken by log p(gold)) or ``auto``.
+            ``metric+likelihood`` (Eval, ties broken by log p(gold)), ``expected`` (Eval expected
+            under the label distribution) or ``auto``.
         batch_size: prompts per generator call (and per committed cache write).
         num_threads: concurrent requests for a server ``dspy.LM`` (default: the generator's
             ``concurrency``, ``--concurrency``).
@@ -430,10 +450,11 @@ class Feedback:
                 messages = program.generator.messages(prompt)
                 content_free = program.content_free_prompt(example.input, result)
                 kinds = []
-                from_answer = self.signal != "metric" and self._loglik_from_answer(labels, gold)
+                wants_loglik = "likelihood" in self.signal
+                from_answer = wants_loglik and self._loglik_from_answer(labels, gold)
                 if answers or self.signal != "likelihood" or from_answer:
                     kinds.append(("answer", [labels]))
-                if self.signal != "metric" and not from_answer:
+                if wants_loglik and not from_answer:
                     kinds.append(("loglik", [gold]))
                 prompt_keys = []
                 for kind, extra in kinds:
@@ -496,6 +517,8 @@ class Feedback:
     ) -> tuple[tuple[str, ...], tuple[float, ...]]:
         task, gold = self.program.task, str(example.output)
         outputs = tuple(v.get("output", "") for v in values)
+        if self.signal == "expected":
+            return outputs, tuple(self._expected_eval(example, v["label_scores"]) for v in values)
         evals = [task.eval(gold, task.parse(o, example.input)) for o in outputs]
         if self.signal == "metric":
             return outputs, tuple(evals)
@@ -505,6 +528,17 @@ class Feedback:
         low, high = min(logliks), max(logliks)
         scaled = [(x - low) / (high - low) if high > low else 0.0 for x in logliks]
         return outputs, tuple(e + TIE_BREAK * x for e, x in zip(evals, scaled))
+
+    def _expected_eval(self, example: dspy.Example, label_scores: Mapping[str, float]) -> float:
+        """Eval expected under the reader's distribution over the labels: the softmax of their
+        scores, so it moves with every shift of probability, not only with the argmax."""
+        task, gold = self.program.task, str(example.output)
+        labels = list(label_scores)
+        scores = np.array([label_scores[label] for label in labels], dtype=float)
+        weights = np.exp(scores - scores.max())
+        weights /= weights.sum()
+        evals = np.array([task.eval(gold, task.parse(label, example.input)) for label in labels])
+        return float(weights @ evals)
 
     def _answer(self, chunk: list[_Job]) -> dict[str, Any]:
         generator = self.program.generator

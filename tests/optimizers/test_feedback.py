@@ -6,7 +6,7 @@ import pytest
 
 from optimizers.feedback import CandidateFeedback, Feedback, FeedbackCache
 from persona_rag import BM25Retriever, GenerationError, Generator, PersonalizedRAG
-from persona_rag.errors import CacheError
+from persona_rag.errors import CacheError, ConfigError
 from persona_rag.retrievers import RetrievalResult
 from persona_rag.retrievers.base import Hit
 from persona_rag.tasks import Document
@@ -213,3 +213,83 @@ def test_pool_rows_carry_every_members_answer_whatever_the_signal(local_generato
     for row in rows:
         assert all(output.strip() for output in row.outputs)
         assert all(score <= 0 for score in row.scores)  # log p(gold): the signal is still likelihood
+
+
+def _rating_feedback(reader, sample_task, cache, signal):
+    """ROPG feedback with label scoring on the sample task's ratings (LaMP-3 format)."""
+    from persona_rag.data import load_lamp
+    from persona_rag.lm import local_lm
+
+    examples = load_lamp(sample_task, "train", limit=6).examples()
+    generator = Generator(lm=local_lm(str(reader)), batch_size=8)
+    program = PersonalizedRAG(task="LaMP-3", retriever=BM25Retriever(), generator=generator)
+    feedback = Feedback(program=program, candidates=4, cache=cache, signal=signal, progress=False)
+    return examples, feedback, feedback.compute(examples)
+
+
+def test_the_expected_signal_is_eval_under_the_label_distribution(tiny_checkpoint, sample_task, tmp_path):
+    """``expected`` = sum over labels of softmax(label scores) x Eval(gold, label), from the label
+    scoring pass that ``metric`` makes anyway: no model call of its own."""
+    import math
+
+    reader, cache = tiny_checkpoint(tmp_path / "reader", seed=3), tmp_path / "f.sqlite"
+    _rating_feedback(reader, sample_task, cache, "metric")
+    examples, feedback, rows = _rating_feedback(reader, sample_task, cache, "expected")
+    assert feedback.computed == 0
+    program = feedback.program
+    task = program.task
+    for example, row in zip(examples, rows):
+        prompts = [
+            program.build_prompt(example.input, RetrievalResult((hit,))) for hit in row.candidates.hits
+        ]
+        answers = program.generator.generate_batch(prompts, [task.labels_for(example.input)] * len(prompts))
+        for answer, score in zip(answers, row.scores):
+            top = max(answer.label_scores.values())
+            weights = {label: math.exp(s - top) for label, s in answer.label_scores.items()}
+            by_hand = sum(
+                w / sum(weights.values()) * task.eval(str(example.output), task.parse(label, example.input))
+                for label, w in weights.items()
+            )
+            assert math.isclose(score, by_hand, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_the_expected_signal_ties_where_the_argmax_metric_does(tiny_checkpoint, sample_task, tmp_path):
+    """A reader whose argmax answer barely moves ties on ``metric`` for most questions; the label
+    distribution still moves with every candidate, so ``expected`` separates them."""
+    reader, cache = tiny_checkpoint(tmp_path / "reader", seed=3), tmp_path / "f.sqlite"
+    _, _, metric = _rating_feedback(reader, sample_task, cache, "metric")
+    _, _, expected = _rating_feedback(reader, sample_task, cache, "expected")
+    tied = [max(row.scores) == min(row.scores) for row in metric]
+    assert sum(tied) >= len(tied) // 2  # the weak reader's answers rarely depend on the item
+    assert not any(max(row.scores) == min(row.scores) for row in expected)
+
+
+def test_the_expected_signal_is_refused_where_there_is_no_label_distribution(
+    scripted_lm, tiny_checkpoint, tmp_path
+):
+    """Free text has no labels to take an expectation over; a server without log-probabilities
+    gives no label scores: both are refused before any call, naming what to use instead."""
+    from optimizers.feedback import resolve_signal
+    from persona_rag.lm import local_lm
+
+    local = Generator(lm=local_lm(str(tiny_checkpoint(tmp_path / "reader", seed=3))))
+    with pytest.raises(ConfigError, match=r"expected signal.*free text.*--signal likelihood"):
+        resolve_signal("expected", PersonalizedRAG(task="LaMP-6", generator=local))
+    server = PersonalizedRAG(task="LaMP-3", generator=Generator(lm=scripted_lm("4")))
+    with pytest.raises(ConfigError, match=r"expected signal.*--signal metric"):
+        resolve_signal("expected", server)
+    assert resolve_signal("expected", PersonalizedRAG(task="LaMP-3", generator=local)) == "expected"
+
+
+def test_auto_is_likelihood_on_free_text_and_metric_likelihood_on_labels(
+    scripted_lm, tiny_checkpoint, tmp_path
+):
+    """The defaults that benchmarks/README.md ("Feedback signals without ties") chose per task type."""
+    from optimizers.feedback import resolve_signal
+    from persona_rag.lm import local_lm
+
+    local = Generator(lm=local_lm(str(tiny_checkpoint(tmp_path / "reader", seed=3))))
+    assert resolve_signal("auto", PersonalizedRAG(task="LaMP-6", generator=local)) == "likelihood"
+    assert resolve_signal("auto", PersonalizedRAG(task="LaMP-3", generator=local)) == "metric+likelihood"
+    server = PersonalizedRAG(task="LaMP-6", generator=Generator(lm=scripted_lm("a subject")))
+    assert resolve_signal("auto", server) == "metric"

@@ -52,6 +52,7 @@ import dspy
 import numpy as np
 
 from optimizers import distributed
+from optimizers.reader import check_reader_task
 from optimizers.training import TrainingConfig
 from persona_rag.errors import CacheError, ConfigError
 from persona_rag.fingerprint import stable_hash
@@ -360,6 +361,8 @@ class Feedback:
     ) -> None:
         self.program, self.candidates = program, candidates
         self.signal = resolve_signal(signal, program)
+        if program.generator.local_model is not None:
+            check_reader_task(program.generator.local_model.name, program.task.name)
         self.batch_size, self.num_threads, self.progress = batch_size, num_threads, progress
         if distributed.is_main():  # creates the file; the other processes of a launch then open it
             self.cache = FeedbackCache(cache)

@@ -28,8 +28,16 @@ from persona_rag.io import atomic_directory, atomic_write_json
 from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import Retriever
+from persona_rag.tasks import get_task
 
-__all__ = ["TRAINING_RECORD", "ReaderFinetune", "ReaderFinetuneConfig", "answer_loss", "reader_training_ids"]
+__all__ = [
+    "TRAINING_RECORD",
+    "ReaderFinetune",
+    "ReaderFinetuneConfig",
+    "answer_loss",
+    "check_reader_task",
+    "reader_training_ids",
+]
 
 # Written into the checkpoint: the question ids it was trained and validated on.
 TRAINING_RECORD = "persona_rag_training.json"
@@ -44,6 +52,21 @@ def reader_training_ids(model: str | Path) -> set[str]:
         return set()
     data = json.loads(record.read_text())
     return {str(i) for i in [*data.get("train_ids", []), *data.get("val_ids", [])]}
+
+
+def check_reader_task(model: str | Path, task: str) -> None:
+    """Refuse a reader fine-tuned for another task: its answers are in that task's form (a rating
+    where a subject is asked), so every signal learnt from it would be noise. Readers without a
+    record (the packaged zero-shot model, any hub model) pass."""
+    record = Path(model) / TRAINING_RECORD
+    if not record.is_file():
+        return
+    trained = json.loads(record.read_text(encoding="utf-8")).get("task")
+    if trained is not None and get_task(trained).name != get_task(task).name:
+        raise ConfigError(
+            f"{record}: this reader was fine-tuned for {trained}, not {task}; fine-tune one for {task} "
+            f"(persona-rag finetune --data <{task} folder>) or pass the zero-shot model"
+        )
 
 
 logger = logging.getLogger(__name__)
@@ -284,6 +307,7 @@ class ReaderFinetune(Teleprompter):
             return validation_scores(evaluator, valset)
 
         record = {
+            "task": program.task.name,
             "train_ids": [str(e.get("id", "")) for e in trainset],
             "val_ids": [str(e.get("id", "")) for e in valset],
         }

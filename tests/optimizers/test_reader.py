@@ -163,3 +163,23 @@ def test_trainable_layers_freezes_the_embeddings_and_lower_layers():
     with pytest.raises(ConfigError, match="trainable_layers=5: the model has 4 decoder layers"):
         _freeze_below(LlamaForCausalLM(config), 5)
     assert torch.is_grad_enabled()
+
+
+def test_a_reader_fine_tuned_for_another_task_is_refused_before_any_feedback(tiny_checkpoint, tmp_path):
+    """A LaMP-3 reader answers with ratings: its feedback on a LaMP-6 question says nothing about
+    the items, so every trainer that asks it (through Feedback) stops before any call or step."""
+    import json
+
+    from optimizers.feedback import Feedback
+    from optimizers.reader import TRAINING_RECORD
+
+    reader = tiny_checkpoint(tmp_path / "reader", seed=3)
+    (reader / TRAINING_RECORD).write_text(json.dumps({"task": "LaMP-3", "train_ids": [], "val_ids": []}))
+    generator = Generator(lm=local_lm(str(reader)))
+    with pytest.raises(ConfigError, match=r"fine-tuned for LaMP-3, not LaMP-6.*persona-rag finetune"):
+        Feedback(program=PersonalizedRAG(task="LaMP-6", retriever=BM25Retriever(), generator=generator))
+    same = Feedback(
+        program=PersonalizedRAG(task="LaMP_3", retriever=BM25Retriever(), generator=generator),
+        cache=tmp_path / "f.sqlite",
+    )
+    assert same.program.task.name == "LaMP-3"

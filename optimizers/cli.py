@@ -47,11 +47,12 @@ def _train_and_val(args: argparse.Namespace) -> tuple[list, list, Any]:
     """
     from persona_rag.data import carve_validation, load_lamp
 
-    train = load_lamp(args.data, args.train_split, task=args.task)
+    train = load_lamp(args.data, args.train_split, task=args.task).require_golds("training")
     if args.val_split == "carve":
         carved = carve_validation(train.examples(), size=args.max_val_examples, seed=args.seed)
         return carved.train, carved.val, train.task
-    return train.examples(), load_lamp(args.data, args.val_split, task=train.task).examples(), train.task
+    val = load_lamp(args.data, args.val_split, task=train.task).require_golds("validation")
+    return train.examples(), val.examples(), train.task
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -191,9 +192,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from optimizers.report import ReportConfig, markdown_table, run_report
     from persona_rag.data import load_lamp
 
-    train = load_lamp(args.data, args.train_split, task=args.task)
+    train = load_lamp(args.data, args.train_split, task=args.task).require_golds("training")
     evalsets = {
-        split: load_lamp(args.data, split, task=train.task, limit=limit).examples()
+        split: load_lamp(args.data, split, task=train.task, limit=limit)
+        .require_golds("a reported split")
+        .examples()
         for split, limit in args.splits
     }
     out = args.out or Path("reports") / Path(args.data).name

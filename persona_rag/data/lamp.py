@@ -239,6 +239,16 @@ class LampSplit:
     def __iter__(self) -> Iterator[Question]:
         return iter(self.questions)
 
+    def require_golds(self, purpose: str) -> LampSplit:
+        """This split, or a :class:`DataError` saying that ``purpose`` (training, scoring) needs
+        the gold outputs this split lacks, naming the file that would hold them."""
+        if self.golds is None:
+            missing = _outputs_path(self.path.parent, self.split)
+            raise DataError(
+                f"{purpose} needs the gold outputs, and there is no {missing.name}", file=str(missing)
+            )
+        return self
+
     def examples(self) -> list[dspy.Example]:
         """``dspy.Example(id, input, profile, user_id -> output)``, inputs marked as such.
 

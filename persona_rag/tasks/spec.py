@@ -161,12 +161,19 @@ class TaskSpec(PromptBudget):
 
         A rating must be a number on ``rating_range`` (a gold of "banana" would crash the metric
         after the model ran; "9" would be scored silently); a label must be one of the input's
-        labels, exactly as LaMP's evaluation compares them (else no answer could ever be right).
+        labels, exactly as LaMP's evaluation compares them (else no answer could ever be right); a
+        text to generate must not be empty (ROUGE against nothing is 0 for every answer, and
+        log p(gold) has no token to score).
         """
         if self.kind == "rating" and not self._on_scale(output):
             low, high = self.rating_range
             raise DataError(
                 f"{where}: field 'output' is {output!r}, not a rating from {low} to {high}", field="output"
+            )
+        if self.kind == "generation" and not output.strip():
+            raise DataError(
+                f"{where}: field 'output' is empty, and a generated answer cannot be scored against nothing",
+                field="output",
             )
         if self.kind == "classification":
             labels = self.labels_for(input)

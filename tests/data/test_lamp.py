@@ -280,6 +280,26 @@ def test_limit_does_not_hide_a_bad_gold(tmp_path, write_split, rating_question):
         load_lamp(tmp_path, "dev", limit=-34)
 
 
+@pytest.mark.parametrize("gold", ["", "   "])
+def test_an_empty_text_to_generate_is_an_error(tmp_path, write_split, gold):
+    """ROUGE against an empty gold is 0 for every answer and log p(gold) has no token to score:
+    training on it would learn nothing, so the file is refused naming the question."""
+    questions = [{"id": "c1", "input": "Generate a subject for the following email: hi", "profile": []}]
+    error = load_error(tmp_path, write_split, questions, golds=[{"id": "c1", "output": gold}], task="LaMP_6")
+    assert (error.file, error.item_id, error.field) == (str(tmp_path / OUTPUTS), "c1", "output")
+    assert "field 'output' is empty" in str(error)
+
+
+def test_a_split_without_golds_says_which_file_training_needs(rating_dir):
+    split = load_lamp(rating_dir, "test", task="LaMP-3")
+    with pytest.raises(
+        DataError, match=r"training needs the gold outputs, and there is no test_outputs\.json"
+    ) as info:
+        split.require_golds("training")
+    assert info.value.file == str(rating_dir / "test_outputs.json")
+    assert load_lamp(rating_dir, "train").require_golds("training").golds
+
+
 def tagging_question(qid: str, tags: str = "comedy, drama") -> dict:
     return {"id": qid, "input": f"Which tag? tags: [{tags}] description: a film", "profile": []}
 

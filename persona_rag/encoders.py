@@ -20,6 +20,7 @@ import torch
 from persona_rag.cache import LRUCache, text_key
 from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_ENCODER_ALIASES
 from persona_rag.io import atomic_directory
+from persona_rag.pretrained import load_pretrained
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -111,8 +112,8 @@ class TextEncoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device or default_device()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        self.tokenizer = load_pretrained(AutoTokenizer, path)
+        self.model = load_pretrained(AutoModel, path).to(self.device).eval()
         self._cache: LRUCache[str, np.ndarray] = LRUCache(cache_size)
         self._lock = threading.Lock()
 

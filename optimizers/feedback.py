@@ -60,7 +60,9 @@ __all__ = [
     "FeedbackTrainingConfig",
     "PoolFeedback",
     "carries_preference",
+    "likelihood_missing",
     "resolve_signal",
+    "tie_advice",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def resolve_signal(signal: str, program: PersonalizedRAG) -> str:
     gives log p(gold) and ``metric`` otherwise; a likelihood signal without it is refused."""
     if signal not in SIGNALS:
         raise ConfigError(f"signal must be one of {', '.join(SIGNALS)}; got {signal!r}")
-    missing = None if program.generator.local_model is not None else _server_likelihood_missing(program)
+    missing = likelihood_missing(program)
     if signal == "auto":
         return "metric" if missing else "metric+likelihood"
     if "likelihood" in signal and missing:
@@ -88,9 +90,29 @@ def resolve_signal(signal: str, program: PersonalizedRAG) -> str:
     return signal
 
 
-def _server_likelihood_missing(program: PersonalizedRAG) -> str | None:
-    """Why a server model cannot give log p(gold) on ``program``'s task (``None``: it can, as the
-    gold label's score, :mod:`persona_rag.server`)."""
+def tie_advice(program: PersonalizedRAG, signal: str, *more: str) -> str:
+    """What to try when every training example's candidates score the same with ``signal``: the
+    likelihood signals only where ``program``'s reader can give log p(gold) (a server without
+    log-probabilities cannot), a reader that uses its profile, then the caller's ``more``."""
+    options, why = [], ""
+    if "likelihood" not in signal:
+        missing = likelihood_missing(program)
+        if missing is None:
+            options.append(
+                "--signal metric+likelihood or likelihood (log p(gold) still ranks the candidates)"
+            )
+        else:
+            why = f" (the likelihood signals, which could break the ties, need log p(gold); here {missing})"
+    options.append("a reader that uses its profile (--model runs/reader/best from persona-rag finetune)")
+    options += more
+    return f"Use {', '.join(options[:-1])} or {options[-1]}{why}"
+
+
+def likelihood_missing(program: PersonalizedRAG) -> str | None:
+    """Why ``program``'s reader cannot give log p(gold) (``None``: it can; an in-process model always
+    can, a server as the gold label's score, :mod:`persona_rag.server`)."""
+    if program.generator.local_model is not None:
+        return None
     task, generator = program.task, program.generator
     fixed = () if task.labels_pattern else task.labels_for("")  # a pattern's labels vary per input
     if not scorable_labels(fixed):

@@ -345,3 +345,16 @@ def test_pool_rows_carry_every_members_answer_whatever_the_signal(local_generato
     for row in rows:
         assert all(output.strip() for output in row.outputs)
         assert all(score <= 0 for score in row.scores)  # log p(gold): the signal is still likelihood
+
+
+def test_tie_advice_offers_only_the_signals_the_reader_can_give(scripted_lm, tmp_path, tiny_checkpoint):
+    from optimizers.feedback import tie_advice
+    from persona_rag.lm import local_lm
+
+    server = PersonalizedRAG(task=TASK, generator=Generator(lm=scripted_lm("3")))
+    advice = tie_advice(server, "metric", "more --max-examples")
+    assert "--signal" not in advice and "no log-probabilities" in advice
+    assert advice.startswith("Use a reader that uses its profile") and "or more --max-examples" in advice
+    local = PersonalizedRAG(task=TASK, generator=Generator(lm=local_lm(str(tiny_checkpoint(tmp_path, 1)))))
+    assert "--signal metric+likelihood or likelihood" in tie_advice(local, "metric")
+    assert "--signal" not in tie_advice(local, "metric+likelihood")  # already breaking ties with it

@@ -26,6 +26,7 @@ from persona_rag.encoders import DEFAULT_ENCODER, default_device, mean_pool, res
 from persona_rag.io import atomic_directory
 from persona_rag.pretrained import load_pretrained, refuse_custom_code
 from persona_rag.retrievers import Retriever, make_retriever
+from persona_rag.tasks.truncation import clip
 
 __all__ = ["DEFAULT_POOL", "Selection", "Selector", "SelectorNet"]
 
@@ -106,14 +107,16 @@ class SelectorNet(torch.nn.Module):
 
     def forward(self, prompts: Sequence[str], outputs: Sequence[str] | None = None) -> torch.Tensor:
         """Scores (with gradients) for candidates given by their prompts, and answers in Post mode."""
+        # Cut to what the tokenizer keeps before it sees them: the prompts' ends, the answers' starts.
+        prompts = [clip(prompt, self.max_length, keep="end") for prompt in prompts]
         if outputs is None:
             batch = self.tokenizer(
-                list(prompts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
         else:
             batch = self.tokenizer(
-                [o or "(empty answer)" for o in outputs],
-                list(prompts),
+                [clip(o, self.max_length) or "(empty answer)" for o in outputs],
+                prompts,
                 padding=True,
                 truncation="only_second",
                 max_length=self.max_length,

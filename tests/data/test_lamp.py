@@ -402,3 +402,17 @@ def test_real_movielens_tagging_dev(lamp_real):
         lenient = dataclasses.replace(spec, parsing="lenient")
         assert lenient.parse(example.output.upper(), example.input) == example.output
         assert spec.documents(example.profile)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'[{"id": "q1", "input": "review: fine", "prof', "malformed JSON at line 1"),  # cut mid-write
+        (b'[{"id": "q1", "input": "caf\xe9", "profile": []}]', "not UTF-8 text"),  # latin-1 bytes
+    ],
+)
+def test_a_truncated_or_non_utf8_file_is_one_error_naming_it(tmp_path, write_split, raw, message):
+    write_split(tmp_path, "dev", [{"id": "q1", "input": "x", "profile": []}])
+    (tmp_path / "dev_questions.json").write_bytes(raw)
+    with pytest.raises(DataError, match=rf"dev_questions\.json: {message}"):
+        load_lamp(tmp_path, "dev")

@@ -351,7 +351,7 @@ def test_tie_advice_offers_only_the_signals_the_reader_can_give(scripted_lm, tmp
     from optimizers.feedback import tie_advice
     from persona_rag.lm import local_lm
 
-    server = PersonalizedRAG(task=TASK, generator=Generator(lm=scripted_lm("3")))
+    server = PersonalizedRAG(task="LaMP-3", generator=Generator(lm=scripted_lm("3")))  # 1-char labels
     advice = tie_advice(server, "metric", "more --max-examples")
     assert "--signal" not in advice and "no log-probabilities" in advice
     assert advice.startswith("Use a reader that uses its profile") and "or more --max-examples" in advice

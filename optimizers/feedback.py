@@ -54,8 +54,9 @@ import numpy as np
 from optimizers import distributed
 from optimizers.reader import check_reader_task
 from optimizers.training import TrainingConfig
-from persona_rag.errors import CacheError, ConfigError
+from persona_rag.errors import CacheError, ConfigError, NoSpaceError, PersonaRAGError
 from persona_rag.fingerprint import stable_hash
+from persona_rag.io import no_space_left
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import RetrievalResult, Retriever
 from persona_rag.server import gives_log_probs, scorable_labels
@@ -69,7 +70,9 @@ __all__ = [
     "FeedbackTrainingConfig",
     "PoolFeedback",
     "carries_preference",
+    "likelihood_missing",
     "resolve_signal",
+    "tie_advice",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,7 +88,7 @@ def resolve_signal(signal: str, program: PersonalizedRAG) -> str:
     model cannot give (log p(gold), label scores) is refused with what to use instead."""
     if signal not in SIGNALS:
         raise ConfigError(f"signal must be one of {', '.join(SIGNALS)}; got {signal!r}")
-    missing = None if program.generator.local_model is not None else _server_likelihood_missing(program)
+    missing = likelihood_missing(program)
     free_text = program.task.kind == "generation"
     if signal == "auto":
         if missing:
@@ -106,9 +109,29 @@ def resolve_signal(signal: str, program: PersonalizedRAG) -> str:
     return signal
 
 
-def _server_likelihood_missing(program: PersonalizedRAG) -> str | None:
-    """Why a server model cannot give log p(gold) on ``program``'s task (``None``: it can, as the
-    gold label's score, :mod:`persona_rag.server`)."""
+def tie_advice(program: PersonalizedRAG, signal: str, *more: str) -> str:
+    """What to try when every training example's candidates score the same with ``signal``: the
+    likelihood signals only where ``program``'s reader can give log p(gold) (a server without
+    log-probabilities cannot), a reader that uses its profile, then the caller's ``more``."""
+    options, why = [], ""
+    if "likelihood" not in signal:
+        missing = likelihood_missing(program)
+        if missing is None:
+            options.append(
+                "--signal metric+likelihood or likelihood (log p(gold) still ranks the candidates)"
+            )
+        else:
+            why = f" (the likelihood signals, which could break the ties, need log p(gold); here {missing})"
+    options.append("a reader that uses its profile (--model runs/reader/best from persona-rag finetune)")
+    options += more
+    return f"Use {', '.join(options[:-1])} or {options[-1]}{why}"
+
+
+def likelihood_missing(program: PersonalizedRAG) -> str | None:
+    """Why ``program``'s reader cannot give log p(gold) (``None``: it can; an in-process model always
+    can, a server as the gold label's score, :mod:`persona_rag.server`)."""
+    if program.generator.local_model is not None:
+        return None
     task, generator = program.task, program.generator
     fixed = () if task.labels_pattern else task.labels_for("")  # a pattern's labels vary per input
     if not scorable_labels(fixed):
@@ -231,17 +254,68 @@ class FeedbackTrainingConfig(TrainingConfig):
     run_only: ClassVar[frozenset[str]] = TrainingConfig.run_only | {"feedback_cache", "feedback_batch_size"}
 
 
+# SQLite's primary result code (the low byte of an extended one) for a full database or disk.
+_SQLITE_FULL = 13
+
+
+def _integrity(path: Path) -> str:
+    """SQLite's own verdict on the file (``PRAGMA quick_check``): ``ok``, or what is wrong."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as error:
+        return str(error)
+    return "; ".join(str(row[0]) for row in rows)
+
+
+def _cache_failure(path: Path, error: sqlite3.DatabaseError) -> PersonaRAGError:
+    """What a failed read or write of the cache ``path`` means for the user, in one line.
+
+    A full disk (SQLite's SQLITE_FULL, or any failure with no space left there: an existing cache
+    then reports "disk I/O error") loses nothing committed, and the file must be kept. Deleting
+    the file is advised only when SQLite's integrity check says it is damaged; a failure on an
+    intact file says so, since its answers cost LLM calls to recompute.
+    """
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL or no_space_left(error, path.parent):
+        return NoSpaceError(
+            f"{path}: no space left on the device for the feedback cache ({error}); the answers "
+            "committed before are kept in it, and only the batch being written is computed again. "
+            "Free some space and run again"
+        )
+    verdict = _integrity(path)
+    if verdict == "ok":
+        return CacheError(
+            f"{path}: the feedback cache cannot be used ({error}), but its integrity check passes, so "
+            "its answers are intact: keep the file, check that its folder is writable and the disk "
+            "works, and run again"
+        )
+    return CacheError(
+        f"{path}: the feedback cache is corrupt ({type(error).__name__}: {error}; integrity check: "
+        f"{verdict}); delete or move the cache file {path} and run again (its answers are recomputed)"
+    )
+
+
 class FeedbackCache:
     """A persistent key -> JSON map in SQLite: each committed batch survives an interruption.
 
-    A file that is not a readable SQLite database of this layout, or holds a value that is not
-    JSON, raises :class:`~persona_rag.errors.CacheError` naming the file: the cache only saves
-    work, so moving it aside loses nothing but time.
+    A failure names the file and says what it means (:func:`_cache_failure`): a full disk raises
+    :class:`~persona_rag.errors.NoSpaceError` and keeps what was committed; a file that is not a
+    readable SQLite database of this layout, or holds a value that is not JSON, raises
+    :class:`~persona_rag.errors.CacheError`, which advises moving the file aside only when it is
+    really damaged: the cache only saves work, so that loses nothing but time.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            if no_space_left(error, self.path.parent):
+                raise NoSpaceError(f"{self.path.parent}: no space left on the device ({error})") from error
+            raise
         self._lock = threading.Lock()
         with self._readable():
             self._db = sqlite3.connect(self.path, check_same_thread=False)
@@ -253,16 +327,18 @@ class FeedbackCache:
 
     @contextmanager
     def _readable(self, path: Path | None = None) -> Iterator[None]:
-        """Turn a corrupt or foreign cache file (this one, or ``path``) into one clear error that
-        says what to do."""
+        """Turn a failure on this cache file (or ``path``) into one clear error that says what it
+        means and what to do."""
         path = path or self.path
         try:
             yield
-        except (sqlite3.DatabaseError, json.JSONDecodeError) as error:
+        except json.JSONDecodeError as error:
             raise CacheError(
-                f"{path}: the feedback cache cannot be read ({type(error).__name__}: {error}); "
+                f"{path}: the feedback cache holds a value that is not JSON (JSONDecodeError: {error}); "
                 f"delete or move the cache file {path} and run again (its answers are recomputed)"
             ) from error
+        except sqlite3.DatabaseError as error:
+            raise _cache_failure(path, error) from error
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}

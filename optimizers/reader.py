@@ -26,6 +26,7 @@ from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_
 from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_directory, atomic_write_json
 from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
+from persona_rag.pretrained import load_pretrained
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import Retriever
 from persona_rag.tasks import get_task
@@ -287,7 +288,8 @@ class ReaderFinetune(Teleprompter):
 
         config = self.config
         out = Path(config.output_dir)
-        model = AutoModelForCausalLM.from_pretrained(resolve_model(base_name), dtype=torch.float32).to(device)
+        model = load_pretrained(AutoModelForCausalLM, resolve_model(base_name), dtype=torch.float32)
+        model = model.to(device)
         if config.trainable_layers is not None:
             _freeze_below(model, config.trainable_layers)
         training_name = f"{out}/training"

@@ -30,7 +30,13 @@ import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers import distributed
-from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig, carries_preference
+from optimizers.feedback import (
+    CandidateFeedback,
+    Feedback,
+    FeedbackTrainingConfig,
+    carries_preference,
+    tie_advice,
+)
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
 from persona_rag.encoders import TextEncoder, resolve_encoder
@@ -180,9 +186,7 @@ class _ROPG(Teleprompter):
             raise ConfigError(
                 f"{type(self).__name__}: no training example has a usable signal (every candidate scores "
                 f"the same with signal {feedback.signal!r}: the reader answers alike whatever document it "
-                "reads). Use --signal metric+likelihood or likelihood (log p(gold) still ranks the "
-                "candidates), a reader that uses its profile (--model runs/reader/best from persona-rag "
-                "finetune), or more --max-examples / --candidates"
+                f"reads). {tie_advice(program, feedback.signal, 'more --max-examples / --candidates')}"
             )
         val_rows = []
         if config.validation_feedback:

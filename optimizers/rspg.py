@@ -24,7 +24,7 @@ import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers import distributed
-from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback, carries_preference
+from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback, carries_preference, tie_advice
 from optimizers.losses import distillation_kl
 from optimizers.training import Trainer, TrainingResult, config_dict
 from persona_rag.encoders import resolve_encoder
@@ -145,11 +145,12 @@ class RSPG(Teleprompter):
         rows = [r for r in self.train_rows if not config.skip_uniform or carries_preference(r)]
         logger.info("%s: %d of %d examples carry a preference", name, len(rows), len(self.train_rows))
         if not rows:
+            advice = tie_advice(
+                program, feedback.signal, "more --max-examples", "pool members that retrieve differently"
+            )
             raise ConfigError(
                 f"RSPG: on every training example all pool members score the same with signal "
-                f"{feedback.signal!r}, so the selector has nothing to learn. Use --signal metric+likelihood "
-                "or likelihood, a reader that uses its profile (--model runs/reader/best from persona-rag "
-                "finetune), more --max-examples, or pool members that retrieve differently"
+                f"{feedback.signal!r}, so the selector has nothing to learn. {advice}"
             )
 
         net = SelectorNet(selector.model, max_length=selector.max_length)

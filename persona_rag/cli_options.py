@@ -256,13 +256,15 @@ def retriever_list(text: str) -> list[str]:
 def load_selector(path: Path) -> Any:
     """A trained selector from its ``selector.json`` (written by ``persona-rag select``/``report``),
     its checkpoints found beside it wherever its folder was moved (:mod:`persona_rag.portable`)."""
-    from persona_rag.errors import DataError
+    from persona_rag.errors import DataError, PersonaRAGError
     from persona_rag.portable import read_portable_json
     from persona_rag.selector import Selector
 
     state = read_portable_json(path)
     try:
         return Selector(pool=["none", "bm25"]).load_state(state)
+    except PersonaRAGError:
+        raise  # says itself what is wrong and where (a model folder that asks to run code)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataError(f"{path}: not a selector state file ({error})") from error
 

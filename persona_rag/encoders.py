@@ -20,6 +20,8 @@ import torch
 from persona_rag.cache import LRUCache, text_key
 from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_ENCODER_ALIASES
 from persona_rag.io import atomic_directory
+from persona_rag.pretrained import load_pretrained
+from persona_rag.tasks.truncation import clip
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -81,7 +83,8 @@ class TextEncoder:
             candidates), and cosine similarities in [-1, 1] at τ = 1 cannot express a confident
             preference. ``None`` reads it from a saved checkpoint (ROPG writes the τ it trained
             with), else 1.
-        max_length: token limit per text.
+        max_length: token limit per text (a longer text is cut to its first ``max_length``
+            tokens; a huge one to a character bound first, :func:`~persona_rag.tasks.truncation.clip`).
         batch_size: texts per forward pass.
         cache_size: embeddings kept in the cache (0 disables it).
         device: ``cpu``/``cuda``; default: CUDA when available.
@@ -111,8 +114,8 @@ class TextEncoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device or default_device()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        self.tokenizer = load_pretrained(AutoTokenizer, path)
+        self.model = load_pretrained(AutoModel, path).to(self.device).eval()
         self._cache: LRUCache[str, np.ndarray] = LRUCache(cache_size)
         self._lock = threading.Lock()
 
@@ -132,7 +135,8 @@ class TextEncoder:
         texts = list(texts)
         if not texts:
             return torch.zeros((0, self.dim), device=self.device)
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        clipped = [clip(text, self.max_length) for text in texts]  # a huge item is cut before, not after
+        ids = self.tokenizer(clipped, truncation=True, max_length=self.max_length)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         groups = []
         for start in range(0, len(order), EMBED_GROUP):

@@ -8,6 +8,7 @@ __all__ = [
     "DataError",
     "DownloadError",
     "GenerationError",
+    "NoSpaceError",
     "PersonaRAGError",
     "ServerError",
     "StateError",
@@ -61,6 +62,12 @@ class UnknownTaskError(PersonaRAGError, KeyError):
 
 class DownloadError(PersonaRAGError, OSError):
     """The official LaMP files could not be fetched (offline, moved, or a partial transfer)."""
+
+
+class NoSpaceError(PersonaRAGError, OSError):
+    """A write failed because the file system is full. The message names the path, says that no
+    space is left, and that what was committed before is kept: a full disk is not a corrupt file,
+    and nothing should be deleted but what the user chooses to free space with."""
 
 
 class GenerationError(PersonaRAGError, RuntimeError):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 from dspy.predict.parameter import Parameter
 
-from persona_rag.errors import GenerationError, StateError
+from persona_rag.errors import ConfigError, GenerationError, StateError
 from persona_rag.generator import Generator
 from persona_rag.retrievers import BM25Retriever, RetrievalResult, Retriever
 from persona_rag.selector import Selection, Selector
@@ -24,26 +24,45 @@ Profile = Sequence[Mapping[str, Any]]
 Scope = tuple[Sequence[str] | None, str | datetime | None]  # (profile_ids, before) of a stored user
 
 
+def _positive(name: str, value: Any) -> int:
+    """``value`` if it is a whole number of at least 1 (``k=-5`` would retrieve nothing, silently)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
 class RAGSettings(Parameter):
     """The program's own settings, saved by ``program.save()`` even inside a larger program.
 
     DSPy saves only ``Parameter`` objects, so plain attributes such as ``k`` would be lost; this
-    small parameter carries them.
+    small parameter carries them. Settings read from a file pass the constructor's checks, and never
+    change the task: a program built for one task reads its inputs, labels and golds that way.
     """
 
     def __init__(self, *, task: str, k: int, max_input_tokens: int | None) -> None:
-        self.task, self.k, self.max_input_tokens = task, k, max_input_tokens
+        self.task, self.k = task, _positive("k", k)
+        self.max_input_tokens = (
+            None if max_input_tokens is None else _positive("max_input_tokens", max_input_tokens)
+        )
 
     def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
         return {"task": self.task, "k": self.k, "max_input_tokens": self.max_input_tokens}
 
     def load_state(self, state: Mapping[str, Any], **kwargs: Any) -> RAGSettings:
-        get_task(state["task"])  # fail now, with the known task names, rather than at the first call
-        self.task, self.k, self.max_input_tokens = (
-            state["task"],
-            int(state["k"]),
-            state.get("max_input_tokens"),
-        )
+        try:
+            saved = RAGSettings(
+                task=get_task(state["task"]).name,
+                k=state["k"],
+                max_input_tokens=state.get("max_input_tokens"),
+            )
+        except (KeyError, TypeError, ValueError) as error:  # UnknownTaskError is a KeyError
+            raise StateError(f"the program's settings {state!r} cannot be used: {error}") from error
+        if saved.task != self.task:
+            raise StateError(
+                f"the file holds a {saved.task} program and this program is for {self.task}: load it "
+                f"into PersonalizedRAG(task={saved.task!r}, ...)"
+            )
+        self.k, self.max_input_tokens = saved.k, saved.max_input_tokens
         return self
 
     def reset(self) -> None:
@@ -74,9 +93,10 @@ class PersonalizedRAG(dspy.Module):
         task: a task name (``"LaMP-3"``) or :class:`~persona_rag.tasks.TaskSpec`.
         retriever: any :class:`~persona_rag.retrievers.Retriever`; default BM25.
         generator: a :class:`~persona_rag.generator.Generator`; default: the configured ``dspy`` LM.
-        k: items put in the prompt.
+        k: items put in the prompt (at least 1).
         store: a profile store, for ``user_id`` calls.
-        max_input_tokens: prompt budget (PAPER.md: 512); profile text gives way first.
+        max_input_tokens: prompt budget (PAPER.md: 512; at least 1, or ``None``: no budget);
+            profile text gives way first.
         selector: choose per input among a pool of retrievers (``retriever`` is then unused).
 
     Example:
@@ -118,8 +138,6 @@ class PersonalizedRAG(dspy.Module):
 
     @property
     def task(self) -> TaskSpec:
-        if self._spec.name != self.settings.task:  # settings were loaded from a file
-            self._spec = get_task(self.settings.task)
         return self._spec
 
     @property

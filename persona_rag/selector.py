@@ -24,7 +24,9 @@ from dspy.predict.parameter import Parameter
 
 from persona_rag.encoders import DEFAULT_ENCODER, default_device, mean_pool, resolve_encoder
 from persona_rag.io import atomic_directory
+from persona_rag.pretrained import load_pretrained, refuse_custom_code
 from persona_rag.retrievers import Retriever, make_retriever
+from persona_rag.tasks.truncation import clip
 
 __all__ = ["DEFAULT_POOL", "Selection", "Selector", "SelectorNet"]
 
@@ -73,8 +75,8 @@ class SelectorNet(torch.nn.Module):
 
         path = resolve_encoder(model)
         self.max_length = max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(path, truncation_side="left")
-        self.encoder = AutoModel.from_pretrained(path)
+        self.tokenizer = load_pretrained(AutoTokenizer, path, truncation_side="left")
+        self.encoder = load_pretrained(AutoModel, path)
         self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
         head_file = Path(path) / _HEAD_FILE
         if head_file.exists():
@@ -105,14 +107,16 @@ class SelectorNet(torch.nn.Module):
 
     def forward(self, prompts: Sequence[str], outputs: Sequence[str] | None = None) -> torch.Tensor:
         """Scores (with gradients) for candidates given by their prompts, and answers in Post mode."""
+        # Cut to what the tokenizer keeps before it sees them: the prompts' ends, the answers' starts.
+        prompts = [clip(prompt, self.max_length, keep="end") for prompt in prompts]
         if outputs is None:
             batch = self.tokenizer(
-                list(prompts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
         else:
             batch = self.tokenizer(
-                [o or "(empty answer)" for o in outputs],
-                list(prompts),
+                [clip(o, self.max_length) or "(empty answer)" for o in outputs],
+                prompts,
                 padding=True,
                 truncation="only_second",
                 max_length=self.max_length,
@@ -152,6 +156,13 @@ def _pool(pool: Mapping[str, Retriever | str] | Sequence[Retriever | str]) -> di
     return named
 
 
+def _mode(mode: Any) -> Mode:
+    """``mode`` itself if it is one (given to the constructor, or read from a saved file)."""
+    if mode not in ("pre", "post"):
+        raise ValueError(f"mode must be 'pre' or 'post', got {mode!r}")
+    return mode
+
+
 class Selector(dspy.Module, Parameter):
     """Chooses, per input, one retriever of a pool (RSPG-Pre) or one generated answer (RSPG-Post).
 
@@ -185,10 +196,8 @@ class Selector(dspy.Module, Parameter):
         max_length: int = 256,
     ) -> None:
         super().__init__()
-        if mode not in ("pre", "post"):
-            raise ValueError(f"mode must be 'pre' or 'post', got {mode!r}")
         self.pool = _pool(pool)
-        self.mode: Mode = mode
+        self.mode: Mode = _mode(mode)
         self.model = model
         self.max_length = max_length
         self._net: SelectorNet | None = None
@@ -260,9 +269,12 @@ class Selector(dspy.Module, Parameter):
         for name, member in state["pool"].items():
             pool[name] = make_retriever(member["retriever"]).load_state(member)
         self.pool = _pool(pool)
-        self.mode = state["mode"]
+        self.mode = _mode(state["mode"])
         self.max_length = int(state.get("max_length", self.max_length))
         if state["model"] != self.model:
+            # The network loads on first use, after the pool's answers: a folder that asks to run
+            # its own code is refused now, before that work.
+            refuse_custom_code(resolve_encoder(state["model"]))
             self.model, self._net = state["model"], None
         return self
 

@@ -161,13 +161,15 @@ def scripted_reader(monkeypatch, scripted_lm, reply):
     monkeypatch.setattr(cli_options, "build_generator", lambda args: Generator(lm=scripted_lm(reply)))
 
 
-def assert_one_line_error(capsys, *fragments):
+def assert_one_line_error(capsys, *fragments) -> str:
+    """The one line of the error on stderr, holding every fragment."""
     err = capsys.readouterr().err
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("persona-rag")]
     assert len(lines) == 1, err
     for fragment in fragments:
         assert fragment in lines[0], err
+    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -264,10 +266,12 @@ def test_ropg_without_a_signal_is_one_line_with_what_to_do(
     scripted_reader(monkeypatch, scripted_lm, "3")
     argv = training_args("train", sample_task, tmp_path, "--method", "kd", "--candidates", "2")
     assert main(argv) == 2
-    # With a server-style reader the default signal is the metric alone, which ties everywhere here.
-    assert_one_line_error(
-        capsys, "persona-rag: error: ROPG_KD: no training example", "--signal metric+likelihood"
+    # With a server-style reader the default signal is the metric alone, which ties everywhere here;
+    # the server gives no log-probabilities, so the advice does not offer the likelihood signals.
+    line = assert_one_line_error(
+        capsys, "persona-rag: error: ROPG_KD: no training example", "--model", "no log-probabilities"
     )
+    assert "--signal" not in line
 
 
 def test_rspg_without_a_preference_is_one_line_with_what_to_do(
@@ -276,7 +280,8 @@ def test_rspg_without_a_preference_is_one_line_with_what_to_do(
     scripted_reader(monkeypatch, scripted_lm, "3")
     argv = training_args("select", sample_task, tmp_path, "--mode", "pre", "--pool", "none,recency")
     assert main(argv) == 2
-    assert_one_line_error(capsys, "persona-rag: error: RSPG: on every training example", "--model")
+    line = assert_one_line_error(capsys, "persona-rag: error: RSPG: on every training example", "--model")
+    assert "--signal" not in line and "no log-probabilities" in line
 
 
 def test_corrupt_feedback_cache_is_one_line_naming_the_file(
@@ -288,6 +293,34 @@ def test_corrupt_feedback_cache_is_one_line_naming_the_file(
     assert main(argv) == 2
     cache = str(tmp_path / "feedback.sqlite")
     assert_one_line_error(capsys, cache, f"delete or move the cache file {cache}")
+
+
+def test_results_on_a_full_disk_are_one_line_naming_the_file(
+    sample_task, tmp_path, monkeypatch, scripted_lm, capsys
+):
+    import errno
+    import os
+
+    scripted_reader(monkeypatch, scripted_lm, "3")
+    out = tmp_path / "results.json"
+    out.write_text("earlier results")
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    assert main(evaluate_args(sample_task, out)) == 2
+    assert_one_line_error(capsys, f"{out}: no space left on the device", "already there is kept")
+    assert out.read_text() == "earlier results"
+
+
+def test_a_missing_data_folder_is_not_found_and_the_task_flag_is_named(tmp_path, write_split, capsys):
+    assert main(["evaluate", "--data", str(tmp_path / "nope")]) == 2
+    assert_one_line_error(capsys, f"{tmp_path / 'nope'}: data folder not found")
+    (tmp_path / "bare").mkdir()
+    assert main(["evaluate", "--data", str(tmp_path / "bare")]) == 2
+    line = assert_one_line_error(capsys, "names the task", "--task")
+    assert "pass task=" not in line
 
 
 def test_bad_gold_is_one_line_naming_file_id_and_field(tmp_path, write_split, rating_question, capsys):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 
 import pytest
 
+from persona_rag.errors import NoSpaceError
 from persona_rag.io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
@@ -92,3 +95,55 @@ def test_failure_without_old_directory_leaves_nothing(tmp_path):
         (temporary / "f").write_text("x")
         raise KeyboardInterrupt
     assert names(tmp_path) == []
+
+
+# ------------------------------------------------------------------ a full disk: one line, nothing lost
+def full_disk_write(fd, data):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_full_disk_is_one_line_naming_the_file_and_keeping_what_was_there(tmp_path, monkeypatch, existing):
+    target = tmp_path / "results.json"
+    if existing:
+        target.write_text("old")
+    monkeypatch.setattr(os, "write", full_disk_write)
+    with pytest.raises(NoSpaceError) as info:
+        atomic_write_json(target, {"results": []})
+    message = str(info.value)
+    assert message.startswith(f"{target}: no space left on the device") and "\n" not in message
+    kept = "the file already there is kept as it was" if existing else "nothing was written there"
+    assert kept in message
+    assert names(tmp_path) == (["results.json"] if existing else [])  # no partial temporary left
+    if existing:
+        assert target.read_text() == "old"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),  # transformers' tokenizer files
+        RuntimeError('Error while serializing: IoError(Os { code: 28, message: "No space left on device" })'),
+        RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"),  # no errno
+    ],
+)
+def test_a_checkpoint_save_on_a_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch, failure):
+    import shutil
+    from collections import namedtuple
+
+    target = tmp_path / "best"
+    target.mkdir()
+    (target / "weights.bin").write_text("good")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 0))  # the disk is full
+    expected = rf"^{re.escape(str(target))}: no space left .* directory already there is kept"
+    with pytest.raises(NoSpaceError, match=expected), atomic_directory(target) as temporary:
+        (temporary / "weights.bin").write_text("half")
+        raise failure
+    assert names(target) == ["weights.bin"] and (target / "weights.bin").read_text() == "good"
+    assert names(tmp_path) == ["best"]
+
+
+def test_a_failed_save_with_space_left_is_not_called_a_full_disk(tmp_path):
+    with pytest.raises(RuntimeError, match="file write failed"), atomic_directory(tmp_path / "best"):
+        raise RuntimeError("file write failed")  # this test's disk has room: some other failure

@@ -70,7 +70,9 @@ def test_weights_changed_since_the_save_are_refused_unless_passed_explicitly(tmp
     assert explicit.generator.predict.lm.engine.model == str(best)
 
 
-def test_programs_saved_by_older_versions_load_their_local_model(tmp_path, tiny_checkpoint):
+def test_programs_saved_by_older_versions_load_their_local_model_when_the_caller_passes_it(
+    tmp_path, tiny_checkpoint
+):
     best = tiny_checkpoint(tmp_path / "best", seed=1)
     state = saved(program_with(local_lm(str(best))), tmp_path / "program.json")
     predict = state["generator.predict"]
@@ -80,9 +82,22 @@ def test_programs_saved_by_older_versions_load_their_local_model(tmp_path, tiny_
         "temperature": 0.0, "engine": {"class": "persona_rag.lm:LocalEngine", "state": {"model": str(best)}},
     }  # fmt: skip
     (tmp_path / "program.json").write_text(json.dumps(state))
-    fresh = program_with()
+    with pytest.raises(StateError, match="without the fingerprint"):  # nothing vouches for the files
+        program_with().load(str(tmp_path / "program.json"))
+    fresh = program_with(local_lm(str(best)))
     fresh.load(str(tmp_path / "program.json"))
     assert fresh.generator.predict.lm.engine.model == str(best)
+
+
+def test_a_local_record_without_its_fingerprint_is_refused_not_trusted(tmp_path, tiny_checkpoint):
+    best = tiny_checkpoint(tmp_path / "best", seed=1)
+    state = saved(program_with(local_lm(str(best))), tmp_path / "program.json")
+    del state["generator.predict"]["persona_rag_lm"]["fingerprint"]
+    (tmp_path / "program.json").write_text(json.dumps(state))
+    fresh = program_with()
+    with pytest.raises(StateError, match=r"program\.json: .*without the fingerprint.*local_lm"):
+        fresh.load(str(tmp_path / "program.json"))
+    assert fresh.generator.predict.lm is None
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dspy
 import pytest
 
@@ -13,6 +15,7 @@ from persona_rag import (
     ProfileStore,
     RecencyRetriever,
 )
+from persona_rag.errors import ConfigError, StateError
 from persona_rag.evaluation import evaluate_program
 from persona_rag.generator import GenerationError
 
@@ -92,7 +95,7 @@ def test_save_and_load_round_trip(tmp_path, scripted_lm):
     path = tmp_path / "program.json"
     program.save(str(path))
 
-    fresh = PersonalizedRAG(task="LaMP-2", retriever=BM25Retriever())
+    fresh = PersonalizedRAG(task="LaMP-3", retriever=BM25Retriever())
     fresh.load(str(path))
     assert fresh.task.name == "LaMP-3" and fresh.k == 3
     assert fresh.retriever.config() == {"method": "robertson", "k1": 1.2, "b": 0.75}
@@ -103,6 +106,43 @@ def test_save_and_load_round_trip(tmp_path, scripted_lm):
     wrong = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever())
     with pytest.raises(ValueError, match="bm25"):
         wrong.load(str(path))
+
+
+def test_a_saved_program_never_changes_the_task_naming_both(tmp_path):
+    path = tmp_path / "program.json"
+    PersonalizedRAG(task="LaMP-3", k=3).save(str(path))
+    lamp2 = PersonalizedRAG(task="LaMP-2", k=2)
+    with pytest.raises(StateError, match=r"program\.json: .*a LaMP-3 program .* is for LaMP-2"):
+        lamp2.load(str(path))
+    assert lamp2.task.name == "LaMP-2" and lamp2.settings.task == "LaMP-2" and lamp2.k == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"k": -5}, "k must be a whole number of at least 1, got -5"),
+        ({"k": "4"}, "k must be"),
+        ({"max_input_tokens": 0}, "max_input_tokens must be"),
+        ({"task": "LaMP-99"}, "unknown task 'LaMP-99'"),
+        ({"k": None}, "k must be"),
+    ],
+)
+def test_loaded_settings_pass_the_constructors_checks(tmp_path, edit, message):
+    path = tmp_path / "program.json"
+    PersonalizedRAG(task="LaMP-3").save(str(path))
+    state = json.loads(path.read_text())
+    state["settings"].update(edit)
+    path.write_text(json.dumps(state))
+    fresh = PersonalizedRAG(task="LaMP-3")
+    with pytest.raises(StateError, match=rf"program\.json: .*{message}"):
+        fresh.load(str(path))
+    assert fresh.k == 4
+
+
+@pytest.mark.parametrize("settings", [{"k": 0}, {"k": -5}, {"k": 2.5}, {"max_input_tokens": -1}])
+def test_the_constructor_refuses_settings_that_retrieve_or_fit_nothing(settings):
+    with pytest.raises(ConfigError, match="must be a whole number of at least 1"):
+        PersonalizedRAG(task="LaMP-3", **settings)
 
 
 def test_saved_program_keeps_the_local_model_reference(tmp_path):

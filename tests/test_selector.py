@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from persona_rag import PersonalizedRAG, Selector
 from persona_rag.retrievers import BM25Retriever, DenseRetriever, RecencyRetriever
@@ -88,6 +89,22 @@ def test_selector_net_keeps_the_end_of_long_prompts_and_the_whole_answer():
     )
     assert "answer three" in kept and kept.endswith("question at the end [SEP]")
     assert net([prompt, "short"]).shape == (2,)
+
+
+def test_selector_net_hands_the_tokenizer_only_what_it_keeps_of_a_huge_prompt():
+    from persona_rag.selector import SelectorNet
+    from persona_rag.tasks.truncation import MAX_CHARS_PER_TOKEN
+    from tests.test_encoders import RecordingTokenizer
+
+    net = SelectorNet(max_length=16)
+    torch.nn.init.normal_(net.head.weight)  # an untrained head would score every text alike
+    net.tokenizer = RecordingTokenizer(net.tokenizer)
+    huge = "item " * 1_000_000 + "question at the end"  # 5 MB
+    short = "item " * 40 + "question at the end"
+    with torch.inference_mode():
+        scores = net([huge, short], ["answer three", "answer three"])
+    assert max(net.tokenizer.lengths) <= 16 * MAX_CHARS_PER_TOKEN
+    assert torch.allclose(scores[0], scores[1])  # the same 16 tokens: the answer and the prompt's end
 
 
 def test_freezing_keeps_only_the_last_layers_and_the_head_trainable():

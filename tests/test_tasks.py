@@ -332,6 +332,45 @@ def test_truncation_keeps_short_profiles_whole():
     assert spec.prompt(RATING_INPUT, items, tokenizer=TOK, max_tokens=512) == spec.prompt(RATING_INPUT, items)
 
 
+class RecordingTokenizer(ApproxTokenizer):
+    """Whitespace tokens, remembering the length of every text it was asked to encode."""
+
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+
+    def encode(self, text: str) -> list:
+        self.lengths.append(len(text))
+        return super().encode(text)
+
+
+def test_a_huge_item_is_cut_to_the_budget_before_it_is_tokenized():
+    from persona_rag.tasks.truncation import MAX_CHARS_PER_TOKEN
+
+    huge = "word " * 1_000_000  # 5 MB
+    tokenizer = RecordingTokenizer()
+    prompt = get_task("LaMP-3").prompt(
+        RATING_INPUT, rating_items(huge, "short one"), tokenizer=tokenizer, max_tokens=100
+    )
+    assert max(tokenizer.lengths) <= 100 * MAX_CHARS_PER_TOKEN + len(RATING_INPUT) + 100  # never the item
+    assert len(TOK.encode(prompt)) <= 100 and "short one" in prompt
+    ordinary = rating_items(words("a", 200), words("b", 200))  # what the cut leaves as it was
+    assert get_task("LaMP-3").prompt(
+        RATING_INPUT, ordinary, tokenizer=RecordingTokenizer(), max_tokens=100
+    ) == (get_task("LaMP-3").prompt(RATING_INPUT, ordinary, tokenizer=TOK, max_tokens=100))
+
+
+def test_clip_keeps_the_part_a_consumer_reads():
+    from persona_rag.tasks.truncation import MAX_CHARS_PER_TOKEN, clip
+
+    text = "x" * (10 * MAX_CHARS_PER_TOKEN) + "tail"
+    assert clip(text, 10) == "x" * (10 * MAX_CHARS_PER_TOKEN)
+    assert (
+        clip(text, 10, keep="end").endswith("tail")
+        and len(clip(text, 10, keep="end")) == 10 * MAX_CHARS_PER_TOKEN
+    )
+    assert clip("short", 1) == "short" and clip("short", 0) == ""
+
+
 def test_long_input_takes_at_most_sixty_percent():
     spec = get_task("LaMP-3")
     input = "review: " + words("q", 79)  # 80 tokens > 0.6 * 100: the input keeps 60, the profile 40

@@ -13,7 +13,7 @@ import dspy
 from pydantic import BaseModel, ValidationError
 
 from persona_rag.data.records import OutputsFile, Question
-from persona_rag.errors import DataError
+from persona_rag.errors import DataError, UnknownTaskError
 from persona_rag.tasks import TaskSpec, get_task
 
 __all__ = ["KNOWN_DEFECTS", "SPLITS", "LampSplit", "load_lamp", "questions_path", "read_questions"]
@@ -205,13 +205,23 @@ def _skip_known_defects(task: TaskSpec, split: str, errors: dict[str, DataError]
     return set(errors)
 
 
+def _task_of(path: Path, outputs: OutputsFile) -> TaskSpec:
+    """The task an outputs file names; an unknown name is an error naming that file."""
+    try:
+        return get_task(outputs.task)
+    except UnknownTaskError as error:
+        raise UnknownTaskError(f"{path}: {error}") from None
+
+
 def _detect_task(data_dir: Path, split: str) -> TaskSpec:
     for candidate in (split, *[s for s in SPLITS if s != split]):
         path = _outputs_path(data_dir, candidate)
         if path.exists():
-            return get_task(_parse(path, OutputsFile, "gold").task)
+            return _task_of(path, _parse(path, OutputsFile, "gold"))
     raise DataError(
-        f"no *_outputs.json in {data_dir} names the task; pass task=... (e.g. 'LaMP-3')", file=str(data_dir)
+        f"no *_outputs.json in {data_dir} names the task; give it with --task on the command line "
+        "(task=... in Python), e.g. LaMP-3",
+        file=str(data_dir),
     )
 
 
@@ -287,12 +297,16 @@ def load_lamp(
         limit: keep only the first ``limit`` questions (at least 1).
 
     Raises:
-        DataError: naming file, question/item id and field for malformed or inconsistent data.
-        UnknownTaskError: for a task name that is not registered.
+        DataError: naming file, question/item id and field for malformed or inconsistent data, or
+            the folder, when it does not exist.
+        UnknownTaskError: for a task name that is not registered (naming the outputs file that
+            holds it).
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError("data folder not found", file=str(data_dir))
     spec = get_task(task) if task is not None else _detect_task(data_dir, split)
     path = questions_path(data_dir, split)
     questions, errors = _validate_questions(path, spec)
@@ -300,7 +314,7 @@ def load_lamp(
     outputs = _outputs_path(data_dir, split)
     if outputs.exists():
         parsed = _parse(outputs, OutputsFile, "gold")
-        if task is not None and get_task(parsed.task) is not spec:
+        if task is not None and _task_of(outputs, parsed) is not spec:
             logger.warning("%s says task %s; using %s as asked", outputs, parsed.task, spec.name)
         golds = _check_golds(outputs, parsed, spec, questions, errors, path)
     if errors:

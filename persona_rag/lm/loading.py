@@ -18,6 +18,7 @@ import torch
 from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES, DTYPES
 from persona_rag.fingerprint import cache_dir, directory_fingerprint
 from persona_rag.io import atomic_directory
+from persona_rag.pretrained import load_pretrained
 
 __all__ = ["check_dtype", "files_fingerprint", "native_bfloat16", "resolve_dtype", "resolve_model"]
 
@@ -41,8 +42,8 @@ def _dequantized_default() -> Path:
 
     source = spec.submodule_search_locations[0]
     logger.info("dequantizing %s once into %s", _GGUF_FILE, target)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_GGUF_FILE)
-    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    tokenizer = load_pretrained(AutoTokenizer, source, gguf_file=_GGUF_FILE)
+    loaded = load_pretrained(AutoModelForCausalLM, source, gguf_file=_GGUF_FILE, dtype=torch.float32)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # save_pretrained refuses a GGUF-quantized config

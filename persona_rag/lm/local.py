@@ -18,6 +18,7 @@ from persona_rag.lm.generation import BatchedGeneration
 from persona_rag.lm.loading import check_dtype, files_fingerprint, resolve_model
 from persona_rag.lm.registry import register_local_lm
 from persona_rag.lm.scoring import LabelScoring
+from persona_rag.pretrained import load_pretrained
 
 __all__ = ["LocalLM"]
 
@@ -55,8 +56,8 @@ class LocalLM(BatchedGeneration, LabelScoring):
         check_dtype(dtype)
         path = resolve_model(model)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        loaded = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+        tokenizer = load_pretrained(AutoTokenizer, path)
+        loaded = load_pretrained(AutoModelForCausalLM, path, dtype=getattr(torch, dtype)).to(device).eval()
         self._setup(
             model, loaded, tokenizer, batch_size=batch_size, max_input_tokens=max_input_tokens, chat=chat
         )

@@ -7,8 +7,10 @@ record and restores it here through a fixed list of what a file may ask for.
 
 - ``local``: an in-process model (:class:`persona_rag.lm.LocalEngine`, the only engine a file can
   name) by path or name, with the content fingerprint of its files. Loading it loads weights only
-  (no model code: ``trust_remote_code`` stays off). If the files changed since the save, loading
-  stops, unless the caller built the generator with that model (``Generator(lm=local_lm(path))``).
+  (:mod:`persona_rag.pretrained`: a folder that asks for its own code is refused). If the files
+  changed since the save, or the record has no fingerprint (an older save, or an edited file),
+  loading stops, unless the caller built the generator with that model
+  (``Generator(lm=local_lm(path))``).
 - ``remote``: a ``dspy.LM`` by model string and endpoint, without its API key. A file never picks
   where requests and keys go: a saved endpoint (``api_base``/``base_url``) or a model other than
   the one configured (the generator's own LM, else ``dspy.settings.lm``) is refused unless the
@@ -26,10 +28,11 @@ from typing import Any
 
 import dspy
 
-from persona_rag.errors import StateError
+from persona_rag.errors import DataError, StateError
 from persona_rag.lm.engine import LocalEngine, local_lm
-from persona_rag.lm.loading import check_dtype
+from persona_rag.lm.loading import check_dtype, resolve_model
 from persona_rag.lm.registry import model_fingerprint
+from persona_rag.pretrained import refuse_custom_code
 
 __all__ = ["LM_STATE_KEY", "dump_lm", "legacy_record", "load_lm"]
 
@@ -151,16 +154,26 @@ def _load_local(record: Mapping[str, Any], current: Any) -> Any:
     engine = getattr(current, "engine", None)
     if isinstance(engine, LocalEngine) and engine.model == model:
         return current  # the caller chose these weights (and precision) explicitly
+    explicitly = f"pass them explicitly: Generator(lm=local_lm({model!r})) before loading"
+    saved = record.get("fingerprint")
+    if not isinstance(saved, str):
+        raise StateError(
+            f"the generator's model {model} is saved without the fingerprint of its files (an older "
+            f"save, or an edited file), so nothing shows they are the weights it was saved with. To use "
+            f"the weights there now, {explicitly}"
+        )
     try:
+        refuse_custom_code(resolve_model(model))
         now = model_fingerprint(model, dtype)
+    except DataError as error:
+        raise StateError(f"the generator's model: {error}") from error
     except Exception as error:  # a missing folder, or a hub name not in the local cache
         raise StateError(f"the generator's model {model!r} cannot be found ({error})") from error
-    saved = record.get("fingerprint")
-    if saved is not None and saved != now:
+    if saved != now:
         raise StateError(
             f"the model files of {model} changed since the program was saved (fingerprint "
-            f"{str(saved)[:12]} -> {now[:12]}), so it would not answer as it did. To use the weights "
-            f"there now, pass them explicitly: Generator(lm=local_lm({model!r})) before loading"
+            f"{saved[:12]} -> {now[:12]}), so it would not answer as it did. To use the weights "
+            f"there now, {explicitly}"
         )
     max_tokens = record.get("max_tokens")
     return local_lm(model, dtype=dtype, **({"max_tokens": int(max_tokens)} if max_tokens is not None else {}))

@@ -14,9 +14,13 @@ from persona_rag.cache import LRUCache
 from persona_rag.retrievers.base import Retriever
 from persona_rag.tasks import Document
 
-__all__ = ["BM25Retriever", "ProfileIndex", "tokenize"]
+__all__ = ["MAX_INDEXED_CHARS", "BM25Retriever", "ProfileIndex", "tokenize"]
 
 _WORD = re.compile(r"\w+")
+MAX_INDEXED_CHARS = 100_000
+"""Characters of a profile item that BM25 indexes: its first 100,000 (about 15,000 words, more than
+any LaMP item holds). A longer item is ranked by that part; indexing all of a 50 MB item held
+1.1 GiB of word lists."""
 _STOPWORDS = frozenset(STOPWORDS_EN)
 _IDF = {
     # Lucene's idf is never negative. Robertson's would be negative for terms in more than half of
@@ -53,7 +57,7 @@ class ProfileIndex:
         frequencies: list[int] = []
         lengths = np.zeros(len(texts))
         for position, text in enumerate(texts):
-            tokens = tokenize(text)
+            tokens = tokenize(text[:MAX_INDEXED_CHARS])
             lengths[position] = len(tokens)
             for term, tf in Counter(tokens).items():
                 term_ids.append(self.vocabulary.setdefault(term, len(self.vocabulary)))

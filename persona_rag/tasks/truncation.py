@@ -9,13 +9,44 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-__all__ = ["ENTRY_SEPARATOR", "ApproxTokenizer", "Combine", "HFTokenizer", "PromptBudget", "Tokenizer"]
+__all__ = [
+    "ENTRY_SEPARATOR",
+    "MAX_CHARS_PER_TOKEN",
+    "ApproxTokenizer",
+    "Combine",
+    "HFTokenizer",
+    "PromptBudget",
+    "Tokenizer",
+    "clip",
+]
 
 logger = logging.getLogger(__name__)
 
 ENTRY_SEPARATOR = ", and "
+
+MAX_CHARS_PER_TOKEN = 32
+"""Characters a consumer's tokens are assumed to span at most: English text averages about four per
+token (words or word pieces), so the first ``n`` tokens of any ordinary text lie within its first
+``32·n`` characters."""
+
+
+def clip(text: str, tokens: int, *, keep: Literal["start", "end"] = "start") -> str:
+    """The part of ``text`` that can hold the ``tokens`` tokens a consumer keeps (its start, or its
+    end for a consumer that cuts from the left), before it is tokenized.
+
+    Tokenizers cut to a maximum length only after tokenizing the whole text, and a profile item has
+    no size limit: one 50 MB item took 7.2 GiB and 84 s to encode for dense retrieval. Every
+    consumer with a token limit (the dense encoder, the selector, the prompt budget) hands the
+    tokenizer at most ``MAX_CHARS_PER_TOKEN`` characters per token it keeps, which changes nothing
+    for ordinary text (``tests/test_tasks.py``).
+    """
+    limit = max(tokens, 0) * MAX_CHARS_PER_TOKEN
+    if len(text) <= limit:
+        return text
+    return text[:limit] if keep == "start" else text[len(text) - limit :]
+
 
 Combine = str | Callable[[str, str], str]
 
@@ -164,7 +195,7 @@ class PromptBudget:
                 continue
             overhead = len(tokenizer.encode(self.entry({**item, self.truncate_field: ""})))
             allowed = max(share + carried - overhead, 0)
-            text_ids = tokenizer.encode(str(item[self.truncate_field]))
+            text_ids = tokenizer.encode(clip(str(item[self.truncate_field]), allowed))
             kept = text_ids[:allowed]
             carried = max(share + carried - overhead - len(kept), 0)
             entries.append(self.entry({**item, self.truncate_field: tokenizer.decode(kept)}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import dspy
 import pytest
@@ -108,15 +109,23 @@ def test_task_argument_wins(rating_dir, caplog):
 
 def test_no_outputs_anywhere_needs_a_task(tmp_path, write_split, rating_question):
     write_split(tmp_path, "test", [rating_question("q1", "x", [])], task=None)
-    with pytest.raises(DataError, match="names the task"):
+    with pytest.raises(DataError, match="names the task; give it with --task"):
         load_lamp(tmp_path, "test")
     assert len(load_lamp(tmp_path, "test", task="LaMP-3")) == 1
 
 
-def test_unknown_task_in_outputs(tmp_path, write_split, rating_question):
+@pytest.mark.parametrize("task", [None, "LaMP-3"])
+def test_a_missing_data_folder_is_not_found(tmp_path, task):
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / 'nope'))}: data folder not found$"):
+        load_lamp(tmp_path / "nope", "dev", task=task)
+
+
+@pytest.mark.parametrize("given", [None, "LaMP-3"])
+def test_unknown_task_in_outputs_names_the_file(tmp_path, write_split, rating_question, given):
     write_split(tmp_path, "dev", [rating_question("q1", "x", [])], task="LaMP_99")
-    with pytest.raises(UnknownTaskError, match="LaMP_99"):
-        load_lamp(tmp_path, "dev")
+    outputs = re.escape(str(tmp_path / "dev_outputs.json"))
+    with pytest.raises(UnknownTaskError, match=rf"^{outputs}: unknown task 'LaMP_99'"):
+        load_lamp(tmp_path, "dev", task=given)
 
 
 def test_user_task_validates_its_own_fields(tmp_path, write_split):
@@ -413,3 +422,17 @@ def test_real_movielens_tagging_dev(lamp_real):
         lenient = dataclasses.replace(spec, parsing="lenient")
         assert lenient.parse(example.output.upper(), example.input) == example.output
         assert spec.documents(example.profile)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'[{"id": "q1", "input": "review: fine", "prof', "malformed JSON at line 1"),  # cut mid-write
+        (b'[{"id": "q1", "input": "caf\xe9", "profile": []}]', "not UTF-8 text"),  # latin-1 bytes
+    ],
+)
+def test_a_truncated_or_non_utf8_file_is_one_error_naming_it(tmp_path, write_split, raw, message):
+    write_split(tmp_path, "dev", [{"id": "q1", "input": "x", "profile": []}])
+    (tmp_path / "dev_questions.json").write_bytes(raw)
+    with pytest.raises(DataError, match=rf"dev_questions\.json: {message}"):
+        load_lamp(tmp_path, "dev")

@@ -22,7 +22,7 @@ from persona_rag.retrievers import (
     make_retriever,
     top_k,
 )
-from persona_rag.tasks import get_task
+from persona_rag.tasks import Document, get_task
 
 SPEC = get_task("LaMP-3")
 PROFILE = [
@@ -317,3 +317,19 @@ def test_bm25_scores_equal_bm25s(method):
 def test_bm25_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="unknown BM25 method"):
         BM25Retriever(method="bm42")
+
+
+def test_bm25_indexes_a_huge_item_by_its_start(monkeypatch):
+    from persona_rag.retrievers import bm25
+
+    lengths, tokenize = [], bm25.tokenize
+
+    def recording(text):
+        lengths.append(len(text))
+        return tokenize(text)
+
+    monkeypatch.setattr(bm25, "tokenize", recording)  # ProfileIndex tokenizes through the module name
+    huge = Document(index=0, id="huge", text="horses " + "filler " * 1_000_000, date=None, item={})
+    other = Document(index=1, id="other", text="a quiet drama", date=None, item={})
+    result = bm25.BM25Retriever().search("horses", [huge, other], k=1)
+    assert result.ids == ["huge"] and max(lengths) <= bm25.MAX_INDEXED_CHARS

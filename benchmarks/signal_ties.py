@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         results[signal] = {**tie_statistics(signal_rows, metric_rows), "seconds": seconds}
     summary = {
         "data": str(args.data),
-        "task": split.task,
+        "task": split.task.name,
         "model": args.model,
         "dtype": args.dtype,
         "candidates": args.candidates,

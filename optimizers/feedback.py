@@ -43,6 +43,7 @@ from typing import Any, ClassVar, Literal, get_args
 import dspy
 
 from optimizers import distributed
+from optimizers.metric import Metric, metric_score
 from optimizers.training import TrainingConfig
 from persona_rag.errors import CacheError, ConfigError
 from persona_rag.fingerprint import stable_hash
@@ -320,6 +321,8 @@ class Feedback:
         num_threads: concurrent requests for a server ``dspy.LM`` (default: the generator's
             ``concurrency``, ``--concurrency``).
         progress: show a progress bar with ETA.
+        metric: a DSPy metric ``metric(example, prediction, trace=None)`` that replaces the task's
+            Eval in the ``metric`` signals (:mod:`optimizers.metric`); ``None``: the task's Eval.
 
     Example:
         >>> feedback = Feedback(program=program, candidates=16, cache="runs/feedback.sqlite")
@@ -337,9 +340,15 @@ class Feedback:
         batch_size: int = 32,
         num_threads: int | None = None,
         progress: bool = True,
+        metric: Metric | None = None,
     ) -> None:
-        self.program, self.candidates = program, candidates
+        self.program, self.candidates, self.metric = program, candidates, metric
         self.signal = resolve_signal(signal, program)
+        if metric is not None and self.signal == "likelihood":
+            raise ConfigError(
+                "a metric= is a training signal only with signal metric or metric+likelihood (or "
+                "auto): the likelihood signal reads no answer to score. Use --signal metric"
+            )
         self.batch_size, self.num_threads, self.progress = batch_size, num_threads, progress
         if distributed.is_main():  # creates the file; the other processes of a launch then open it
             self.cache = FeedbackCache(cache)
@@ -402,6 +411,18 @@ class Feedback:
                 *self._outputs_and_scores(example, [value for _, value in rows]),
             )
             for e, (example, rows) in enumerate(zip(examples, answered))
+        ]
+
+    def compute_sets(
+        self, examples: Sequence[dspy.Example], sets: Sequence[Sequence[RetrievalResult]]
+    ) -> list[tuple[float, ...]]:
+        """Set-level feedback (Set-PL): per example, the signal of each of its ordered item sets, all
+        of a set's items in one prompt. The cache key is the prompt, which lists the items in
+        order, so each exact ordered set is answered once, whichever step or run samples it again."""
+        answered = self._resolve([[(ex, result) for result in group] for ex, group in zip(examples, sets)])
+        return [
+            self._outputs_and_scores(example, [value for _, value in rows])[1]
+            for example, rows in zip(examples, answered)
         ]
 
     def _resolve(
@@ -496,7 +517,11 @@ class Feedback:
     ) -> tuple[tuple[str, ...], tuple[float, ...]]:
         task, gold = self.program.task, str(example.output)
         outputs = tuple(v.get("output", "") for v in values)
-        evals = [task.eval(gold, task.parse(o, example.input)) for o in outputs]
+        parsed = [task.parse(o, example.input) for o in outputs]
+        if self.metric is None:
+            evals = [task.eval(gold, p) for p in parsed]
+        else:
+            evals = [metric_score(self.metric, example, p, o) for p, o in zip(parsed, outputs)]
         if self.signal == "metric":
             return outputs, tuple(evals)
         logliks = [float(v["loglik"]) if "loglik" in v else float(v["label_scores"][gold]) for v in values]

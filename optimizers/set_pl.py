@@ -35,6 +35,7 @@ import torch
 
 from optimizers import distributed
 from optimizers.feedback import SIGNALS, Feedback, resolve_signal
+from optimizers.metric import Metric
 from optimizers.ropg import PolicyConfig, PolicyOptimizer, policy_logits
 from persona_rag.encoders import TextEncoder
 from persona_rag.errors import ConfigError
@@ -172,7 +173,7 @@ def advantages(rewards: torch.Tensor, baseline: str, greedy: torch.Tensor | None
     return rewards - (rewards.sum(dim=1, keepdim=True) - rewards) / (samples - 1)
 
 
-def set_signal(signal: str, program: PersonalizedRAG, *, metric: Any = None) -> str:
+def set_signal(signal: str, program: PersonalizedRAG, *, metric: Metric | None = None) -> str:
     """Set-PL's signal: ``auto`` is the gold's likelihood on generation tasks where the reader
     gives it (else what :func:`~optimizers.feedback.resolve_signal` makes of ``auto``), unless a
     user's metric is the signal; any other value is resolved (and refused when the reader cannot
@@ -199,7 +200,7 @@ class SetPL(PolicyOptimizer):
     name = "set-pl"
     shown = ("reward", "reader_calls", "reader_seconds")
 
-    def __init__(self, *, config: SetPLConfig | None = None, metric: Any = None) -> None:
+    def __init__(self, *, config: SetPLConfig | None = None, metric: Metric | None = None) -> None:
         super().__init__(config=config, metric=metric)
         self._feedback: Feedback | None = None
         self._k = 0

@@ -11,9 +11,11 @@ from persona_rag.lazy import lazy_exports
 
 _EXPORTS = {
     "optimizers.feedback": ("CandidateFeedback", "Feedback", "FeedbackCache", "PoolFeedback"),
+    "optimizers.metric": ("MetricError",),
     "optimizers.reader": ("ReaderFinetune", "ReaderFinetuneConfig"),
     "optimizers.ropg": ("ROPG_KD", "ROPG_RL", "ROPGConfig", "ROPGKDConfig"),
     "optimizers.rspg": ("RSPG", "RSPGConfig"),
+    "optimizers.set_pl": ("SetPL", "SetPLConfig"),
     "optimizers.training": ("Trainer", "TrainingConfig", "TrainingResult"),
 }
 
@@ -24,12 +26,15 @@ __all__ = [
     "CandidateFeedback",
     "Feedback",
     "FeedbackCache",
+    "MetricError",
     "PoolFeedback",
     "ROPGConfig",
     "ROPGKDConfig",
     "RSPGConfig",
     "ReaderFinetune",
     "ReaderFinetuneConfig",
+    "SetPL",
+    "SetPLConfig",
     "Trainer",
     "TrainingConfig",
     "TrainingResult",

@@ -12,6 +12,7 @@ from persona_rag.cli_options import (
     build_program,
     make_console,
     named_retriever,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -100,8 +101,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from optimizers import distributed
     from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
+    from optimizers.set_pl import SetPL, SetPLConfig
 
-    out = args.out or Path("runs") / f"ropg-{args.method}"
+    out = args.out or Path("runs") / (f"ropg-{args.method}" if args.method != "set" else "set-pl")
     distributed.initialize()
     train, val, task = _train_and_val(args)
     common = {
@@ -123,6 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method == "kd":
         kd = ROPGKDConfig(**common, temperature=args.temperature, free_ties=args.free_ties)
         optimizer: Any = ROPG_KD(config=kd)
+    elif args.method == "set":
+        options = {"samples": args.samples, "baseline": args.baseline, "entropy_weight": args.entropy_weight}
+        optimizer = SetPL(config=SetPLConfig(**common, **options))
     else:
         optimizer = ROPG_RL(config=ROPGConfig(**common))
     program = build_program(args, task, "dense")
@@ -133,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     history = optimizer.result.history if optimizer.result else []
     _report(
         history,
-        f"ROPG-{args.method.upper()} on {Path(args.data).name}",
+        f"{METHOD_NAMES[args.method]} on {Path(args.data).name}",
         out,
         f"use it with: persona-rag evaluate --retriever dense --encoder {out / 'best'} ...",
     )
@@ -215,7 +220,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         rspg_learning_rate=args.rspg_lr,
         rspg_trainable_layers=args.rspg_trainable_layers,
         ropg_checkpoints={
-            name: path for name, path in (("ropg-rl", args.ropg_rl), ("ropg-kd", args.ropg_kd)) if path
+            name: path
+            for name, path in (("ropg-rl", args.ropg_rl), ("ropg-kd", args.ropg_kd), ("set-pl", args.set_pl))
+            if path
         },
         feedback_cache=args.feedback_cache,
         seed=args.seed,
@@ -368,7 +375,8 @@ def add_select(commands: Any) -> None:
 def add_report(commands: Any) -> None:
     """Register ``persona-rag report`` (the paper's Table 3 on one task directory)."""
     report = commands.add_parser(
-        "report", help="train ROPG-RL/KD and RSPG-Pre/Post and write the paper's Table 3 for a task"
+        "report",
+        help="train ROPG-RL/KD, Set-PL and RSPG-Pre/Post and write the paper's Table 3 for a task",
     )
     report.add_argument("--task", help="task name (default: read from the outputs file)")
     report.add_argument("--data", required=True, type=Path, help="directory with {split}_questions.json")
@@ -408,6 +416,7 @@ def add_report(commands: Any) -> None:
     report.add_argument("--kd-free-ties", action="store_true", help=f"ROPG-KD: {FREE_TIES_HELP}")
     report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
+    report.add_argument("--set-pl", type=Path, help="a trained Set-PL encoder to use instead of training")
     report.add_argument(
         "--feedback-cache", type=Path, help="cache of the LLM's answers (default: <out>/feedback.sqlite)"
     )
@@ -446,13 +455,20 @@ def add_finetune(commands: Any) -> None:
     finetune.set_defaults(func=cmd_finetune)
 
 
+METHOD_NAMES = {"kd": "ROPG-KD", "rl": "ROPG-RL", "set": "Set-PL"}
+
+
 def add_train(commands: Any) -> None:
-    """Register ``persona-rag train`` (ROPG-KD / ROPG-RL)."""
+    """Register ``persona-rag train`` (ROPG-KD / ROPG-RL / Set-PL)."""
     train = commands.add_parser(
-        "train", help="tune the dense retriever with the LLM's metric (ROPG-KD / ROPG-RL)"
+        "train", help="tune the dense retriever with the LLM's metric (ROPG-KD / ROPG-RL / Set-PL)"
     )
     train.add_argument(
-        "--method", choices=("kd", "rl"), required=True, help="distillation (Eq. 4) or REINFORCE (Eq. 1-3)"
+        "--method",
+        choices=tuple(METHOD_NAMES),
+        required=True,
+        help="distillation (Eq. 4), REINFORCE on one item (Eq. 1-3), or REINFORCE on the set of --k "
+        "items the prompt holds, drawn by Plackett-Luce (Set-PL, docs/set_pl.md)",
     )
     train.add_argument("--out", type=Path, help="checkpoints and history (default: runs/ropg-<method>)")
     train.add_argument(
@@ -465,6 +481,22 @@ def add_train(commands: Any) -> None:
         "--policy-temperature",
         type=positive_float,
         help="τ of the retrieval policy softmax(q·d/τ) (default: 0.05 for a normalised encoder, else 1)",
+    )
+    train.add_argument(
+        "--samples", type=positive_int, default=4, help="Set-PL: ordered sets sampled per question and step"
+    )
+    train.add_argument(
+        "--baseline",
+        choices=("others", "greedy"),
+        default="others",
+        help="Set-PL: a set's reward is compared with the mean of the question's other samples, or "
+        "with the reward of the policy's top-k set (one more reader call per question and step)",
+    )
+    train.add_argument(
+        "--entropy-weight",
+        type=non_negative_float,
+        default=0.01,
+        help="Set-PL: weight of the entropy bonus that keeps the policy from collapsing",
     )
     _add_training_options(train, lr=1e-5, epochs=10, grad_accum=8)
     _add_signal_option(train)

@@ -52,6 +52,7 @@ import dspy
 import numpy as np
 
 from optimizers import distributed
+from optimizers.metric import Metric, metric_score
 from optimizers.reader import check_reader_task
 from optimizers.training import TrainingConfig
 from persona_rag.errors import CacheError, ConfigError, NoSpaceError, PersonaRAGError
@@ -417,6 +418,8 @@ class Feedback:
         num_threads: concurrent requests for a server ``dspy.LM`` (default: the generator's
             ``concurrency``, ``--concurrency``).
         progress: show a progress bar with ETA.
+        metric: a DSPy metric ``metric(example, prediction, trace=None)`` that replaces the task's
+            Eval in the ``metric`` signals (:mod:`optimizers.metric`); ``None``: the task's Eval.
 
     Example:
         >>> feedback = Feedback(program=program, candidates=16, cache="runs/feedback.sqlite")
@@ -434,9 +437,17 @@ class Feedback:
         batch_size: int = 32,
         num_threads: int | None = None,
         progress: bool = True,
+        metric: Metric | None = None,
     ) -> None:
-        self.program, self.candidates = program, candidates
+        self.program, self.candidates, self.metric = program, candidates, metric
         self.signal = resolve_signal(signal, program)
+        if metric is not None and self.signal == "likelihood":
+            if signal != "auto":
+                raise ConfigError(
+                    "a metric= is a training signal only with signal metric, metric+likelihood, expected "
+                    "or auto: the likelihood signal reads no answer to score. Use --signal metric"
+                )
+            self.signal = "metric"  # auto's likelihood (free text) reads no answer for the metric to score
         if program.generator.local_model is not None:
             check_reader_task(program.generator.local_model.name, program.task.name)
         self.batch_size, self.num_threads, self.progress = batch_size, num_threads, progress
@@ -501,6 +512,18 @@ class Feedback:
                 *self._outputs_and_scores(example, [value for _, value in rows]),
             )
             for e, (example, rows) in enumerate(zip(examples, answered))
+        ]
+
+    def compute_sets(
+        self, examples: Sequence[dspy.Example], sets: Sequence[Sequence[RetrievalResult]]
+    ) -> list[tuple[float, ...]]:
+        """Set-level feedback (Set-PL): per example, the signal of each of its ordered item sets, all
+        of a set's items in one prompt. The cache key is the prompt, which lists the items in
+        order, so each exact ordered set is answered once, whichever step or run samples it again."""
+        answered = self._resolve([[(ex, result) for result in group] for ex, group in zip(examples, sets)])
+        return [
+            self._outputs_and_scores(example, [value for _, value in rows])[1]
+            for example, rows in zip(examples, answered)
         ]
 
     def _resolve(
@@ -598,7 +621,7 @@ class Feedback:
         outputs = tuple(v.get("output", "") for v in values)
         if self.signal == "expected":
             return outputs, tuple(self._expected_eval(example, v["label_scores"]) for v in values)
-        evals = [task.eval(gold, task.parse(o, example.input)) for o in outputs]
+        evals = [self._score(example, task.parse(o, example.input), o) for o in outputs]
         if self.signal == "metric":
             return outputs, tuple(evals)
         logliks = [float(v["loglik"]) if "loglik" in v else float(v["label_scores"][gold]) for v in values]
@@ -608,15 +631,21 @@ class Feedback:
         scaled = [(x - low) / (high - low) if high > low else 0.0 for x in logliks]
         return outputs, tuple(e + TIE_BREAK * x for e, x in zip(evals, scaled))
 
+    def _score(self, example: dspy.Example, parsed: Any, output: str) -> float:
+        """Eval of one answer: the task's, or the caller's ``metric=``."""
+        if self.metric is None:
+            return self.program.task.eval(str(example.output), parsed)
+        return metric_score(self.metric, example, parsed, output)
+
     def _expected_eval(self, example: dspy.Example, label_scores: Mapping[str, float]) -> float:
         """Eval expected under the reader's distribution over the labels: the softmax of their
         scores, so it moves with every shift of probability, not only with the argmax."""
-        task, gold = self.program.task, str(example.output)
+        task = self.program.task
         labels = list(label_scores)
         scores = np.array([label_scores[label] for label in labels], dtype=float)
         weights = np.exp(scores - scores.max())
         weights /= weights.sum()
-        evals = np.array([task.eval(gold, task.parse(label, example.input)) for label in labels])
+        evals = np.array([self._score(example, task.parse(label, example.input), label) for label in labels])
         return float(weights @ evals)
 
     def _answer(self, chunk: list[_Job]) -> dict[str, Any]:

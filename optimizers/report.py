@@ -2,7 +2,9 @@
 significance, as Markdown, a PNG chart and JSON.
 
 Columns: the fixed retrievers NoPers, Random, Recency, BM25 and Dense; ROPG-RL and ROPG-KD (the
-dense retriever tuned with the LLM's feedback); RSPG-Pre and RSPG-Post (selectors over the pool of
+dense retriever tuned with the LLM's feedback on single items); Set-PL (the dense retriever tuned
+with the LLM's feedback on the whole set of k items, :mod:`optimizers.set_pl`, trained on the same
+questions and validation as ROPG); RSPG-Pre and RSPG-Post (selectors over the pool of
 the paper's six retrievers: none, recency, BM25, dense, ROPG-RL, ROPG-KD); the oracle that picks
 the best (and the worst) pool member per input.
 
@@ -12,8 +14,9 @@ set carved from the *train* split (each user's latest training question), the re
 reported question was seen by training, validation or the reader's fine-tuning (read from the
 reader checkpoint's record). Every column is compared with the best fixed retriever of its split
 by a paired test (bootstrap interval and randomisation p-value, :mod:`persona_rag.significance`),
-and ROPG-RL and ROPG-KD also with Dense, the untuned retriever they start from: whether the
-metric's feedback improved the retriever it tuned is a question of its own.
+ROPG-RL, ROPG-KD and Set-PL also with Dense, the untuned retriever they start from (whether the
+metric's feedback improved the retriever it tuned is a question of its own), and Set-PL with
+ROPG-KD (whether choosing the set beats choosing items one by one).
 
 Every stage writes into its own directory and all LLM answers go through one feedback cache, so
 an interrupted report started again repeats no finished training or generation. The evaluation
@@ -39,6 +42,7 @@ from optimizers.feedback import Feedback, PoolFeedback, Signal
 from optimizers.reader import reader_training_ids
 from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from optimizers.rspg import RSPG, RSPGConfig, member_metrics, parsed_pool_outputs, pool_selection_metrics
+from optimizers.set_pl import SetPL, SetPLConfig
 from optimizers.training import TrainingResult, config_dict
 from persona_rag.data import carve_validation, check_disjoint
 from persona_rag.errors import ConfigError
@@ -58,7 +62,17 @@ from persona_rag.selector import Selector
 from persona_rag.significance import format_difference, significance_against
 from persona_rag.tasks import PARSING_NOTES
 
-__all__ = ["COLUMNS", "FIXED_COLUMNS", "ROPG_START", "Report", "ReportConfig", "SplitReport", "run_report"]
+__all__ = [
+    "COLUMNS",
+    "FIXED_COLUMNS",
+    "ROPG_START",
+    "SET_COLUMN",
+    "SET_RIVAL",
+    "Report",
+    "ReportConfig",
+    "SplitReport",
+    "run_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +80,12 @@ FIXED_COLUMNS = ("NoPers", "Random", "Recency", "BM25", "Dense")
 ROPG_COLUMNS = ("ROPG-RL", "ROPG-KD")
 ROPG_START = "Dense"
 """The fixed column ROPG's rows are also compared with: the untuned retriever they tune."""
-COLUMNS = (*FIXED_COLUMNS, *ROPG_COLUMNS, "RSPG-Pre", "RSPG-Post", "Oracle")
+SET_COLUMN, SET_RIVAL = "Set-PL", "ROPG-KD"
+"""The set-level row, and the item-level row it is also compared with."""
+COLUMNS = (*FIXED_COLUMNS, *ROPG_COLUMNS, SET_COLUMN, "RSPG-Pre", "RSPG-Post", "Oracle")
 _MEMBER_COLUMNS = {"none": "NoPers", "random": "Random", "recency": "Recency", "bm25": "BM25",
-                   "dense": "Dense", "ropg-rl": "ROPG-RL", "ropg-kd": "ROPG-KD"}  # fmt: skip
+                   "dense": "Dense", "ropg-rl": "ROPG-RL", "ropg-kd": "ROPG-KD",
+                   "set-pl": SET_COLUMN}  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -96,7 +113,8 @@ class ReportConfig:
             recomputing them: about half the step time of every weight (``benchmarks/selector_memory.py``).
         batch_size, gradient_accumulation_steps: both trainers.
         patience: early stopping of both trainers (epochs without a better validation score).
-        ropg_checkpoints: already trained encoders (``{"ropg-kd": dir}``) to use instead of training.
+        ropg_checkpoints: already trained encoders (``{"ropg-kd": dir}``, also ``"set-pl"``) to use
+            instead of training.
         feedback_cache: the shared LLM answer cache (default: ``output_dir/feedback.sqlite``).
         resamples: bootstrap resamples and randomisation rounds of the significance tests.
         seed: training seed and the draw of validation users.
@@ -139,8 +157,9 @@ class SplitReport:
         baseline: the best fixed retriever on this split by the task's primary metric.
         significance: per column, per metric, the paired difference against ``baseline``
             (``system``, ``baseline``, ``difference``, ``low``, ``high``, ``p_value``, ``better``).
-        against_start: the same for ROPG-RL and ROPG-KD against :data:`ROPG_START` (Dense), the
-            untuned retriever they tune.
+        against_start: the same for ROPG-RL, ROPG-KD and Set-PL against :data:`ROPG_START`
+            (Dense), the untuned retriever they tune.
+        against_rival: the same for Set-PL against :data:`SET_RIVAL` (ROPG-KD).
     """
 
     split: str
@@ -151,6 +170,7 @@ class SplitReport:
     baseline: str
     significance: dict[str, dict[str, dict[str, Any]]]
     against_start: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    against_rival: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -282,14 +302,16 @@ def run_report(
         "dense": program.retriever,
     }
     kd_options = {"signal": config.kd_signal or config.signal, "free_ties": config.kd_free_ties}
+    tuned: dict[str, Retriever] = {}
     for name, optimizer_class, config_class, options in (
         ("ropg-rl", ROPG_RL, ROPGConfig, {}),
         ("ropg-kd", ROPG_KD, ROPGKDConfig, kd_options),
+        ("set-pl", SetPL, SetPLConfig, {}),
     ):
         start = time.perf_counter()
         given = config.ropg_checkpoints.get(name)
         if given:
-            pool[name] = DenseRetriever(encoder=str(given))
+            tuned[name] = DenseRetriever(encoder=str(given))
         else:
             optimizer = optimizer_class(
                 config=config_class(
@@ -300,9 +322,10 @@ def run_report(
                     **(shared | options),
                 )
             )
-            pool[name] = optimizer.compile(program, trainset=train, valset=val).retriever
+            tuned[name] = optimizer.compile(program, trainset=train, valset=val).retriever
             training[name] = _stage_cost(optimizer.feedback_cost, optimizer.result, directory=out / name)
         seconds[name] = time.perf_counter() - start
+    pool.update({name: tuned[name] for name in ("ropg-rl", "ropg-kd")})  # the paper's six; Set-PL is a row
 
     selectors: dict[str, Selector] = {}
     for mode in ("pre", "post"):
@@ -326,7 +349,8 @@ def run_report(
         )
         seconds[f"rspg-{mode}"] = time.perf_counter() - start
 
-    members = {**pool, "random": RandomRetriever(seed=config.seed)}  # Random is a column, not a pool member
+    # Random and Set-PL are columns, not members of the selectors' pool.
+    members = {**pool, "random": RandomRetriever(seed=config.seed), "set-pl": tuned["set-pl"]}
     splits: dict[str, SplitReport] = {}
     for split, examples in evalsets.items():
         start = time.perf_counter()
@@ -376,12 +400,15 @@ def _score(
     significance = significance_against(
         task, inputs, golds, answers, baseline, resamples=config.resamples, seed=config.seed
     )
-    tuned = {column: answers[column] for column in (ROPG_START, *ROPG_COLUMNS)}
-    against_start = significance_against(
-        task, inputs, golds, tuned, ROPG_START, resamples=config.resamples, seed=config.seed
-    )
+    paired = {"resamples": config.resamples, "seed": config.seed}
+    tuned = {column: answers[column] for column in (ROPG_START, *ROPG_COLUMNS, SET_COLUMN)}
+    against_start = significance_against(task, inputs, golds, tuned, ROPG_START, **paired)
+    rivals = {column: answers[column] for column in (SET_RIVAL, SET_COLUMN)}
+    against_rival = significance_against(task, inputs, golds, rivals, SET_RIVAL, **paired)
     metrics = {column: metrics[column] for column in COLUMNS}  # Table 3's column order
-    return SplitReport(split, len(examples), metrics, success, worst, baseline, significance, against_start)
+    return SplitReport(
+        split, len(examples), metrics, success, worst, baseline, significance, against_start, against_rival
+    )
 
 
 def _task_metrics(report: Report) -> list[str]:
@@ -420,6 +447,9 @@ def markdown_table(report: Report) -> str:
         if split.against_start:
             title = f"vs {ROPG_START} (ROPG's untuned start)"
             lines += _differences(title, split.against_start, task_metrics)
+        if split.against_rival:
+            title = f"vs {SET_RIVAL} (items scored one by one)"
+            lines += _differences(title, split.against_rival, task_metrics)
         lines += ["", "| selection success rate | " + " | ".join(split.success_rate) + " |"]
         lines += ["|---|" + "---|" * len(split.success_rate)]
         lines += ["| | " + " | ".join(f"{v:.3f}" for v in split.success_rate.values()) + " |"]
@@ -474,7 +504,7 @@ def bar_chart(report: Report) -> bytes:
     task_metrics = _task_metrics(report)
     panels = [(split, metric) for split in report.splits.values() for metric in task_metrics]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
-    colors = ["#999999"] * len(FIXED_COLUMNS) + ["#4c72b0"] * 2 + ["#dd8452"] * 2 + ["#55a868"]
+    colors = ["#999999"] * len(FIXED_COLUMNS) + ["#4c72b0"] * 3 + ["#dd8452"] * 2 + ["#55a868"]
     for ax, (split, metric) in zip(axes[0], panels):
         values = [split.metrics[c][metric] for c in COLUMNS]
         bars = ax.bar(COLUMNS, values, color=colors)

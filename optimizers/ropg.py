@@ -20,7 +20,7 @@ PersonalizedRAG whose DenseRetriever loads the best encoder checkpoint (Hugging 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,30 +38,33 @@ from optimizers.feedback import (
     tie_advice,
 )
 from optimizers.losses import distillation_kl
+from optimizers.metric import Metric, check_metric
 from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
 from persona_rag.encoders import TextEncoder, resolve_encoder
 from persona_rag.errors import ConfigError
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
-from persona_rag.program import personalized_rag_in
+from persona_rag.program import PersonalizedRAG, personalized_rag_in
 from persona_rag.retrievers import DenseRetriever
 
 __all__ = [
     "ROPG_KD",
     "ROPG_RL",
+    "PolicyConfig",
+    "PolicyOptimizer",
     "ROPGConfig",
     "ROPGKDConfig",
     "policy_batch",
     "policy_diagnostics",
+    "policy_logits",
 ]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class ROPGConfig(FeedbackTrainingConfig):
-    """ROPG settings; the defaults are the paper's (l = 16, Adam lr 1e-5, 5% warm-up, clipping 1.0,
-    effective batch 64 = 8 x 8 accumulation, 10 epochs) plus early stopping on the valset.
+class PolicyConfig(FeedbackTrainingConfig):
+    """What every optimizer of the dense retrieval policy shares (ROPG, Set-PL).
 
     Attributes:
         candidates: ``l``, candidates per example from the initial retriever.
@@ -69,11 +72,23 @@ class ROPGConfig(FeedbackTrainingConfig):
             L2-normalised encoder (cosine logits then span [-20, 20]; measured on the key-item
             task, see benchmarks/README.md) and 1 for an unnormalised one (Contriever's dot
             products already have that range).
+
+    Validation examples are scored end to end after every epoch; that score picks the checkpoint.
+    """
+
+    candidates: int = 16
+    policy_temperature: float | None = None
+
+
+@dataclass(kw_only=True)
+class ROPGConfig(PolicyConfig):
+    """ROPG settings; the defaults are the paper's (l = 16, Adam lr 1e-5, 5% warm-up, clipping 1.0,
+    effective batch 64 = 8 x 8 accumulation, 10 epochs) plus early stopping on the valset.
+
+    Attributes:
         validation_feedback: also collect the LLM's feedback on the validation examples, to
             record per epoch the policy's entropy, its held-out KL to the teacher and how often its
             top-1 candidate is the teacher's (costs ``l`` scoring passes per validation example).
-
-    Validation examples are scored end to end after every epoch; that score picks the checkpoint.
     """
 
     output_dir: str | Path = "runs/ropg"
@@ -81,8 +96,6 @@ class ROPGConfig(FeedbackTrainingConfig):
     epochs: int = 10
     batch_size: int = 8
     gradient_accumulation_steps: int = 8
-    candidates: int = 16
-    policy_temperature: float | None = None
     validation_feedback: bool = True
 
     # The diagnostics are recorded beside the validation score but never choose the checkpoint.
@@ -108,20 +121,30 @@ class ROPGKDConfig(ROPGConfig):
     free_ties: bool = False
 
 
-class _ROPG(Teleprompter):
-    """The shared compile(): feedback, the trainable encoder, the loop and the returned program."""
+class PolicyOptimizer(Teleprompter):
+    """The shared compile(): the trainable encoder, the loop and the returned program; subclasses
+    say what the rows are (:meth:`prepare`) and what a batch of them costs (:meth:`batch_loss`).
+
+    Args:
+        config: the settings (``None``: the optimizer's defaults).
+        metric: a DSPy metric ``metric(example, prediction, trace=None) -> float`` that replaces
+            the task's Eval as the training signal and in the validation that picks the
+            checkpoint (:mod:`optimizers.metric`); ``None``: the task's LaMP Eval.
+    """
 
     name = "ropg"
+    shown: tuple[str, ...] = ()  # loss extras the progress bar shows per step
 
-    def __init__(self, *, config: ROPGConfig | None = None) -> None:
+    def __init__(self, *, config: PolicyConfig | None = None, metric: Metric | None = None) -> None:
         super().__init__()
         self.config = config or self.default_config()
+        self.metric = metric
         self.result: TrainingResult | None = None
         self.feedback_rows: list[CandidateFeedback] = []
         self.feedback_cost: tuple[int, float] = (0, 0.0)  # training feedback: model calls, seconds
 
     @staticmethod
-    def default_config() -> ROPGConfig:
+    def default_config() -> PolicyConfig:
         return ROPGConfig()
 
     def keep(self, row: CandidateFeedback) -> bool:
@@ -139,6 +162,50 @@ class _ROPG(Teleprompter):
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
         raise NotImplementedError
 
+    def batch_loss(self, encoder: TextEncoder, batch: Sequence[Any]) -> Any:
+        """The loss of one micro-batch of rows under the policy of ``encoder``."""
+        return self.loss(*policy_batch(encoder, batch))
+
+    def feedback(self, program: PersonalizedRAG, signal: str) -> Feedback:
+        """The cached LLM feedback of this run (``signal`` as configured or resolved)."""
+        config = self.config
+        return Feedback(
+            program=program,
+            candidates=config.candidates,
+            cache=config.feedback_cache,
+            signal=signal,  # type: ignore[arg-type]
+            batch_size=config.feedback_batch_size,
+            progress=config.progress,
+            metric=self.metric,
+        )
+
+    def prepare(
+        self, program: PersonalizedRAG, trainset: list[dspy.Example], valset: list[dspy.Example]
+    ) -> tuple[list[Any], Callable[[TextEncoder], dict[str, float]]]:
+        """The training rows (the LLM's per-candidate feedback) and the diagnostics validation adds."""
+        config = self.config
+        feedback = self.feedback(program, config.signal)
+        self.feedback_rows = feedback.compute(trainset)
+        self.feedback_cost = (feedback.computed, feedback.seconds)
+        rows = [row for row in self.feedback_rows if self.keep(row)]
+        logger.info(
+            "%s: %d of %d examples carry a training signal", self.name, len(rows), len(self.feedback_rows)
+        )
+        if not rows:
+            raise ConfigError(
+                f"{type(self).__name__}: no training example has a usable signal (every candidate scores "
+                f"the same with signal {feedback.signal!r}: the reader answers alike whatever document it "
+                f"reads). {tie_advice(program, feedback.signal, 'more --max-examples / --candidates')}"
+            )
+        val_rows = []
+        if getattr(config, "validation_feedback", False):
+            val_rows = [row for row in feedback.compute(valset) if len(row.candidates) > 1]
+
+        def diagnostics(encoder: TextEncoder) -> dict[str, float]:
+            return policy_diagnostics(encoder, val_rows, **self.teacher) if val_rows else {}
+
+        return rows, diagnostics
+
     def compile(
         self,
         student: dspy.Module,
@@ -155,7 +222,7 @@ class _ROPG(Teleprompter):
         """
         config = self.config
         outer = student.deepcopy()
-        program = personalized_rag_in(outer, "ROPG tunes the retriever of")
+        program = personalized_rag_in(outer, f"{type(self).__name__} tunes the retriever of")
         if not isinstance(program.retriever, DenseRetriever):
             raise TypeError(
                 f"{type(self).__name__} tunes a DenseRetriever; "
@@ -164,33 +231,11 @@ class _ROPG(Teleprompter):
         valset = list(valset or [])[: config.max_val_examples]
         if not valset:
             raise ValueError(f"{type(self).__name__} needs a valset for early stopping and checkpoint choice")
+        check_metric(self.metric, valset, who=type(self).__name__)
         out = Path(config.output_dir)
         if distributed.is_main():
             atomic_write_json(out / "config.json", {**config_dict(config), "method": self.name})
-
-        feedback = Feedback(
-            program=program,
-            candidates=config.candidates,
-            cache=config.feedback_cache,
-            signal=config.signal,
-            batch_size=config.feedback_batch_size,
-            progress=config.progress,
-        )
-        self.feedback_rows = feedback.compute(list(trainset)[: config.max_examples])
-        self.feedback_cost = (feedback.computed, feedback.seconds)
-        rows = [row for row in self.feedback_rows if self.keep(row)]
-        logger.info(
-            "%s: %d of %d examples carry a training signal", self.name, len(rows), len(self.feedback_rows)
-        )
-        if not rows:
-            raise ConfigError(
-                f"{type(self).__name__}: no training example has a usable signal (every candidate scores "
-                f"the same with signal {feedback.signal!r}: the reader answers alike whatever document it "
-                f"reads). {tie_advice(program, feedback.signal, 'more --max-examples / --candidates')}"
-            )
-        val_rows = []
-        if config.validation_feedback:
-            val_rows = [row for row in feedback.compute(valset) if len(row.candidates) > 1]
+        rows, diagnostics = self.prepare(program, list(trainset)[: config.max_examples], valset)
 
         initial = program.retriever.encoder
         temperature = config.policy_temperature or (0.05 if initial.normalize else 1.0)
@@ -206,19 +251,17 @@ class _ROPG(Teleprompter):
         evaluator.retriever = DenseRetriever(encoder=encoder)
 
         def validate() -> dict[str, float]:
-            scores = validation_scores(evaluator, valset)
-            if val_rows:
-                scores.update(policy_diagnostics(encoder, val_rows, **self.teacher))
-            return scores
+            return {**validation_scores(evaluator, valset, metric=self.metric), **diagnostics(encoder)}
 
         trainer = Trainer(
             module=encoder.model,
             config=config,
-            loss_fn=lambda batch: self.loss(*policy_batch(encoder, batch)),
+            loss_fn=lambda batch: self.batch_loss(encoder, batch),
             validate=validate,
             save_best=encoder.save,
             name=self.name,
             base=directory_fingerprint(resolve_encoder(initial.name)),
+            shown=self.shown,
         )
         self.result = trainer.fit(rows)
         program.retriever = DenseRetriever(encoder=TextEncoder(str(out / "best")))
@@ -226,24 +269,32 @@ class _ROPG(Teleprompter):
         return outer
 
 
-def policy_batch(
-    encoder: TextEncoder, batch: Sequence[CandidateFeedback]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The policy's logits q·d / τ_π over each row's candidates (padded), the padding mask and the
-    LLM's scores: what every ROPG loss and diagnostic reads."""
+def policy_logits(encoder: TextEncoder, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy's logits q·d / τ_π over each row's candidates (padded with -1e9) and the padding
+    mask; a row is anything with a ``query`` and its ``candidates`` (a RetrievalResult)."""
     width = max(len(row.candidates) for row in batch)
     queries = encoder.embed([row.query for row in batch])
     documents = encoder.embed([hit.document.text for row in batch for hit in row.candidates.hits])
     logits = torch.full((len(batch), width), -1e9, device=queries.device)
     mask = torch.zeros((len(batch), width), dtype=torch.bool, device=queries.device)
-    scores = torch.zeros((len(batch), width), device=queries.device)
     start = 0
     for i, row in enumerate(batch):
         n = len(row.candidates)
         logits[i, :n] = documents[start : start + n] @ queries[i] / encoder.temperature
         mask[i, :n] = True
-        scores[i, :n] = torch.tensor(row.scores, device=queries.device)
         start += n
+    return logits, mask
+
+
+def policy_batch(
+    encoder: TextEncoder, batch: Sequence[CandidateFeedback]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The policy's logits (:func:`policy_logits`), the padding mask and the LLM's scores: what
+    every ROPG loss and diagnostic reads."""
+    logits, mask = policy_logits(encoder, batch)
+    scores = torch.zeros_like(logits)
+    for i, row in enumerate(batch):
+        scores[i, : len(row.scores)] = torch.tensor(row.scores, device=logits.device)
     return logits, mask, scores
 
 
@@ -278,7 +329,7 @@ def policy_diagnostics(
     return {"policy_entropy": entropy / n, "teacher_kl": kl / n, "teacher_top1": agree / n}
 
 
-class ROPG_KD(_ROPG):
+class ROPG_KD(PolicyOptimizer):
     """ROPG-KD (Eq. 4): distil the LLM's per-candidate Eval distribution into the retriever.
 
     Example:
@@ -303,7 +354,7 @@ class ROPG_KD(_ROPG):
         return distillation_kl(scores, logits, mask, **self.teacher)
 
 
-class ROPG_RL(_ROPG):
+class ROPG_RL(PolicyOptimizer):
     """ROPG-RL (Eq. 1-3): REINFORCE with one sampled document and the initial top document's
     Eval as the baseline.
 

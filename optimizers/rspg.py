@@ -26,6 +26,7 @@ from dspy.teleprompt import Teleprompter
 from optimizers import distributed
 from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback, carries_preference, tie_advice
 from optimizers.losses import distillation_kl
+from optimizers.metric import Metric, check_metric, metric_score
 from optimizers.training import Trainer, TrainingResult, config_dict
 from persona_rag.encoders import resolve_encoder
 from persona_rag.errors import ConfigError
@@ -35,7 +36,14 @@ from persona_rag.io import atomic_write_json
 from persona_rag.program import personalized_rag_in
 from persona_rag.selector import SelectorNet
 
-__all__ = ["RSPG", "RSPGConfig", "member_metrics", "parsed_pool_outputs", "pool_selection_metrics"]
+__all__ = [
+    "RSPG",
+    "RSPGConfig",
+    "chosen_metric",
+    "member_metrics",
+    "parsed_pool_outputs",
+    "pool_selection_metrics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +90,8 @@ class RSPG(Teleprompter):
 
     The program must hold a :class:`~persona_rag.selector.Selector` (its pool and mode say what is
     learned); ``compile`` returns a copy whose selector loads the best checkpoint, and leaves the
-    input program untouched.
+    input program untouched. ``metric=`` (a DSPy metric, :mod:`optimizers.metric`) replaces the
+    task's Eval in the feedback and in the validation ``score`` that picks the checkpoint.
 
     Example:
         >>> from optimizers import RSPG, RSPGConfig
@@ -94,9 +103,10 @@ class RSPG(Teleprompter):
         'recency'
     """
 
-    def __init__(self, *, config: RSPGConfig | None = None) -> None:
+    def __init__(self, *, config: RSPGConfig | None = None, metric: Metric | None = None) -> None:
         super().__init__()
         self.config = config or RSPGConfig()
+        self.metric = metric
         self.result: TrainingResult | None = None
         self.train_rows: list[PoolFeedback] = []
         self.val_rows: list[PoolFeedback] = []
@@ -124,6 +134,7 @@ class RSPG(Teleprompter):
         valset = list(valset or [])[: config.max_val_examples]
         if not valset:
             raise ValueError("RSPG needs a valset for early stopping and checkpoint choice")
+        check_metric(self.metric, valset, who="RSPG")
         name = f"rspg-{selector.mode}"
         out = Path(config.output_dir)
         if distributed.is_main():
@@ -138,6 +149,7 @@ class RSPG(Teleprompter):
             signal=config.signal,
             batch_size=config.feedback_batch_size,
             progress=config.progress,
+            metric=self.metric,
         )
         self.train_rows = feedback.compute_pool(list(trainset)[: config.max_examples], selector.pool)
         self.feedback_cost = (feedback.computed, feedback.seconds)
@@ -181,7 +193,10 @@ class RSPG(Teleprompter):
                     for start in range(0, len(self.val_rows), 16)
                     for i in scores_of(self.val_rows[start : start + 16]).argmax(dim=-1).tolist()
                 ]
-            return pool_selection_metrics(program.task, valset, self.val_rows, chosen)
+            scores = pool_selection_metrics(program.task, valset, self.val_rows, chosen)
+            if self.metric is not None:
+                scores["score"] = chosen_metric(self.metric, program.task, valset, self.val_rows, chosen)
+            return scores
 
         trainer = Trainer(
             module=net,
@@ -222,6 +237,23 @@ def pool_selection_metrics(
         parsed_pool_outputs(task, examples, rows),
         [names[c] for c in chosen],
     )
+
+
+def chosen_metric(
+    metric: Metric,
+    task: Any,
+    examples: Sequence[dspy.Example],
+    rows: Sequence[PoolFeedback],
+    chosen: Sequence[int],
+) -> float:
+    """Mean of a user's ``metric`` over the cached answers of the members ``chosen`` per example."""
+    parsed = parsed_pool_outputs(task, examples, rows)
+    names = rows[0].names
+    values = [
+        metric_score(metric, example, parsed[names[c]][i], row.outputs[c])
+        for i, (example, row, c) in enumerate(zip(examples, rows, chosen))
+    ]
+    return sum(values) / len(values)
 
 
 def member_metrics(

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from optimizers import distributed
+from optimizers.metric import Metric, metric_score
 from persona_rag.errors import StateError
 from persona_rag.evaluation import evaluate_program
 from persona_rag.fingerprint import stable_hash
@@ -135,6 +136,8 @@ class Trainer:
         save_best: ``save_best(directory)`` writes the current weights in Hugging Face format.
         base: what the weights start from, e.g. the base model's content fingerprint (part of the
             run's fingerprint, so a resume never continues from another base model).
+        shown: extras of ``loss_fn`` the progress bar shows beside the loss, as this epoch's mean
+            per optimizer step (e.g. the reader calls an online optimizer makes per step).
 
     Example:
         >>> trainer = Trainer(module=model, config=TrainingConfig(output_dir="runs/x", epochs=2),
@@ -153,9 +156,11 @@ class Trainer:
         save_best: Callable[[Path], Any],
         name: str = "train",
         base: Any = None,
+        shown: Sequence[str] = (),
     ) -> None:
         self.module, self.config, self.loss_fn = module, config, loss_fn
         self.validate, self.save_best, self.name, self.base = validate, save_best, name, base
+        self.shown = tuple(shown)
         self.out = Path(config.output_dir)
         self._run: dict[str, Any] = {}
 
@@ -318,8 +323,7 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     progress["step"] += 1
                     bar.update(1)
-                    mean = progress["sums"]["loss"] / progress["count"]
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.4f}")
+                    bar.set_postfix(epoch=epoch + 1, **self._postfix(progress))
                     if progress["step"] % config.checkpoint_every == 0 and not last:
                         self._save_state(optimizer, scheduler, progress)
                 progress["step_seconds"] = progress.get("step_seconds", 0.0) + time.perf_counter() - started
@@ -349,6 +353,14 @@ class Trainer:
         local["count"] += 1
         for key, value in {"loss": float(loss.detach()), **extras}.items():
             local["sums"][key] = local["sums"].get(key, 0.0) + float(value)
+
+    def _postfix(self, progress: dict[str, Any]) -> dict[str, str]:
+        """The bar's figures: the epoch's mean loss per micro-batch, and each :attr:`shown` extra
+        per optimizer step (its epoch sum over the steps taken)."""
+        sums, count = progress["sums"], progress["count"]
+        steps = math.ceil(count / self.config.gradient_accumulation_steps)
+        shown = {key: f"{sums[key] / steps:.3g}" for key in self.shown if key in sums}
+        return {"loss": f"{sums['loss'] / count:.4f}", **shown}
 
     def _stopped(self, progress: dict[str, Any]) -> bool:
         patience = self.config.patience
@@ -452,15 +464,26 @@ def config_dict(config: Any) -> dict[str, Any]:
 
 
 def validation_scores(
-    program: PersonalizedRAG, valset: Sequence[dspy.Example], batch_size: int = 16
+    program: PersonalizedRAG,
+    valset: Sequence[dspy.Example],
+    batch_size: int = 16,
+    *,
+    metric: Metric | None = None,
 ) -> dict[str, float]:
     """Mean Eval (``score``, higher is better) and the task's metrics of ``program`` on ``valset``.
 
     The run is :func:`~persona_rag.evaluation.evaluate_program`'s, so validation reads answers as
     evaluation does, and a failed LLM call costs its example (scored as an empty answer), not the
-    training run.
+    training run. With a user's ``metric`` (:mod:`optimizers.metric`), ``score`` is its mean
+    instead, so the checkpoint is chosen by what the run was trained for.
     """
     result = evaluate_program(program, valset, name="validation", batch_size=batch_size, progress=False)
     task = program.task
-    score = sum(task.eval(str(p["gold"]), p["output"]) for p in result.predictions) / len(valset)
-    return {"score": score, **result.metrics}
+    if metric is None:
+        values = [task.eval(str(p["gold"]), p["output"]) for p in result.predictions]
+    else:
+        values = [
+            metric_score(metric, ex, p["output"], p["raw_output"] or "")
+            for ex, p in zip(valset, result.predictions)
+        ]
+    return {"score": sum(values) / len(valset), **result.metrics}

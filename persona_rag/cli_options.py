@@ -23,6 +23,7 @@ __all__ = [
     "local_model_name",
     "make_console",
     "named_retriever",
+    "non_negative_float",
     "non_negative_int",
     "positive_float",
     "positive_int",
@@ -221,14 +222,29 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def positive_float(text: str) -> float:
-    """An ``argparse`` type: a finite number above 0 (learning rates, temperatures, timeouts)."""
+def _finite_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
+    if value != value or abs(value) == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number above 0 (learning rates, temperatures, timeouts)."""
+    value = _finite_number(text)
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An ``argparse`` type: a finite number of at least 0 (a weight that 0 turns off)."""
+    value = _finite_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 

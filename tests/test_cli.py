@@ -203,6 +203,7 @@ def test_bad_counts_are_refused_before_any_model_loads(
         ["train", "--method", "kd", "--epochs", "0"],
         ["train", "--method", "rl", "--max-examples", "-1"],
         ["train", "--method", "kd", "--patience", "-1"],
+        ["train", "--method", "set", "--entropy-weight", "-1"],
         ["select", "--mode", "pre", "--lr", "0"],
         ["report", "--splits", "test:-34"],
         ["finetune", "--k", "0"],
@@ -420,6 +421,29 @@ def test_select_trains_only_the_selectors_last_layers_when_asked(sample_task, tm
             layers,
             checkpointing,
         )
+
+
+def test_train_method_set_builds_set_pl_with_its_options(sample_task, tmp_path, monkeypatch):
+    from optimizers import set_pl
+
+    seen = {}
+
+    def capture(self, *, config, metric=None):
+        seen["config"] = config
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(set_pl.SetPL, "__init__", capture)
+    argv = ["train", "--method", "set", "--data", str(sample_task), "--candidates", "8"]
+    with pytest.raises(KeyboardInterrupt):
+        main([*argv, "--samples", "6", "--baseline", "greedy", "--entropy-weight", "0"])
+    config = seen["config"]
+    assert isinstance(config, set_pl.SetPLConfig) and str(config.output_dir) == "runs/set-pl"
+    assert (config.samples, config.baseline, config.entropy_weight, config.candidates) == (
+        6,
+        "greedy",
+        0.0,
+        8,
+    )
 
 
 def test_evaluate_against_a_row_gives_paired_differences(

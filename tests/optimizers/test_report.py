@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from optimizers.report import COLUMNS, FIXED_COLUMNS, ROPG_START, ReportConfig, run_report
+from optimizers.report import (
+    COLUMNS,
+    FIXED_COLUMNS,
+    ROPG_START,
+    SET_COLUMN,
+    SET_RIVAL,
+    ReportConfig,
+    run_report,
+)
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.encoders import TextEncoder
 from tests.optimizers.key_item_task import TASK, make_examples, reply
@@ -36,7 +44,7 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
 
     assert list(report.splits) == ["test", "dev"]
     test = report.splits["test"]
-    assert test.n == 12 and list(test.metrics) == [*COLUMNS[:7], "RSPG-Pre", "RSPG-Post", "Oracle"]
+    assert test.n == 12 and list(test.metrics) == [*COLUMNS[:8], "RSPG-Pre", "RSPG-Post", "Oracle"]
     accuracy = {column: values["accuracy"] for column, values in test.metrics.items()}
     assert accuracy["NoPers"] == 0.0  # without the key item the scripted LLM never answers
     assert all(accuracy["Oracle"] >= value for value in accuracy.values())
@@ -47,25 +55,27 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
         accuracy_diff = tested["accuracy"]
         assert accuracy_diff["low"] <= accuracy_diff["difference"] <= accuracy_diff["high"]
         assert 0 < accuracy_diff["p_value"] <= 1
-    assert set(test.against_start) == {"ROPG-RL", "ROPG-KD"}  # each also against the retriever it tuned
+    assert set(test.against_start) == {"ROPG-RL", "ROPG-KD", SET_COLUMN}  # each against what it tuned
+    assert set(test.against_rival) == {SET_COLUMN}  # the set against items scored one by one
     for column, tested in test.against_start.items():
         diff = tested["accuracy"]
         assert (diff["system"], diff["baseline"]) == (accuracy[column], accuracy[ROPG_START])
     assert report.protocol["ropg_train_questions"] == report.protocol["rspg_train_questions"] == 24
     assert report.protocol["val_questions"] == 8
-    assert set(report.training) == {"ropg-rl", "ropg-kd", "rspg-pre", "rspg-post"}
+    assert set(report.training) == {"ropg-rl", "ropg-kd", "set-pl", "rspg-pre", "rspg-post"}
     assert report.training["ropg-kd"]["steps"] > 0
-    stages = ("ropg-rl", "ropg-kd", "rspg-pre", "rspg-post")
+    stages = ("ropg-rl", "ropg-kd", "set-pl", "rspg-pre", "rspg-post")
     rss = [report.training[stage]["peak_rss_gib"] for stage in stages]
     assert rss[0] > 0 and rss == sorted(rss)  # the process's peak so far: it only grows
     table = (tmp_path / "report" / "table.md").read_text()
     assert "| metric | " + " | ".join(COLUMNS) + " |" in table
     assert "| accuracy |" in table and "selection success rate" in table and "worst member" in table
     assert f"| vs {ROPG_START} (ROPG's untuned start) |" in table
+    assert f"| vs {SET_RIVAL} (items scored one by one) |" in table
     assert "### test: 12 questions" in table and "### dev: 6 questions" in table
     assert (tmp_path / "report" / "table.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "report" / "report.json").read_text())["splits"]["dev"]["n"] == 6
-    for stage in ("ropg-rl", "ropg-kd", "rspg-pre", "rspg-post"):
+    for stage in stages:
         assert (tmp_path / "report" / stage / "best").is_dir()
 
     # Run again (as after an interruption): trained stages resume finished, answers come from the
@@ -106,3 +116,51 @@ def test_table_and_json_say_how_answers_were_parsed(tmp_path, parsing):
     write_report(Report("LaMP-3", {"test": split}, protocol, {}, {}, parsing=parsing), tmp_path)
     assert f"Parsing: {parsing} ({PARSING_NOTES[parsing]})." in (tmp_path / "table.md").read_text()
     assert json.loads((tmp_path / "report.json").read_text())["parsing"] == parsing
+
+
+def test_set_pl_trains_on_ropgs_questions_and_validation(scripted_lm, tmp_path, monkeypatch):
+    """The Set-PL row is trained on exactly the questions and validation ROPG's rows are (the
+    selectors come after; the run is stopped there)."""
+    from optimizers import report as report_module
+
+    seen = {}
+
+    def recorder(name):
+        def compile(self, student, *, trainset, valset):
+            seen[name] = ([e.id for e in trainset], [e.id for e in valset], type(self.config).__name__)
+            return student
+
+        return compile
+
+    for name, optimizer_class in (("ropg-rl", report_module.ROPG_RL), ("ropg-kd", report_module.ROPG_KD),
+                                  ("set-pl", report_module.SetPL)):  # fmt: skip
+        monkeypatch.setattr(optimizer_class, "compile", recorder(name))
+    monkeypatch.setattr(
+        report_module.RSPG, "compile", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
+    program = PersonalizedRAG(
+        task=TASK, retriever=DenseRetriever(), generator=Generator(lm=scripted_lm(reply))
+    )
+    test = make_examples(4, seed=2)
+    for example in test:
+        example["id"] = f"test-{example.id}"
+    config = ReportConfig(output_dir=tmp_path / "r", val_examples=4, train_examples=10, candidates=6)
+    with pytest.raises(KeyboardInterrupt):
+        run_report(program, trainset=make_examples(16, seed=1), evalsets={"test": test}, config=config)
+    assert seen["set-pl"][:2] == seen["ropg-kd"][:2] == seen["ropg-rl"][:2]
+    assert len(seen["set-pl"][0]) == 10 and len(seen["set-pl"][1]) == 4
+    assert seen["set-pl"][2] == "SetPLConfig"
+
+
+def test_table_shows_the_set_row_and_its_differences_from_ropg_kd(tmp_path):
+    from optimizers.report import Report, SplitReport, markdown_table
+
+    metrics = {column: {"accuracy": 0.5, "F1": 0.4, "score": 0.5} for column in COLUMNS}
+    difference = {"system": 0.6, "baseline": 0.5, "difference": 0.1, "low": 0.0, "high": 0.2,
+                  "p_value": 0.04, "better": True}  # fmt: skip
+    rival = {SET_COLUMN: {"accuracy": difference, "F1": difference}}
+    split = SplitReport("test", 4, metrics, {}, {"accuracy": 0.1, "F1": 0.1}, "Dense", {}, {}, rival)
+    table = markdown_table(Report("key-item", {"test": split}, {"val_rule": "latest"}, {}, {}))
+    assert f"| {SET_COLUMN} |" in table.split(f"| vs {SET_RIVAL} (items scored one by one) |")[1]
+    header = next(line for line in table.splitlines() if line.startswith("| metric |"))
+    assert f"| {SET_COLUMN} |" in header  # a column of Table 3

@@ -11,7 +11,7 @@ from typing import Any
 
 import dspy
 
-from persona_rag.errors import GenerationError
+from persona_rag.errors import ConfigError, GenerationError
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.tasks import PARSING_NOTES, TaskSpec
@@ -285,7 +285,7 @@ def compare_rows(
         r.name: [p["output"] for p in r.predictions] for r in results if not r.name.startswith("oracle")
     }
     if baseline not in answers:
-        raise ValueError(f"no row named {baseline!r} to compare with; rows: {', '.join(answers)}")
+        raise ConfigError(f"no row named {baseline!r} to compare with; rows: {', '.join(answers)}")
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
     return significance_against(task, inputs, golds, answers, baseline, resamples=resamples, seed=seed)
 

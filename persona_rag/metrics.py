@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal
 
+from persona_rag.errors import ConfigError, DataError
+
 __all__ = [
     "PARSINGS",
     "Parsing",
@@ -51,14 +53,14 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 def _check_lengths(predictions: Sequence, golds: Sequence) -> None:
     if len(predictions) != len(golds):
-        raise ValueError(f"{len(predictions)} predictions for {len(golds)} golds")
+        raise DataError(f"{len(predictions)} predictions for {len(golds)} golds")
     if not golds:
-        raise ValueError("cannot compute a metric over zero examples")
+        raise DataError("cannot compute a metric over zero examples")
 
 
 def _check_parsing(parsing: str) -> None:
     if parsing not in PARSINGS:
-        raise ValueError(f"parsing must be one of {PARSINGS}, got {parsing!r}")
+        raise ConfigError(f"parsing must be one of {PARSINGS}, got {parsing!r}")
 
 
 def accuracy(predictions: Sequence[str], golds: Sequence[str]) -> float:
@@ -76,7 +78,7 @@ def macro_f1(predictions: Sequence[str], golds: Sequence[str], labels: Sequence[
     """
     _check_lengths(predictions, golds)
     if not labels:
-        raise ValueError("macro_f1 needs a non-empty label set")
+        raise ConfigError("macro_f1 needs a non-empty label set")
     pairs = [(p.strip(), g.strip()) for p, g in zip(predictions, golds)]
     total = 0.0
     for label in labels:

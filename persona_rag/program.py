@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 from dspy.predict.parameter import Parameter
 
-from persona_rag.errors import GenerationError, StateError
+from persona_rag.errors import ConfigError, GenerationError, ProgramError, StateError
 from persona_rag.generator import Generator
 from persona_rag.retrievers import BM25Retriever, RetrievalResult, Retriever
 from persona_rag.selector import Selection, Selector
@@ -144,9 +144,9 @@ class PersonalizedRAG(dspy.Module):
         if profile is not None:
             return retriever.search(query, self.task.documents(profile), self.k)
         if user_id is None:
-            raise ValueError("pass profile=[...] or user_id=... (with a store) to personalise")
+            raise ConfigError("pass profile=[...] or user_id=... (with a store) to personalise")
         if self.store is None:
-            raise ValueError(
+            raise ConfigError(
                 f"user_id={user_id!r} given but the program has no store; pass store=ProfileStore(...)"
             )
         return retriever.search_store(query, self.store, user_id, self.k, ids=profile_ids, before=before)
@@ -356,5 +356,5 @@ def personalized_rag_in(module: dspy.Module, purpose: str) -> PersonalizedRAG:
         return module
     found = [sub for _, sub in module.named_sub_modules() if isinstance(sub, PersonalizedRAG)]
     if len(found) != 1:
-        raise TypeError(f"{purpose} one PersonalizedRAG; {type(module).__name__} holds {len(found)}")
+        raise ProgramError(f"{purpose} one PersonalizedRAG; {type(module).__name__} holds {len(found)}")
     return found[0]

@@ -23,6 +23,7 @@ import torch
 from dspy.predict.parameter import Parameter
 
 from persona_rag.encoders import DEFAULT_ENCODER, default_device, mean_pool, resolve_encoder
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_directory
 from persona_rag.retrievers import Retriever, make_retriever
 
@@ -98,7 +99,7 @@ class SelectorNet(torch.nn.Module):
         layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
         if layers is None or not 1 <= trainable_layers <= len(layers):
             found = "no list of layers" if layers is None else f"{len(layers)} layers"
-            raise ValueError(f"trainable_layers={trainable_layers}: the selector's encoder has {found}")
+            raise ConfigError(f"trainable_layers={trainable_layers}: the selector's encoder has {found}")
         self.encoder.requires_grad_(False)
         for layer in layers[len(layers) - trainable_layers :]:
             layer.requires_grad_(True)
@@ -145,10 +146,10 @@ def _pool(pool: Mapping[str, Retriever | str] | Sequence[Retriever | str]) -> di
         retriever = make_retriever(member) if isinstance(member, str) else member
         name = name or (member if isinstance(member, str) else retriever.kind)
         if name in named:
-            raise ValueError(f"pool member {name!r} appears twice; name them with a dict")
+            raise ConfigError(f"pool member {name!r} appears twice; name them with a dict")
         named[name] = retriever
     if len(named) < 2:
-        raise ValueError(f"a selector needs a pool of at least two retrievers, got {list(named)}")
+        raise ConfigError(f"a selector needs a pool of at least two retrievers, got {list(named)}")
     return named
 
 
@@ -186,7 +187,7 @@ class Selector(dspy.Module, Parameter):
     ) -> None:
         super().__init__()
         if mode not in ("pre", "post"):
-            raise ValueError(f"mode must be 'pre' or 'post', got {mode!r}")
+            raise ConfigError(f"mode must be 'pre' or 'post', got {mode!r}")
         self.pool = _pool(pool)
         self.mode: Mode = mode
         self.model = model
@@ -235,9 +236,9 @@ class Selector(dspy.Module, Parameter):
         """
         names = self.names
         if any(len(row) != len(names) for row in prompts):
-            raise ValueError(f"each input needs one prompt per pool member ({len(names)})")
+            raise ConfigError(f"each input needs one prompt per pool member ({len(names)})")
         if self.mode == "post" and outputs is None:
-            raise ValueError("a Post selector scores answers: pass the pool's outputs")
+            raise ConfigError("a Post selector scores answers: pass the pool's outputs")
         flat_prompts = [p for row in prompts for p in row]
         flat_outputs = None if self.mode == "pre" else [o for row in outputs for o in row]  # type: ignore[union-attr]
         scores = self.score(flat_prompts, flat_outputs).reshape(len(prompts), len(names))

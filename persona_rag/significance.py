@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from persona_rag.errors import DataError
 from persona_rag.tasks import TaskSpec
 
 __all__ = ["PairedDifference", "format_difference", "paired_significance", "significance_against"]
@@ -93,7 +94,7 @@ def paired_significance(
     """
     n = len(golds)
     if not n or not (len(inputs) == len(system) == len(baseline) == n):
-        raise ValueError(f"paired_significance needs equal, non-empty lists; got {n} golds")
+        raise DataError(f"paired_significance needs equal, non-empty lists; got {n} golds")
     rng = np.random.default_rng(seed)
     boot = rng.integers(0, n, size=(resamples, n))
     swap = rng.random((resamples, n)) < 0.5

@@ -13,7 +13,7 @@ import dspy
 from pydantic import BaseModel, ValidationError
 
 from persona_rag.data.records import OutputsFile, Question
-from persona_rag.errors import DataError
+from persona_rag.errors import ConfigError, DataError
 from persona_rag.tasks import TaskSpec, get_task
 
 __all__ = ["KNOWN_DEFECTS", "SPLITS", "LampSplit", "load_lamp", "questions_path", "read_questions"]
@@ -281,7 +281,7 @@ def load_lamp(
         UnknownTaskError: for a task name that is not registered.
     """
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+        raise ConfigError(f"limit must be at least 1, got {limit}")
     data_dir = Path(data_dir)
     spec = get_task(task) if task is not None else _detect_task(data_dir, split)
     path = questions_path(data_dir, split)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from persona_rag import metrics
-from persona_rag.errors import DataError
+from persona_rag.errors import ConfigError, DataError
 from persona_rag.tasks.labels import label_union, match_label
 from persona_rag.tasks.truncation import Combine, PromptBudget
 
@@ -92,15 +92,17 @@ class TaskSpec(PromptBudget):
 
     def __post_init__(self) -> None:
         if self.kind == "classification" and not (self.labels or self.labels_pattern):
-            raise ValueError(f"task {self.name!r}: a classification task needs labels or labels_pattern")
+            raise ConfigError(f"task {self.name!r}: a classification task needs labels or labels_pattern")
         if self.truncate_field is not None and self.truncate_field not in self.profile_fields:
-            raise ValueError(
+            raise ConfigError(
                 f"task {self.name!r}: truncate_field {self.truncate_field!r} is not a profile field"
             )
         if self.rating_field is not None and self.rating_field not in self.profile_fields:
-            raise ValueError(f"task {self.name!r}: rating_field {self.rating_field!r} is not a profile field")
+            raise ConfigError(
+                f"task {self.name!r}: rating_field {self.rating_field!r} is not a profile field"
+            )
         if self.parsing not in metrics.PARSINGS:
-            raise ValueError(
+            raise ConfigError(
                 f"task {self.name!r}: parsing must be one of {metrics.PARSINGS}, got {self.parsing!r}"
             )
 

@@ -44,7 +44,7 @@ import dspy
 
 from optimizers import distributed
 from optimizers.training import TrainingConfig
-from persona_rag.errors import CacheError, ConfigError
+from persona_rag.errors import CacheError, ConfigError, require_at_least, require_one_of
 from persona_rag.fingerprint import stable_hash
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import RetrievalResult, Retriever
@@ -209,6 +209,11 @@ class FeedbackTrainingConfig(TrainingConfig):
 
     # The cache holds answers keyed by content, so where it is and how it is filled change nothing.
     run_only: ClassVar[frozenset[str]] = TrainingConfig.run_only | {"feedback_cache", "feedback_batch_size"}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, 1, "max_examples", "max_val_examples", "feedback_batch_size")
+        require_one_of(self, "signal", SIGNALS)
 
 
 class FeedbackCache:

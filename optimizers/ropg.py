@@ -32,9 +32,15 @@ from dspy.teleprompt import Teleprompter
 from optimizers import distributed
 from optimizers.feedback import CandidateFeedback, Feedback, FeedbackTrainingConfig, carries_preference
 from optimizers.losses import distillation_kl
-from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
+from optimizers.training import (
+    Trainer,
+    TrainingResult,
+    config_dict,
+    refuse_unused_compile_arguments,
+    validation_scores,
+)
 from persona_rag.encoders import TextEncoder, resolve_encoder
-from persona_rag.errors import ConfigError
+from persona_rag.errors import ConfigError, ProgramError, require_at_least, require_positive
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
 from persona_rag.program import personalized_rag_in
@@ -82,6 +88,11 @@ class ROPGConfig(FeedbackTrainingConfig):
     # The diagnostics are recorded beside the validation score but never choose the checkpoint.
     run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"validation_feedback"}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, 2, "candidates")  # one candidate carries no preference
+        require_positive(self, "policy_temperature")
+
 
 @dataclass(kw_only=True)
 class ROPGKDConfig(ROPGConfig):
@@ -100,6 +111,10 @@ class ROPGKDConfig(ROPGConfig):
     temperature: float = 0.1
     skip_uniform: bool = True
     free_ties: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "temperature")
 
 
 class _ROPG(Teleprompter):
@@ -145,19 +160,24 @@ class _ROPG(Teleprompter):
         """Return a copy of ``student`` with a tuned DenseRetriever; ``student`` is left untouched.
 
         ``student`` is a PersonalizedRAG or any DSPy program that holds exactly one (then the
-        examples carry that sub-program's ``input``, ``profile`` and ``output``).
+        examples carry that sub-program's ``input``, ``profile`` and ``output``). ``teacher`` and
+        further keyword arguments exist for DSPy's signature and are refused: the LLM that gives
+        the feedback is the student's own generator.
         """
+        refuse_unused_compile_arguments(self, teacher, kwargs)
         config = self.config
         outer = student.deepcopy()
         program = personalized_rag_in(outer, "ROPG tunes the retriever of")
         if not isinstance(program.retriever, DenseRetriever):
-            raise TypeError(
+            raise ProgramError(
                 f"{type(self).__name__} tunes a DenseRetriever; "
                 f"the program holds {type(program.retriever).__name__}"
             )
         valset = list(valset or [])[: config.max_val_examples]
         if not valset:
-            raise ValueError(f"{type(self).__name__} needs a valset for early stopping and checkpoint choice")
+            raise ConfigError(
+                f"{type(self).__name__} needs a valset for early stopping and checkpoint choice"
+            )
         out = Path(config.output_dir)
         if distributed.is_main():
             atomic_write_json(out / "config.json", {**config_dict(config), "method": self.name})

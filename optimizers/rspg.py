@@ -26,9 +26,9 @@ from dspy.teleprompt import Teleprompter
 from optimizers import distributed
 from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback, carries_preference
 from optimizers.losses import distillation_kl
-from optimizers.training import Trainer, TrainingResult, config_dict
+from optimizers.training import Trainer, TrainingResult, config_dict, refuse_unused_compile_arguments
 from persona_rag.encoders import resolve_encoder
-from persona_rag.errors import ConfigError
+from persona_rag.errors import ConfigError, ProgramError, require_at_least, require_positive
 from persona_rag.evaluation import selection_metrics
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
@@ -76,6 +76,11 @@ class RSPGConfig(FeedbackTrainingConfig):
 
     run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"gradient_checkpointing"}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "temperature")
+        require_at_least(self, 1, "trainable_layers")
+
 
 class RSPG(Teleprompter):
     """RSPG-Pre / RSPG-Post: learn which retriever's prompt (or answer) to trust for each input.
@@ -111,19 +116,24 @@ class RSPG(Teleprompter):
         valset: Sequence[dspy.Example] | None = None,
         **kwargs: Any,
     ) -> dspy.Module:
-        """Return a copy of ``student`` with a trained selector; ``student`` is left untouched."""
+        """Return a copy of ``student`` with a trained selector; ``student`` is left untouched.
+
+        ``teacher`` and further keyword arguments exist for DSPy's signature and are refused: the
+        feedback comes from the student's own generator.
+        """
+        refuse_unused_compile_arguments(self, teacher, kwargs)
         config = self.config
         outer = student.deepcopy()
         program = personalized_rag_in(outer, "RSPG trains the selector of")
         selector = program.selector
         if selector is None:
-            raise TypeError(
+            raise ProgramError(
                 "RSPG trains a selector: build the program with "
                 "PersonalizedRAG(..., selector=Selector(pool=[...], mode='pre' | 'post'))"
             )
         valset = list(valset or [])[: config.max_val_examples]
         if not valset:
-            raise ValueError("RSPG needs a valset for early stopping and checkpoint choice")
+            raise ConfigError("RSPG needs a valset for early stopping and checkpoint choice")
         name = f"rspg-{selector.mode}"
         out = Path(config.output_dir)
         if distributed.is_main():

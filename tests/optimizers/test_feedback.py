@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from optimizers.feedback import CandidateFeedback, Feedback, FeedbackCache
+from optimizers.feedback import CandidateFeedback, Feedback, FeedbackCache, FeedbackTrainingConfig
 from persona_rag import BM25Retriever, GenerationError, Generator, PersonalizedRAG
-from persona_rag.errors import CacheError
+from persona_rag.errors import CacheError, ConfigError
 from persona_rag.retrievers import RetrievalResult
 from persona_rag.retrievers.base import Hit
 from persona_rag.tasks import Document
@@ -213,3 +213,10 @@ def test_pool_rows_carry_every_members_answer_whatever_the_signal(local_generato
     for row in rows:
         assert all(output.strip() for output in row.outputs)
         assert all(score <= 0 for score in row.scores)  # log p(gold): the signal is still likelihood
+
+
+@pytest.mark.parametrize("bad", [{"max_examples": 0}, {"max_val_examples": 0}, {"signal": "eval"}])
+def test_feedback_training_settings_are_checked_at_construction(bad):
+    [name] = bad
+    with pytest.raises(ConfigError, match=f"^FeedbackTrainingConfig: {name}="):
+        FeedbackTrainingConfig(**bad)

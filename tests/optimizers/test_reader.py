@@ -163,3 +163,15 @@ def test_trainable_layers_freezes_the_embeddings_and_lower_layers():
     with pytest.raises(ConfigError, match="trainable_layers=5: the model has 4 decoder layers"):
         _freeze_below(LlamaForCausalLM(config), 5)
     assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("bad", [{"k": 0}, {"max_length": 0}, {"trainable_layers": 0}, {"epochs": 0}])
+def test_reader_settings_are_checked_at_construction(bad):
+    [name] = bad
+    with pytest.raises(ConfigError, match=f"^ReaderFinetuneConfig: {name}="):
+        ReaderFinetuneConfig(**bad)
+
+
+def test_reader_compile_refuses_what_it_does_not_use():
+    with pytest.raises(ConfigError, match=r"ReaderFinetune.compile\(\) does not use num_threads="):
+        ReaderFinetune().compile(PersonalizedRAG(task="LaMP-3"), trainset=[], valset=[], num_threads=4)

@@ -9,6 +9,7 @@ import pytest
 from optimizers.report import COLUMNS, FIXED_COLUMNS, ROPG_START, ReportConfig, run_report
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.encoders import TextEncoder
+from persona_rag.errors import ConfigError
 from tests.optimizers.key_item_task import TASK, make_examples, reply
 
 
@@ -106,3 +107,12 @@ def test_table_and_json_say_how_answers_were_parsed(tmp_path, parsing):
     write_report(Report("LaMP-3", {"test": split}, protocol, {}, {}, parsing=parsing), tmp_path)
     assert f"Parsing: {parsing} ({PARSING_NOTES[parsing]})." in (tmp_path / "table.md").read_text()
     assert json.loads((tmp_path / "report.json").read_text())["parsing"] == parsing
+
+
+@pytest.mark.parametrize(
+    "bad", [{"candidates": 1}, {"val_examples": 0}, {"kd_signal": "eval"}, {"rspg_learning_rate": 0}]
+)
+def test_report_settings_are_checked_before_any_stage_runs(bad):
+    [name] = bad
+    with pytest.raises(ConfigError, match=f"^ReportConfig: {name}="):
+        ReportConfig(**bad)

@@ -250,11 +250,17 @@ def _parsing_caption(results: Sequence[EvaluationResult]) -> str:
 
 def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> Any:
     """A ``rich`` table: one row per result, one column per metric, plus time and failures; its
-    caption says how answers were parsed, since lenient figures are not comparable with LaMP's."""
+    caption says how answers were parsed, since lenient figures are not comparable with LaMP's.
+
+    Rows are separated by spacing, not vertical rules, and a row name is never wrapped: the demo's
+    table (seven columns, names such as "Dense (Chroma store)") then keeps one line per row in an
+    80-column terminal."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title or None, caption=_parsing_caption(results) or None)
-    table.add_column("retriever")
+    caption = _parsing_caption(results) or None
+    table = Table(title=title or None, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("retriever", no_wrap=True)
     names = list(dict.fromkeys(m for r in results for m in r.metrics))
     for metric in names:
         table.add_column(metric, justify="right")

@@ -2,7 +2,7 @@
 
 For each training example the initial retriever proposes its top-``l`` profile items; the
 generator answers the task with each single item in the prompt, and Eval scores each answer
-against the gold (PAPER.md, Eq. 1-4). For RSPG (Eq. 5-7) the candidates are instead the top-``k``
+against the gold (docs/method.md, Eq. 1-4). For RSPG (Eq. 5-7) the candidates are instead the top-``k``
 items of each retriever of a pool, one prompt per retriever. Answers are computed in batches
 (label scoring or batched generation for the in-process model, concurrent requests for a server
 ``dspy.LM``) and stored in an SQLite cache keyed by :meth:`Generator.fingerprint` (the model by

@@ -1,6 +1,6 @@
 """ROPG: optimise the dense retriever with the LLM's downstream metric as the signal.
 
-PAPER.md, Eq. 1-4. For each training example the initial retriever proposes ``l`` candidates and
+docs/method.md, Eq. 1-4. For each training example the initial retriever proposes ``l`` candidates and
 :class:`~optimizers.feedback.Feedback` scores the generator's answer with each one. The retriever
 policy is π_θ(d|x) = softmax over the candidates of q·d / τ_π, the dot product of query and
 document embeddings over the policy temperature. τ_π matters: with an L2-normalised encoder (the

@@ -1,4 +1,4 @@
-"""RSPG: train the selector that picks, per input, one retriever of a pool (PAPER.md, Eq. 5-7).
+"""RSPG: train the selector that picks, per input, one retriever of a pool (docs/method.md, Eq. 5-7).
 
 For each training example every pool member retrieves its top-``k`` items, the generator answers
 with each member's prompt (cached, resumable feedback, as for ROPG) and Eval scores each answer.

@@ -155,7 +155,8 @@ def selection_metrics(
     chosen: Sequence[str],
 ) -> dict[str, float]:
     """Task metrics of a per-example choice among a pool's outputs, its mean Eval (``score``) and
-    the selection success rate (PAPER.md Table 4: the chosen output is as good as the pool's best).
+    the selection success rate (the paper's Table 4, docs/method.md: the chosen output is as good
+    as the pool's best).
 
     Args:
         task: the task (metrics and Eval).
@@ -181,7 +182,7 @@ def oracle_metrics(
     *,
     best: bool = True,
 ) -> dict[str, float]:
-    """Task metrics of always choosing the pool's best (``best=True``, the upper bound of PAPER.md
+    """Task metrics of always choosing the pool's best (``best=True``, the upper bound of the paper's
     Table 5) or worst member per example: the range any selector over this pool lies in."""
     pick = max if best else min
     evals = _evals(task, golds, outputs)
@@ -197,7 +198,7 @@ def pool_bounds(
     task: TaskSpec, examples: Sequence[dspy.Example], members: Sequence[EvaluationResult]
 ) -> list[EvaluationResult]:
     """Rows for the oracle that picks the best (and the worst) member's answer per example: the
-    range any selector over these members lies in (PAPER.md Table 5)."""
+    range any selector over these members lies in (the paper's Table 5, docs/method.md)."""
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
     outputs = _pool_outputs(members)
     seconds = sum(m.seconds for m in members)
@@ -221,7 +222,7 @@ def scored_selection(
     selected: EvaluationResult,
 ) -> EvaluationResult:
     """``selected`` (a run of a program with a selector over ``members``) with its mean Eval
-    (``score``) and selection success rate (PAPER.md Table 4) added to its metrics.
+    (``score``) and selection success rate (the paper's Table 4) added to its metrics.
 
     Examples whose LLM call failed made no choice; these two figures leave them out (the task
     metrics of ``selected`` still count them as unparseable answers).

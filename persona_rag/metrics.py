@@ -15,7 +15,7 @@ Two ways of reading an answer (``parsing``):
   else unparseable), a label mentioned anywhere (see ``TaskSpec.parse``), and Porter-stemmed ROUGE.
   It reads chatty small models more kindly, but its figures are not comparable with LaMP's.
 
-``eval_*`` functions give the per-example signal of PAPER.md (Eq. 8 for ratings) that ROPG and
+``eval_*`` functions give the per-example signal of docs/method.md (Eq. 8 for ratings) that ROPG and
 RSPG optimise.
 """
 
@@ -195,7 +195,7 @@ def eval_exact(gold: str, prediction: str) -> float:
 def eval_rating(
     gold: str, prediction: str, low: int = 1, high: int = 5, *, parsing: Parsing = "lamp"
 ) -> float:
-    """PAPER.md Eq. 8: 1 for an exact rating, 0 for the worst possible one.
+    """Eq. 8 (docs/method.md): 1 for an exact rating, 0 for the worst possible one.
 
     A number outside the scale (kept by LaMP's reading) is at least as far from the gold as the
     worst answer on the scale can be, so it scores 0 rather than below: Eval stays in [0, 1].

@@ -76,7 +76,7 @@ class PersonalizedRAG(dspy.Module):
         generator: a :class:`~persona_rag.generator.Generator`; default: the configured ``dspy`` LM.
         k: items put in the prompt.
         store: a profile store, for ``user_id`` calls.
-        max_input_tokens: prompt budget (PAPER.md: 512); profile text gives way first.
+        max_input_tokens: prompt budget (the paper's: 512); profile text gives way first.
         selector: choose per input among a pool of retrievers (``retriever`` is then unused).
 
     Example:

@@ -1,5 +1,5 @@
 """Selector: for each input, pick the retriever of a pool whose prompt (RSPG-Pre) or whose
-generated answer (RSPG-Post) is most likely to be the best (PAPER.md, Eq. 5-7).
+generated answer (RSPG-Post) is most likely to be the best (docs/method.md, Eq. 5-7).
 
 No single retriever wins everywhere: recency helps a user with a stable taste, BM25 a question
 whose words appear in the profile, no profile at all a user whose history misleads. The selector

@@ -54,7 +54,7 @@ class TaskSpec(PromptBudget):
         profile_fields: fields every profile item must have besides ``id`` (``date`` is optional).
         document_template: retrieval text of an item, e.g. ``"{title} {abstract}"``; ``date: ...`` is
             appended when the item has a date.
-        entry_template: the per-profile-entry prompt (PPEP) of PAPER.md.
+        entry_template: the per-profile-entry prompt (PPEP) of the LaMP paper.
         truncate_field: the entry field cut when the prompt is over its token budget.
         combine: ``"{entries}. {input}"``-style template or ``f(input, entries) -> prompt``.
         query_marker: the query is the input text after this marker; ``None``: after the first
@@ -258,7 +258,7 @@ class TaskSpec(PromptBudget):
         return metrics.rouge(predictions, golds, stemmer=self.parsing == "lenient")
 
     def eval(self, gold: str, prediction: str) -> float:
-        """Eval(y, ŷ) in [0, 1]: the per-example training signal of PAPER.md."""
+        """Eval(y, ŷ) in [0, 1]: the per-example training signal (docs/method.md)."""
         if self.kind == "rating":
             return metrics.eval_rating(gold, prediction, *self.rating_range, parsing=self.parsing)
         if self.kind == "classification":

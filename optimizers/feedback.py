@@ -326,10 +326,11 @@ class Feedback:
             ``concurrency``, ``--concurrency``).
         progress: show a progress bar with ETA.
 
-    Example:
-        >>> feedback = Feedback(program=program, candidates=16, cache="runs/feedback.sqlite")
-        >>> rows = feedback.compute(trainset)
-        >>> rows[0].scores   # Eval per candidate, rows[0].candidates.ids their item ids
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        feedback = Feedback(program=program, candidates=16, cache="runs/feedback.sqlite")
+        rows = feedback.compute(trainset)
+        rows[0].scores   # Eval per candidate, rows[0].candidates.ids their item ids
     """
 
     def __init__(

@@ -142,15 +142,16 @@ class ReaderFinetune(Teleprompter):
         retrievers: retrievers that fill the training prompts, assigned to examples in turn, so one
             reader learns to read what any of them returns (default: the program's retriever).
 
-    Example:
-        >>> from optimizers import ReaderFinetune, ReaderFinetuneConfig
-        >>> from persona_rag import BM25Retriever, NoRetriever, PersonalizedRAG, load_lamp
-        >>> train = load_lamp("data/movielens_rating", "train").examples()
-        >>> dev = load_lamp("data/movielens_rating", "dev").examples()
-        >>> config = ReaderFinetuneConfig(output_dir="runs/reader", max_examples=256)
-        >>> optimizer = ReaderFinetune(config=config, retrievers=[BM25Retriever(), NoRetriever()])
-        >>> tuned = optimizer.compile(PersonalizedRAG(task="LaMP-3"), trainset=train, valset=dev[:50])
-        >>> tuned.save("tuned.json")   # references runs/reader/best
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import ReaderFinetune, ReaderFinetuneConfig
+        from persona_rag import BM25Retriever, NoRetriever, PersonalizedRAG, load_lamp
+        train = load_lamp("data/movielens_rating", "train").examples()
+        dev = load_lamp("data/movielens_rating", "dev").examples()
+        config = ReaderFinetuneConfig(output_dir="runs/reader", max_examples=256)
+        optimizer = ReaderFinetune(config=config, retrievers=[BM25Retriever(), NoRetriever()])
+        tuned = optimizer.compile(PersonalizedRAG(task="LaMP-3"), trainset=train, valset=dev[:50])
+        tuned.save("tuned.json")   # references runs/reader/best
     """
 
     def __init__(

@@ -297,12 +297,13 @@ def policy_diagnostics(
 class ROPG_KD(_ROPG):
     """ROPG-KD (Eq. 4): distil the LLM's per-candidate Eval distribution into the retriever.
 
-    Example:
-        >>> from optimizers import ROPG_KD, ROPGKDConfig
-        >>> program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), generator=reader)
-        >>> optimizer = ROPG_KD(config=ROPGKDConfig(output_dir="runs/kd", max_examples=200, epochs=3))
-        >>> tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
-        >>> tuned.save("kd.json")   # its retriever references runs/kd/best
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import ROPG_KD, ROPGKDConfig
+        program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), generator=reader)
+        optimizer = ROPG_KD(config=ROPGKDConfig(output_dir="runs/kd", max_examples=200, epochs=3))
+        tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
+        tuned.save("kd.json")   # its retriever references runs/kd/best
     """
 
     name = "ropg-kd"
@@ -323,10 +324,11 @@ class ROPG_RL(_ROPG):
     """ROPG-RL (Eq. 1-3): REINFORCE with one sampled document and the initial top document's
     Eval as the baseline.
 
-    Example:
-        >>> from optimizers import ROPG_RL, ROPGConfig
-        >>> optimizer = ROPG_RL(config=ROPGConfig(output_dir="runs/rl", max_examples=200, epochs=3))
-        >>> tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import ROPG_RL, ROPGConfig
+        optimizer = ROPG_RL(config=ROPGConfig(output_dir="runs/rl", max_examples=200, epochs=3))
+        tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
     """
 
     name = "ropg-rl"

@@ -89,14 +89,14 @@ class RSPG(Teleprompter):
     learned); ``compile`` returns a copy whose selector loads the best checkpoint, and leaves the
     input program untouched.
 
-    Example:
-        >>> from optimizers import RSPG, RSPGConfig
-        >>> from persona_rag import PersonalizedRAG, Selector
-        >>> program = PersonalizedRAG(task="LaMP-3", generator=reader, selector=Selector(mode="post"))
-        >>> optimizer = RSPG(config=RSPGConfig(output_dir="runs/rspg-post", max_examples=200, epochs=5))
-        >>> tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
-        >>> tuned(input=question, profile=profile).retriever
-        'recency'
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import RSPG, RSPGConfig
+        from persona_rag import PersonalizedRAG, Selector
+        program = PersonalizedRAG(task="LaMP-3", generator=reader, selector=Selector(mode="post"))
+        optimizer = RSPG(config=RSPGConfig(output_dir="runs/rspg-post", max_examples=200, epochs=5))
+        tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
+        tuned(input=question, profile=profile).retriever  # 'recency'
     """
 
     def __init__(self, *, config: RSPGConfig | None = None) -> None:

@@ -179,11 +179,27 @@ class Trainer:
         base: what the weights start from, e.g. the base model's content fingerprint (part of the
             run's fingerprint, so a resume never continues from another base model).
 
-    Example:
-        >>> trainer = Trainer(module=model, config=TrainingConfig(output_dir="runs/x", epochs=2),
-        ...                   loss_fn=lambda batch: model(batch).loss, validate=lambda: {"score": 0.0},
-        ...                   save_best=model.save_pretrained)
-        >>> result = trainer.fit(train_items)
+    Example (a one-weight model learns y = 2x; ``runs/x`` receives the best weights and history):
+        >>> model = torch.nn.Linear(1, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(model.weight)
+        >>> items = [(float(x), 2.0 * x) for x in range(1, 9)]
+        >>> def loss_fn(batch):
+        ...     x, y = torch.tensor([[a, b] for a, b in batch]).T
+        ...     return torch.nn.functional.mse_loss(model(x[:, None]).squeeze(-1), y)
+        >>> def save_best(directory):
+        ...     directory.mkdir(parents=True, exist_ok=True)
+        ...     torch.save(model.state_dict(), directory / "weights.pt")
+        >>> config = TrainingConfig(
+        ...     output_dir="runs/x", epochs=5, learning_rate=0.1, batch_size=8,
+        ...     gradient_accumulation_steps=1, patience=None, progress=False,
+        ... )
+        >>> validate = lambda: {"score": -float(loss_fn(items))}
+        >>> before = validate()["score"]
+        >>> trainer = Trainer(module=model, config=config, loss_fn=loss_fn, validate=validate,
+        ...                   save_best=save_best)
+        >>> result = trainer.fit(items)
+        >>> result.best_score > before, (result.best_dir / "weights.pt").exists()
+        (True, True)
     """
 
     def __init__(

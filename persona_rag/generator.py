@@ -121,7 +121,7 @@ def extract_answer(text: str) -> str:
     and surrounding quotes or bold marks. A reply with no such line gives its first non-empty line.
 
     Example:
-        >>> extract_answer('The title for the commit is: "BUG: fix ldexp on 64 bits"\nIt fixes ...')
+        >>> extract_answer('The title for the commit is: "BUG: fix ldexp on 64 bits"\\nIt fixes ...')
         'BUG: fix ldexp on 64 bits'
     """
     answer = _first_answer(text or "")
@@ -225,10 +225,11 @@ class Generator(dspy.Module):
         concurrency: requests in flight at once to a server model (bulk calls); it only schedules
             the work, so it is no part of the fingerprint.
 
-    Example:
-        >>> generator = Generator(lm=local_lm())
-        >>> generator(prompt="Which is bigger, 2 or 3? Answer with the number.", labels=["2", "3"]).output
-        '3'
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        generator = Generator(lm=local_lm())
+        generator(prompt="Which is bigger, 2 or 3? Answer with the number.", labels=["2", "3"]).output
+        # '3'
     """
 
     def __init__(

@@ -79,13 +79,13 @@ class PersonalizedRAG(dspy.Module):
         max_input_tokens: prompt budget (the paper's: 512); profile text gives way first.
         selector: choose per input among a pool of retrievers (``retriever`` is then unused).
 
-    Example:
-        >>> import dspy
-        >>> from persona_rag import PersonalizedRAG, DenseRetriever, local_lm
-        >>> dspy.configure(lm=local_lm())
-        >>> program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), k=4)
-        >>> program(input=question, profile=profile).output
-        '4'
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        import dspy
+        from persona_rag import PersonalizedRAG, DenseRetriever, local_lm
+        dspy.configure(lm=local_lm())
+        program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), k=4)
+        program(input=question, profile=profile).output  # '4'
     """
 
     def __init__(

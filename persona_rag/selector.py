@@ -169,12 +169,13 @@ class Selector(dspy.Module, Parameter):
         model: the selector's encoder: a Hugging Face encoder or a trained checkpoint directory.
         max_length: tokens per scored candidate.
 
-    Example:
-        >>> from persona_rag import PersonalizedRAG, Selector
-        >>> program = PersonalizedRAG(task="LaMP-3", selector=Selector(mode="post"))
-        >>> prediction = program(input=question, profile=profile)
-        >>> prediction.retriever, prediction.selection_scores
-        ('recency', {'none': 0.1, 'recency': 0.7, 'bm25': 0.3, 'dense': 0.2})
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from persona_rag import PersonalizedRAG, Selector
+        program = PersonalizedRAG(task="LaMP-3", selector=Selector(mode="post"))
+        prediction = program(input=question, profile=profile)
+        prediction.retriever, prediction.selection_scores
+        # ('recency', {'none': 0.1, 'recency': 0.7, 'bm25': 0.3, 'dense': 0.2})
     """
 
     def __init__(

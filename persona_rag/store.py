@@ -146,10 +146,11 @@ class ProfileStore:
     Raises:
         StoreError: the namespace is invalid, or the server cannot be reached or refuses the token.
 
-    Example:
-        >>> store = ProfileStore("./profiles", task="LaMP-3")
-        >>> store.add("user-1", profile)            # idempotent upsert by item id
-        >>> store.documents("user-1", before="2001-03-09")[:2]
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        store = ProfileStore("./profiles", task="LaMP-3")
+        store.add("user-1", profile)            # idempotent upsert by item id
+        store.documents("user-1", before="2001-03-09")[:2]
     """
 
     def __init__(

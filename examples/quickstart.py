@@ -39,7 +39,7 @@ def main() -> None:
             print(f"    {score:6.3f}  {split.task.entry(item)}")
 
     evaluate = dspy.Evaluate(devset=dev, metric=program.task.metric, num_threads=1, display_progress=True)
-    print(f"mean Eval (PAPER.md Eq. 8) over {len(dev)} dev questions:", evaluate(program).score)
+    print(f"mean Eval (Eq. 8 of docs/method.md) over {len(dev)} dev questions:", evaluate(program).score)
 
 
 if __name__ == "__main__":

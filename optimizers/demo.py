@@ -30,6 +30,7 @@ from typing import Any
 
 from persona_rag.cli_options import add_model_options, build_program, load_selector, make_console
 from persona_rag.defaults import DEFAULT_LM
+from persona_rag.errors import ConfigError
 from persona_rag.fingerprint import directory_fingerprint, stable_hash
 
 __all__ = [
@@ -253,7 +254,7 @@ def finetune_reader(
     # fine-tune that runs frees it while its copy trains.
     engine = getattr(program.generator.lm, "engine", None)
     if not isinstance(engine, LocalEngine):
-        raise ValueError("the reader fine-tune trains an in-process model; a server model is used as it is")
+        raise ConfigError("the reader fine-tune trains an in-process model; a server model is used as it is")
     config = ReaderFinetuneConfig(
         output_dir=Path(out),
         epochs=epochs,

@@ -2,7 +2,7 @@
 
 For each training example the initial retriever proposes its top-``l`` profile items; the
 generator answers the task with each single item in the prompt, and Eval scores each answer
-against the gold (PAPER.md, Eq. 1-4). For RSPG (Eq. 5-7) the candidates are instead the top-``k``
+against the gold (docs/method.md, Eq. 1-4). For RSPG (Eq. 5-7) the candidates are instead the top-``k``
 items of each retriever of a pool, one prompt per retriever. Answers are computed in batches
 (label scoring or batched generation for the in-process model, concurrent requests for a server
 ``dspy.LM``) and stored in an SQLite cache keyed by :meth:`Generator.fingerprint` (the model by
@@ -55,7 +55,14 @@ from optimizers import distributed
 from optimizers.metric import Metric, metric_score
 from optimizers.reader import check_reader_task
 from optimizers.training import TrainingConfig
-from persona_rag.errors import CacheError, ConfigError, NoSpaceError, PersonaRAGError
+from persona_rag.errors import (
+    CacheError,
+    ConfigError,
+    NoSpaceError,
+    PersonaRAGError,
+    require_at_least,
+    require_one_of,
+)
 from persona_rag.fingerprint import stable_hash
 from persona_rag.io import no_space_left
 from persona_rag.program import PersonalizedRAG
@@ -254,6 +261,11 @@ class FeedbackTrainingConfig(TrainingConfig):
     # The cache holds answers keyed by content, so where it is and how it is filled change nothing.
     run_only: ClassVar[frozenset[str]] = TrainingConfig.run_only | {"feedback_cache", "feedback_batch_size"}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, 1, "max_examples", "max_val_examples", "feedback_batch_size")
+        require_one_of(self, "signal", SIGNALS)
+
 
 # SQLite's primary result code (the low byte of an extended one) for a full database or disk.
 _SQLITE_FULL = 13
@@ -421,10 +433,11 @@ class Feedback:
         metric: a DSPy metric ``metric(example, prediction, trace=None)`` that replaces the task's
             Eval in the ``metric`` signals (:mod:`optimizers.metric`); ``None``: the task's Eval.
 
-    Example:
-        >>> feedback = Feedback(program=program, candidates=16, cache="runs/feedback.sqlite")
-        >>> rows = feedback.compute(trainset)
-        >>> rows[0].scores   # Eval per candidate, rows[0].candidates.ids their item ids
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        feedback = Feedback(program=program, candidates=16, cache="runs/feedback.sqlite")
+        rows = feedback.compute(trainset)
+        rows[0].scores   # Eval per candidate, rows[0].candidates.ids their item ids
     """
 
     def __init__(

@@ -19,7 +19,7 @@ def distillation_kl(
     free_ties: bool = False,
 ) -> torch.Tensor:
     """Mean over rows of KL(p_t ‖ softmax(logits)), with p_t = softmax(scores / τ) over the masked-in
-    candidates (PAPER.md Eq. 4 for ROPG-KD, Eq. 7 for RSPG).
+    candidates (docs/method.md: Eq. 4 for ROPG-KD, Eq. 7 for RSPG).
 
     A real KL between two distributions: the authors' code instead feeds probabilities as logits
     to a cross-entropy (a double softmax) or divides log-probabilities by τ; neither is Eq. 4/7.

@@ -22,8 +22,15 @@ import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers import distributed
-from optimizers.training import Trainer, TrainingConfig, TrainingResult, config_dict, validation_scores
-from persona_rag.errors import ConfigError
+from optimizers.training import (
+    Trainer,
+    TrainingConfig,
+    TrainingResult,
+    config_dict,
+    refuse_unused_compile_arguments,
+    validation_scores,
+)
+from persona_rag.errors import ConfigError, require_at_least
 from persona_rag.io import atomic_directory, atomic_write_json
 from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
 from persona_rag.pretrained import load_pretrained
@@ -146,6 +153,10 @@ class ReaderFinetuneConfig(TrainingConfig):
     k: int | None = None
     trainable_layers: int | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, 1, "max_length", "max_examples", "max_val_examples", "k", "trainable_layers")
+
 
 class ReaderFinetune(Teleprompter):
     """Fine-tune a PersonalizedRAG program's local generator with retrieved items in each prompt.
@@ -155,15 +166,16 @@ class ReaderFinetune(Teleprompter):
         retrievers: retrievers that fill the training prompts, assigned to examples in turn, so one
             reader learns to read what any of them returns (default: the program's retriever).
 
-    Example:
-        >>> from optimizers import ReaderFinetune, ReaderFinetuneConfig
-        >>> from persona_rag import BM25Retriever, NoRetriever, PersonalizedRAG, load_lamp
-        >>> train = load_lamp("data/movielens_rating", "train").examples()
-        >>> dev = load_lamp("data/movielens_rating", "dev").examples()
-        >>> config = ReaderFinetuneConfig(output_dir="runs/reader", max_examples=256)
-        >>> optimizer = ReaderFinetune(config=config, retrievers=[BM25Retriever(), NoRetriever()])
-        >>> tuned = optimizer.compile(PersonalizedRAG(task="LaMP-3"), trainset=train, valset=dev[:50])
-        >>> tuned.save("tuned.json")   # references runs/reader/best
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import ReaderFinetune, ReaderFinetuneConfig
+        from persona_rag import BM25Retriever, NoRetriever, PersonalizedRAG, load_lamp
+        train = load_lamp("data/movielens_rating", "train").examples()
+        dev = load_lamp("data/movielens_rating", "dev").examples()
+        config = ReaderFinetuneConfig(output_dir="runs/reader", max_examples=256)
+        optimizer = ReaderFinetune(config=config, retrievers=[BM25Retriever(), NoRetriever()])
+        tuned = optimizer.compile(PersonalizedRAG(task="LaMP-3"), trainset=train, valset=dev[:50])
+        tuned.save("tuned.json")   # references runs/reader/best
     """
 
     def __init__(
@@ -231,7 +243,12 @@ class ReaderFinetune(Teleprompter):
         valset: Sequence[dspy.Example] | None = None,
         **kwargs: Any,
     ) -> PersonalizedRAG:
-        """Return a copy of ``student`` whose generator is the fine-tuned reader."""
+        """Return a copy of ``student`` whose generator is the fine-tuned reader.
+
+        ``teacher`` and further keyword arguments exist for DSPy's signature and are refused: the
+        reader learns the gold answers of ``trainset``.
+        """
+        refuse_unused_compile_arguments(self, teacher, kwargs)
         config = self.config
         program = student.deepcopy()
         base = program.generator.local_model

@@ -38,14 +38,14 @@ from typing import Any
 
 import dspy
 
-from optimizers.feedback import Feedback, PoolFeedback, Signal
+from optimizers.feedback import SIGNALS, Feedback, PoolFeedback, Signal
 from optimizers.reader import reader_training_ids
 from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from optimizers.rspg import RSPG, RSPGConfig, member_metrics, parsed_pool_outputs, pool_selection_metrics
 from optimizers.set_pl import SetPL, SetPLConfig
 from optimizers.training import TrainingResult, config_dict
 from persona_rag.data import carve_validation, check_disjoint
-from persona_rag.errors import ConfigError
+from persona_rag.errors import ConfigError, ProgramError, require_at_least, require_one_of, require_positive
 from persona_rag.evaluation import oracle_metrics
 from persona_rag.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from persona_rag.portable import write_portable_json
@@ -142,6 +142,27 @@ class ReportConfig:
     resamples: int = 2000
     seed: int = 0
     resume: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse at once what would otherwise fail at the stage that reads it, hours in."""
+        require_at_least(self, 2, "candidates")
+        require_at_least(
+            self,
+            1,
+            "train_examples",
+            "rspg_train_examples",
+            "val_examples",
+            "ropg_epochs",
+            "rspg_epochs",
+            "rspg_trainable_layers",
+            "batch_size",
+            "gradient_accumulation_steps",
+            "resamples",
+        )
+        require_at_least(self, 0, "patience")
+        require_positive(self, "ropg_learning_rate", "rspg_learning_rate")
+        require_one_of(self, "signal", SIGNALS)
+        require_one_of(self, "kd_signal", (None, *SIGNALS))
 
 
 @dataclass
@@ -273,7 +294,7 @@ def run_report(
     out = Path(config.output_dir)
     cache = Path(config.feedback_cache or out / "feedback.sqlite")
     if not isinstance(program.retriever, DenseRetriever):
-        raise TypeError("run_report starts from a program with a DenseRetriever (the one ROPG tunes)")
+        raise ProgramError("run_report starts from a program with a DenseRetriever (the one ROPG tunes)")
     for split, examples in evalsets.items():
         if not examples or any(e.get("output") is None for e in examples):
             raise ConfigError(f"report on {split}: the split is empty or has no gold outputs")

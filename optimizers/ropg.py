@@ -1,6 +1,6 @@
 """ROPG: optimise the dense retriever with the LLM's downstream metric as the signal.
 
-PAPER.md, Eq. 1-4. For each training example the initial retriever proposes ``l`` candidates and
+docs/method.md, Eq. 1-4. For each training example the initial retriever proposes ``l`` candidates and
 :class:`~optimizers.feedback.Feedback` scores the generator's answer with each one. The retriever
 policy is π_θ(d|x) = softmax over the candidates of q·d / τ_π, the dot product of query and
 document embeddings over the policy temperature. τ_π matters: with an L2-normalised encoder (the
@@ -39,9 +39,15 @@ from optimizers.feedback import (
 )
 from optimizers.losses import distillation_kl
 from optimizers.metric import Metric, check_metric
-from optimizers.training import Trainer, TrainingResult, config_dict, validation_scores
+from optimizers.training import (
+    Trainer,
+    TrainingResult,
+    config_dict,
+    refuse_unused_compile_arguments,
+    validation_scores,
+)
 from persona_rag.encoders import TextEncoder, resolve_encoder
-from persona_rag.errors import ConfigError
+from persona_rag.errors import ConfigError, ProgramError, require_at_least, require_positive
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG, personalized_rag_in
@@ -101,6 +107,11 @@ class ROPGConfig(PolicyConfig):
     # The diagnostics are recorded beside the validation score but never choose the checkpoint.
     run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"validation_feedback"}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, 2, "candidates")  # one candidate carries no preference
+        require_positive(self, "policy_temperature")
+
 
 @dataclass(kw_only=True)
 class ROPGKDConfig(ROPGConfig):
@@ -119,6 +130,10 @@ class ROPGKDConfig(ROPGConfig):
     temperature: float = 0.1
     skip_uniform: bool = True
     free_ties: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "temperature")
 
 
 class PolicyOptimizer(Teleprompter):
@@ -218,19 +233,24 @@ class PolicyOptimizer(Teleprompter):
         """Return a copy of ``student`` with a tuned DenseRetriever; ``student`` is left untouched.
 
         ``student`` is a PersonalizedRAG or any DSPy program that holds exactly one (then the
-        examples carry that sub-program's ``input``, ``profile`` and ``output``).
+        examples carry that sub-program's ``input``, ``profile`` and ``output``). ``teacher`` and
+        further keyword arguments exist for DSPy's signature and are refused: the LLM that gives
+        the feedback is the student's own generator.
         """
+        refuse_unused_compile_arguments(self, teacher, kwargs)
         config = self.config
         outer = student.deepcopy()
         program = personalized_rag_in(outer, f"{type(self).__name__} tunes the retriever of")
         if not isinstance(program.retriever, DenseRetriever):
-            raise TypeError(
+            raise ProgramError(
                 f"{type(self).__name__} tunes a DenseRetriever; "
                 f"the program holds {type(program.retriever).__name__}"
             )
         valset = list(valset or [])[: config.max_val_examples]
         if not valset:
-            raise ValueError(f"{type(self).__name__} needs a valset for early stopping and checkpoint choice")
+            raise ConfigError(
+                f"{type(self).__name__} needs a valset for early stopping and checkpoint choice"
+            )
         check_metric(self.metric, valset, who=type(self).__name__)
         out = Path(config.output_dir)
         if distributed.is_main():
@@ -332,12 +352,13 @@ def policy_diagnostics(
 class ROPG_KD(PolicyOptimizer):
     """ROPG-KD (Eq. 4): distil the LLM's per-candidate Eval distribution into the retriever.
 
-    Example:
-        >>> from optimizers import ROPG_KD, ROPGKDConfig
-        >>> program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), generator=reader)
-        >>> optimizer = ROPG_KD(config=ROPGKDConfig(output_dir="runs/kd", max_examples=200, epochs=3))
-        >>> tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
-        >>> tuned.save("kd.json")   # its retriever references runs/kd/best
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import ROPG_KD, ROPGKDConfig
+        program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), generator=reader)
+        optimizer = ROPG_KD(config=ROPGKDConfig(output_dir="runs/kd", max_examples=200, epochs=3))
+        tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
+        tuned.save("kd.json")   # its retriever references runs/kd/best
     """
 
     name = "ropg-kd"
@@ -358,10 +379,11 @@ class ROPG_RL(PolicyOptimizer):
     """ROPG-RL (Eq. 1-3): REINFORCE with one sampled document and the initial top document's
     Eval as the baseline.
 
-    Example:
-        >>> from optimizers import ROPG_RL, ROPGConfig
-        >>> optimizer = ROPG_RL(config=ROPGConfig(output_dir="runs/rl", max_examples=200, epochs=3))
-        >>> tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import ROPG_RL, ROPGConfig
+        optimizer = ROPG_RL(config=ROPGConfig(output_dir="runs/rl", max_examples=200, epochs=3))
+        tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
     """
 
     name = "ropg-rl"

@@ -1,4 +1,4 @@
-"""RSPG: train the selector that picks, per input, one retriever of a pool (PAPER.md, Eq. 5-7).
+"""RSPG: train the selector that picks, per input, one retriever of a pool (docs/method.md, Eq. 5-7).
 
 For each training example every pool member retrieves its top-``k`` items, the generator answers
 with each member's prompt (cached, resumable feedback, as for ROPG) and Eval scores each answer.
@@ -27,9 +27,9 @@ from optimizers import distributed
 from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback, carries_preference, tie_advice
 from optimizers.losses import distillation_kl
 from optimizers.metric import Metric, check_metric, metric_score
-from optimizers.training import Trainer, TrainingResult, config_dict
+from optimizers.training import Trainer, TrainingResult, config_dict, refuse_unused_compile_arguments
 from persona_rag.encoders import resolve_encoder
-from persona_rag.errors import ConfigError
+from persona_rag.errors import ConfigError, ProgramError, require_at_least, require_positive
 from persona_rag.evaluation import selection_metrics
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
@@ -84,6 +84,11 @@ class RSPGConfig(FeedbackTrainingConfig):
 
     run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"gradient_checkpointing"}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive(self, "temperature")
+        require_at_least(self, 1, "trainable_layers")
+
 
 class RSPG(Teleprompter):
     """RSPG-Pre / RSPG-Post: learn which retriever's prompt (or answer) to trust for each input.
@@ -93,14 +98,14 @@ class RSPG(Teleprompter):
     input program untouched. ``metric=`` (a DSPy metric, :mod:`optimizers.metric`) replaces the
     task's Eval in the feedback and in the validation ``score`` that picks the checkpoint.
 
-    Example:
-        >>> from optimizers import RSPG, RSPGConfig
-        >>> from persona_rag import PersonalizedRAG, Selector
-        >>> program = PersonalizedRAG(task="LaMP-3", generator=reader, selector=Selector(mode="post"))
-        >>> optimizer = RSPG(config=RSPGConfig(output_dir="runs/rspg-post", max_examples=200, epochs=5))
-        >>> tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
-        >>> tuned(input=question, profile=profile).retriever
-        'recency'
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import RSPG, RSPGConfig
+        from persona_rag import PersonalizedRAG, Selector
+        program = PersonalizedRAG(task="LaMP-3", generator=reader, selector=Selector(mode="post"))
+        optimizer = RSPG(config=RSPGConfig(output_dir="runs/rspg-post", max_examples=200, epochs=5))
+        tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
+        tuned(input=question, profile=profile).retriever  # 'recency'
     """
 
     def __init__(self, *, config: RSPGConfig | None = None, metric: Metric | None = None) -> None:
@@ -121,19 +126,24 @@ class RSPG(Teleprompter):
         valset: Sequence[dspy.Example] | None = None,
         **kwargs: Any,
     ) -> dspy.Module:
-        """Return a copy of ``student`` with a trained selector; ``student`` is left untouched."""
+        """Return a copy of ``student`` with a trained selector; ``student`` is left untouched.
+
+        ``teacher`` and further keyword arguments exist for DSPy's signature and are refused: the
+        feedback comes from the student's own generator.
+        """
+        refuse_unused_compile_arguments(self, teacher, kwargs)
         config = self.config
         outer = student.deepcopy()
         program = personalized_rag_in(outer, "RSPG trains the selector of")
         selector = program.selector
         if selector is None:
-            raise TypeError(
+            raise ProgramError(
                 "RSPG trains a selector: build the program with "
                 "PersonalizedRAG(..., selector=Selector(pool=[...], mode='pre' | 'post'))"
             )
         valset = list(valset or [])[: config.max_val_examples]
         if not valset:
-            raise ValueError("RSPG needs a valset for early stopping and checkpoint choice")
+            raise ConfigError("RSPG needs a valset for early stopping and checkpoint choice")
         check_metric(self.metric, valset, who="RSPG")
         name = f"rspg-{selector.mode}"
         out = Path(config.output_dir)

@@ -168,7 +168,7 @@ def advantages(rewards: torch.Tensor, baseline: str, greedy: torch.Tensor | None
     """
     if baseline == "greedy":
         if greedy is None:
-            raise ValueError("the greedy baseline needs the greedy sets' rewards")
+            raise ConfigError("the greedy baseline needs the greedy sets' rewards")
         return rewards - greedy[:, None]
     samples = rewards.shape[1]
     return rewards - (rewards.sum(dim=1, keepdim=True) - rewards) / (samples - 1)

@@ -41,13 +41,28 @@ import torch
 
 from optimizers import distributed
 from optimizers.metric import Metric, metric_score
-from persona_rag.errors import StateError
+from persona_rag.errors import (
+    ConfigError,
+    DataError,
+    StateError,
+    require_at_least,
+    require_fraction,
+    require_positive,
+)
 from persona_rag.evaluation import evaluate_program
 from persona_rag.fingerprint import stable_hash
 from persona_rag.io import atomic_directory, atomic_write_bytes, atomic_write_json
 from persona_rag.program import PersonalizedRAG
 
-__all__ = ["Trainer", "TrainingConfig", "TrainingResult", "config_dict", "plot_history", "validation_scores"]
+__all__ = [
+    "Trainer",
+    "TrainingConfig",
+    "TrainingResult",
+    "config_dict",
+    "plot_history",
+    "refuse_unused_compile_arguments",
+    "validation_scores",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +111,18 @@ class TrainingConfig:
     run_only: ClassVar[frozenset[str]] = frozenset({"output_dir", "checkpoint_every", "resume", "progress"})
     """Fields that do not change what a run computes, left out of its fingerprint."""
 
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot train, naming the field, before any model loads.
+
+        >>> TrainingConfig(epochs=0)
+        Traceback (most recent call last):
+        persona_rag.errors.ConfigError: TrainingConfig: epochs=0; expected a number of at least 1
+        """
+        require_at_least(self, 1, "epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every")
+        require_at_least(self, 0, "patience", "weight_decay")
+        require_positive(self, "learning_rate", "max_grad_norm")
+        require_fraction(self, "warmup_ratio")
+
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.gradient_accumulation_steps
@@ -124,6 +151,22 @@ class TrainingResult:
     step_seconds: float = 0.0
 
 
+def refuse_unused_compile_arguments(optimizer: object, teacher: Any, extra: dict[str, Any]) -> None:
+    """Refuse the arguments of DSPy's ``Teleprompter.compile`` that an optimizer here does not use.
+
+    The signature keeps ``teacher=`` and ``**kwargs`` so DSPy's composers (``BetterTogether``)
+    call these optimizers as any other, but a teacher program or an option that is silently
+    ignored would let a caller believe it shaped the result.
+
+    >>> refuse_unused_compile_arguments(object(), None, {"max_rounds": 2})
+    Traceback (most recent call last):
+    persona_rag.errors.ConfigError: object.compile() does not use max_rounds=
+    """
+    unused = [f"{name}=" for name in extra] + (["teacher="] if teacher is not None else [])
+    if unused:
+        raise ConfigError(f"{type(optimizer).__name__}.compile() does not use {', '.join(unused)}")
+
+
 class Trainer:
     """Optimise ``module`` with ``loss_fn`` over items, validating with ``validate`` each epoch.
 
@@ -139,11 +182,27 @@ class Trainer:
         shown: extras of ``loss_fn`` the progress bar shows beside the loss, as this epoch's mean
             per optimizer step (e.g. the reader calls an online optimizer makes per step).
 
-    Example:
-        >>> trainer = Trainer(module=model, config=TrainingConfig(output_dir="runs/x", epochs=2),
-        ...                   loss_fn=lambda batch: model(batch).loss, validate=lambda: {"score": 0.0},
-        ...                   save_best=model.save_pretrained)
-        >>> result = trainer.fit(train_items)
+    Example (a one-weight model learns y = 2x; ``runs/x`` receives the best weights and history):
+        >>> model = torch.nn.Linear(1, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(model.weight)
+        >>> items = [(float(x), 2.0 * x) for x in range(1, 9)]
+        >>> def loss_fn(batch):
+        ...     x, y = torch.tensor([[a, b] for a, b in batch]).T
+        ...     return torch.nn.functional.mse_loss(model(x[:, None]).squeeze(-1), y)
+        >>> def save_best(directory):
+        ...     directory.mkdir(parents=True, exist_ok=True)
+        ...     torch.save(model.state_dict(), directory / "weights.pt")
+        >>> config = TrainingConfig(
+        ...     output_dir="runs/x", epochs=5, learning_rate=0.1, batch_size=8,
+        ...     gradient_accumulation_steps=1, patience=None, progress=False,
+        ... )
+        >>> validate = lambda: {"score": -float(loss_fn(items))}
+        >>> before = validate()["score"]
+        >>> trainer = Trainer(module=model, config=config, loss_fn=loss_fn, validate=validate,
+        ...                   save_best=save_best)
+        >>> result = trainer.fit(items)
+        >>> result.best_score > before, (result.best_dir / "weights.pt").exists()
+        (True, True)
     """
 
     def __init__(
@@ -263,7 +322,7 @@ class Trainer:
 
         config = self.config
         if not items:
-            raise ValueError(f"{self.name}: no training items")
+            raise DataError(f"{self.name}: no training items (is the train split empty?)")
         self._run = self.run_fingerprint(items)
         torch.manual_seed(config.seed)
         random.seed(config.seed)

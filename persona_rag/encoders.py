@@ -19,6 +19,7 @@ import torch
 
 from persona_rag.cache import LRUCache, text_key
 from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_ENCODER_ALIASES
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_directory
 from persona_rag.pretrained import load_pretrained
 from persona_rag.tasks.truncation import clip
@@ -110,7 +111,7 @@ class TextEncoder:
         self.normalize = settings.get("normalize", True) if normalize is None else normalize
         self.temperature = float(settings.get("temperature", 1.0) if temperature is None else temperature)
         if self.temperature <= 0:
-            raise ValueError(f"encoder temperature must be positive, got {self.temperature}")
+            raise ConfigError(f"encoder temperature must be positive, got {self.temperature}")
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device or default_device()

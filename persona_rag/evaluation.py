@@ -11,7 +11,7 @@ from typing import Any
 
 import dspy
 
-from persona_rag.errors import GenerationError
+from persona_rag.errors import ConfigError, GenerationError
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.tasks import PARSING_NOTES, TaskSpec
@@ -155,7 +155,8 @@ def selection_metrics(
     chosen: Sequence[str],
 ) -> dict[str, float]:
     """Task metrics of a per-example choice among a pool's outputs, its mean Eval (``score``) and
-    the selection success rate (PAPER.md Table 4: the chosen output is as good as the pool's best).
+    the selection success rate (the paper's Table 4, docs/method.md: the chosen output is as good
+    as the pool's best).
 
     Args:
         task: the task (metrics and Eval).
@@ -181,7 +182,7 @@ def oracle_metrics(
     *,
     best: bool = True,
 ) -> dict[str, float]:
-    """Task metrics of always choosing the pool's best (``best=True``, the upper bound of PAPER.md
+    """Task metrics of always choosing the pool's best (``best=True``, the upper bound of the paper's
     Table 5) or worst member per example: the range any selector over this pool lies in."""
     pick = max if best else min
     evals = _evals(task, golds, outputs)
@@ -197,7 +198,7 @@ def pool_bounds(
     task: TaskSpec, examples: Sequence[dspy.Example], members: Sequence[EvaluationResult]
 ) -> list[EvaluationResult]:
     """Rows for the oracle that picks the best (and the worst) member's answer per example: the
-    range any selector over these members lies in (PAPER.md Table 5)."""
+    range any selector over these members lies in (the paper's Table 5, docs/method.md)."""
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
     outputs = _pool_outputs(members)
     seconds = sum(m.seconds for m in members)
@@ -221,7 +222,7 @@ def scored_selection(
     selected: EvaluationResult,
 ) -> EvaluationResult:
     """``selected`` (a run of a program with a selector over ``members``) with its mean Eval
-    (``score``) and selection success rate (PAPER.md Table 4) added to its metrics.
+    (``score``) and selection success rate (the paper's Table 4) added to its metrics.
 
     Examples whose LLM call failed made no choice; these two figures leave them out (the task
     metrics of ``selected`` still count them as unparseable answers).
@@ -250,11 +251,17 @@ def _parsing_caption(results: Sequence[EvaluationResult]) -> str:
 
 def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> Any:
     """A ``rich`` table: one row per result, one column per metric, plus time and failures; its
-    caption says how answers were parsed, since lenient figures are not comparable with LaMP's."""
+    caption says how answers were parsed, since lenient figures are not comparable with LaMP's.
+
+    Rows are separated by spacing, not vertical rules, and a row name is never wrapped: the demo's
+    table (seven columns, names such as "Dense (Chroma store)") then keeps one line per row in an
+    80-column terminal."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title or None, caption=_parsing_caption(results) or None)
-    table.add_column("retriever")
+    caption = _parsing_caption(results) or None
+    table = Table(title=title or None, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("retriever", no_wrap=True)
     names = list(dict.fromkeys(m for r in results for m in r.metrics))
     for metric in names:
         table.add_column(metric, justify="right")
@@ -285,7 +292,7 @@ def compare_rows(
         r.name: [p["output"] for p in r.predictions] for r in results if not r.name.startswith("oracle")
     }
     if baseline not in answers:
-        raise ValueError(f"no row named {baseline!r} to compare with; rows: {', '.join(answers)}")
+        raise ConfigError(f"no row named {baseline!r} to compare with; rows: {', '.join(answers)}")
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
     return significance_against(task, inputs, golds, answers, baseline, resamples=resamples, seed=seed)
 

@@ -37,7 +37,7 @@ from persona_rag.defaults import (
     AnswerExtraction,
     LabelNormalization,
 )
-from persona_rag.errors import ConfigError, GenerationError, StateError
+from persona_rag.errors import ConfigError, DataError, GenerationError, StateError
 from persona_rag.fingerprint import public_settings, stable_hash
 from persona_rag.lm import LocalLM, local_lm, local_model_of
 from persona_rag.lm.state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
@@ -121,7 +121,7 @@ def extract_answer(text: str) -> str:
     and surrounding quotes or bold marks. A reply with no such line gives its first non-empty line.
 
     Example:
-        >>> extract_answer('The title for the commit is: "BUG: fix ldexp on 64 bits"\nIt fixes ...')
+        >>> extract_answer('The title for the commit is: "BUG: fix ldexp on 64 bits"\\nIt fixes ...')
         'BUG: fix ldexp on 64 bits'
     """
     answer = _first_answer(text or "")
@@ -225,10 +225,11 @@ class Generator(dspy.Module):
         concurrency: requests in flight at once to a server model (bulk calls); it only schedules
             the work, so it is no part of the fingerprint.
 
-    Example:
-        >>> generator = Generator(lm=local_lm())
-        >>> generator(prompt="Which is bigger, 2 or 3? Answer with the number.", labels=["2", "3"]).output
-        '3'
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        generator = Generator(lm=local_lm())
+        generator(prompt="Which is bigger, 2 or 3? Answer with the number.", labels=["2", "3"]).output
+        # '3'
     """
 
     def __init__(
@@ -252,15 +253,15 @@ class Generator(dspy.Module):
         self.label_scoring = label_scoring
         self.calibrate = calibrate
         if label_decision not in ("argmax", "mean"):
-            raise ValueError(f"label_decision must be 'argmax' or 'mean', got {label_decision!r}")
+            raise ConfigError(f"label_decision must be 'argmax' or 'mean', got {label_decision!r}")
         self.label_decision = label_decision
         if label_normalization not in LABEL_NORMALIZATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"label_normalization must be one of {LABEL_NORMALIZATIONS}, got {label_normalization!r}"
             )
         self.label_normalization = label_normalization
         if answer_extraction not in ANSWER_EXTRACTIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"answer_extraction must be one of {ANSWER_EXTRACTIONS}, got {answer_extraction!r}"
             )
         self.answer_extraction = answer_extraction
@@ -356,7 +357,7 @@ class Generator(dspy.Module):
         """
         labels = list(labels) if labels is not None else [()] * len(prompts)
         if len(labels) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts for {len(labels)} label sets")
+            raise DataError(f"{len(prompts)} prompts for {len(labels)} label sets")
         model = self.local_model
         if model is None:
             return self._remote_batch(prompts, labels, num_threads or self.concurrency)
@@ -405,11 +406,11 @@ class Generator(dspy.Module):
         if self.calibrate and (
             content_free_prompts is None or any(content_free_prompts[i] is None for i in scored)
         ):
-            raise ValueError("calibrate=True needs a content-free prompt for every labelled prompt")
+            raise ConfigError("calibrate=True needs a content-free prompt for every labelled prompt")
         if self.label_decision == "mean":
             for labels in label_sets:
                 if not all(_is_number(label) for label in labels):
-                    raise ValueError(f"label_decision='mean' needs numeric labels, got {list(labels)}")
+                    raise ConfigError(f"label_decision='mean' needs numeric labels, got {list(labels)}")
 
     @property
     def _stop(self) -> Callable[[str], bool] | None:

@@ -15,7 +15,7 @@ Two ways of reading an answer (``parsing``):
   else unparseable), a label mentioned anywhere (see ``TaskSpec.parse``), and Porter-stemmed ROUGE.
   It reads chatty small models more kindly, but its figures are not comparable with LaMP's.
 
-``eval_*`` functions give the per-example signal of PAPER.md (Eq. 8 for ratings) that ROPG and
+``eval_*`` functions give the per-example signal of docs/method.md (Eq. 8 for ratings) that ROPG and
 RSPG optimise.
 """
 
@@ -26,6 +26,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal
+
+from persona_rag.errors import ConfigError, DataError
 
 __all__ = [
     "PARSINGS",
@@ -51,14 +53,14 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 def _check_lengths(predictions: Sequence, golds: Sequence) -> None:
     if len(predictions) != len(golds):
-        raise ValueError(f"{len(predictions)} predictions for {len(golds)} golds")
+        raise DataError(f"{len(predictions)} predictions for {len(golds)} golds")
     if not golds:
-        raise ValueError("cannot compute a metric over zero examples")
+        raise DataError("cannot compute a metric over zero examples")
 
 
 def _check_parsing(parsing: str) -> None:
     if parsing not in PARSINGS:
-        raise ValueError(f"parsing must be one of {PARSINGS}, got {parsing!r}")
+        raise ConfigError(f"parsing must be one of {PARSINGS}, got {parsing!r}")
 
 
 def accuracy(predictions: Sequence[str], golds: Sequence[str]) -> float:
@@ -76,7 +78,7 @@ def macro_f1(predictions: Sequence[str], golds: Sequence[str], labels: Sequence[
     """
     _check_lengths(predictions, golds)
     if not labels:
-        raise ValueError("macro_f1 needs a non-empty label set")
+        raise ConfigError("macro_f1 needs a non-empty label set")
     pairs = [(p.strip(), g.strip()) for p, g in zip(predictions, golds)]
     total = 0.0
     for label in labels:
@@ -193,7 +195,7 @@ def eval_exact(gold: str, prediction: str) -> float:
 def eval_rating(
     gold: str, prediction: str, low: int = 1, high: int = 5, *, parsing: Parsing = "lamp"
 ) -> float:
-    """PAPER.md Eq. 8: 1 for an exact rating, 0 for the worst possible one.
+    """Eq. 8 (docs/method.md): 1 for an exact rating, 0 for the worst possible one.
 
     A number outside the scale (kept by LaMP's reading) is at least as far from the gold as the
     worst answer on the scale can be, so it scores 0 rather than below: Eval stays in [0, 1].

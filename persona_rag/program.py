@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 from dspy.predict.parameter import Parameter
 
-from persona_rag.errors import ConfigError, GenerationError, StateError
+from persona_rag.errors import ConfigError, GenerationError, ProgramError, StateError
 from persona_rag.generator import Generator
 from persona_rag.retrievers import BM25Retriever, RetrievalResult, Retriever
 from persona_rag.selector import Selection, Selector
@@ -95,17 +95,17 @@ class PersonalizedRAG(dspy.Module):
         generator: a :class:`~persona_rag.generator.Generator`; default: the configured ``dspy`` LM.
         k: items put in the prompt (at least 1).
         store: a profile store, for ``user_id`` calls.
-        max_input_tokens: prompt budget (PAPER.md: 512; at least 1, or ``None``: no budget);
+        max_input_tokens: prompt budget (the paper's: 512; at least 1, or ``None``: no budget);
             profile text gives way first.
         selector: choose per input among a pool of retrievers (``retriever`` is then unused).
 
-    Example:
-        >>> import dspy
-        >>> from persona_rag import PersonalizedRAG, DenseRetriever, local_lm
-        >>> dspy.configure(lm=local_lm())
-        >>> program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), k=4)
-        >>> program(input=question, profile=profile).output
-        '4'
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        import dspy
+        from persona_rag import PersonalizedRAG, DenseRetriever, local_lm
+        dspy.configure(lm=local_lm())
+        program = PersonalizedRAG(task="LaMP-3", retriever=DenseRetriever(), k=4)
+        program(input=question, profile=profile).output  # '4'
     """
 
     def __init__(
@@ -162,9 +162,9 @@ class PersonalizedRAG(dspy.Module):
         if profile is not None:
             return retriever.search(query, self.task.documents(profile), self.k)
         if user_id is None:
-            raise ValueError("pass profile=[...] or user_id=... (with a store) to personalise")
+            raise ConfigError("pass profile=[...] or user_id=... (with a store) to personalise")
         if self.store is None:
-            raise ValueError(
+            raise ConfigError(
                 f"user_id={user_id!r} given but the program has no store; pass store=ProfileStore(...)"
             )
         return retriever.search_store(query, self.store, user_id, self.k, ids=profile_ids, before=before)
@@ -374,5 +374,5 @@ def personalized_rag_in(module: dspy.Module, purpose: str) -> PersonalizedRAG:
         return module
     found = [sub for _, sub in module.named_sub_modules() if isinstance(sub, PersonalizedRAG)]
     if len(found) != 1:
-        raise TypeError(f"{purpose} one PersonalizedRAG; {type(module).__name__} holds {len(found)}")
+        raise ProgramError(f"{purpose} one PersonalizedRAG; {type(module).__name__} holds {len(found)}")
     return found[0]

@@ -1,5 +1,5 @@
 """Selector: for each input, pick the retriever of a pool whose prompt (RSPG-Pre) or whose
-generated answer (RSPG-Post) is most likely to be the best (PAPER.md, Eq. 5-7).
+generated answer (RSPG-Post) is most likely to be the best (docs/method.md, Eq. 5-7).
 
 No single retriever wins everywhere: recency helps a user with a stable taste, BM25 a question
 whose words appear in the profile, no profile at all a user whose history misleads. The selector
@@ -23,6 +23,7 @@ import torch
 from dspy.predict.parameter import Parameter
 
 from persona_rag.encoders import DEFAULT_ENCODER, default_device, mean_pool, resolve_encoder
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_directory
 from persona_rag.pretrained import load_pretrained, refuse_custom_code
 from persona_rag.retrievers import Retriever, make_retriever
@@ -100,7 +101,7 @@ class SelectorNet(torch.nn.Module):
         layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
         if layers is None or not 1 <= trainable_layers <= len(layers):
             found = "no list of layers" if layers is None else f"{len(layers)} layers"
-            raise ValueError(f"trainable_layers={trainable_layers}: the selector's encoder has {found}")
+            raise ConfigError(f"trainable_layers={trainable_layers}: the selector's encoder has {found}")
         self.encoder.requires_grad_(False)
         for layer in layers[len(layers) - trainable_layers :]:
             layer.requires_grad_(True)
@@ -149,17 +150,17 @@ def _pool(pool: Mapping[str, Retriever | str] | Sequence[Retriever | str]) -> di
         retriever = make_retriever(member) if isinstance(member, str) else member
         name = name or (member if isinstance(member, str) else retriever.kind)
         if name in named:
-            raise ValueError(f"pool member {name!r} appears twice; name them with a dict")
+            raise ConfigError(f"pool member {name!r} appears twice; name them with a dict")
         named[name] = retriever
     if len(named) < 2:
-        raise ValueError(f"a selector needs a pool of at least two retrievers, got {list(named)}")
+        raise ConfigError(f"a selector needs a pool of at least two retrievers, got {list(named)}")
     return named
 
 
 def _mode(mode: Any) -> Mode:
     """``mode`` itself if it is one (given to the constructor, or read from a saved file)."""
     if mode not in ("pre", "post"):
-        raise ValueError(f"mode must be 'pre' or 'post', got {mode!r}")
+        raise ConfigError(f"mode must be 'pre' or 'post', got {mode!r}")
     return mode
 
 
@@ -179,12 +180,13 @@ class Selector(dspy.Module, Parameter):
         model: the selector's encoder: a Hugging Face encoder or a trained checkpoint directory.
         max_length: tokens per scored candidate.
 
-    Example:
-        >>> from persona_rag import PersonalizedRAG, Selector
-        >>> program = PersonalizedRAG(task="LaMP-3", selector=Selector(mode="post"))
-        >>> prediction = program(input=question, profile=profile)
-        >>> prediction.retriever, prediction.selection_scores
-        ('recency', {'none': 0.1, 'recency': 0.7, 'bm25': 0.3, 'dense': 0.2})
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from persona_rag import PersonalizedRAG, Selector
+        program = PersonalizedRAG(task="LaMP-3", selector=Selector(mode="post"))
+        prediction = program(input=question, profile=profile)
+        prediction.retriever, prediction.selection_scores
+        # ('recency', {'none': 0.1, 'recency': 0.7, 'bm25': 0.3, 'dense': 0.2})
     """
 
     def __init__(
@@ -244,9 +246,9 @@ class Selector(dspy.Module, Parameter):
         """
         names = self.names
         if any(len(row) != len(names) for row in prompts):
-            raise ValueError(f"each input needs one prompt per pool member ({len(names)})")
+            raise ConfigError(f"each input needs one prompt per pool member ({len(names)})")
         if self.mode == "post" and outputs is None:
-            raise ValueError("a Post selector scores answers: pass the pool's outputs")
+            raise ConfigError("a Post selector scores answers: pass the pool's outputs")
         flat_prompts = [p for row in prompts for p in row]
         flat_outputs = None if self.mode == "pre" else [o for row in outputs for o in row]  # type: ignore[union-attr]
         scores = self.score(flat_prompts, flat_outputs).reshape(len(prompts), len(names))

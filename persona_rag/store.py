@@ -32,7 +32,7 @@ import torch
 
 from persona_rag.dates import timestamp
 from persona_rag.encoders import DEFAULT_ENCODER, TextEncoder, shared_encoder
-from persona_rag.errors import DataError, PersonaRAGError, StoreError
+from persona_rag.errors import ConfigError, DataError, PersonaRAGError, StoreError
 from persona_rag.retrievers.base import Hit, RetrievalResult
 from persona_rag.tasks import Document, TaskSpec, get_task
 
@@ -80,7 +80,7 @@ def _order_key(doc: Document) -> tuple[bool, float, str]:
 def _before_stamp(before: str | datetime) -> float:
     stamp = before.timestamp() if isinstance(before, datetime) else timestamp(before)
     if stamp is None:
-        raise ValueError(f"before={before!r} is not a date (expected e.g. 2001-03-09T12:00:00Z)")
+        raise ConfigError(f"before={before!r} is not a date (expected e.g. 2001-03-09T12:00:00Z)")
     return stamp
 
 
@@ -146,10 +146,11 @@ class ProfileStore:
     Raises:
         StoreError: the namespace is invalid, or the server cannot be reached or refuses the token.
 
-    Example:
-        >>> store = ProfileStore("./profiles", task="LaMP-3")
-        >>> store.add("user-1", profile)            # idempotent upsert by item id
-        >>> store.documents("user-1", before="2001-03-09")[:2]
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        store = ProfileStore("./profiles", task="LaMP-3")
+        store.add("user-1", profile)            # idempotent upsert by item id
+        store.documents("user-1", before="2001-03-09")[:2]
     """
 
     def __init__(
@@ -176,7 +177,7 @@ class ProfileStore:
 
         if not url:
             if path is None:
-                raise ValueError("give path= for the embedded store or url= for a Chroma server")
+                raise ConfigError("give path= for the embedded store or url= for a Chroma server")
             from filelock import FileLock, Timeout
 
             # Chroma creates its tables when a store is first opened, without a cross-process
@@ -198,7 +199,7 @@ class ProfileStore:
                     ) from None
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"not a Chroma server URL: {url!r} (expected http://host:port)")
+            raise ConfigError(f"not a Chroma server URL: {url!r} (expected http://host:port)")
         token = os.environ.get(TOKEN_ENV)
         auth = {"chroma_client_auth_provider": _TOKEN_PROVIDER, "chroma_client_auth_credentials": token}
         settings = Settings(anonymized_telemetry=False, **(auth if token else {}))

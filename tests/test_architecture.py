@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,76 @@ def test_the_reach_in_check_sees_each_kind_of_reach_in():
     )
     found = [what for _, what in private_reach_ins(ast.parse(code))]
     assert found == ["import _load_selector", "program._content_free_prompt", "getattr(generator, '_stop')"]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(packages: Sequence[str]) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports, anywhere in its source (lazily too: a lazy
+    import that closes a cycle is still a cycle, only one that fails later)."""
+    modules = {module_name(path): path for package in packages for path in sources(package)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        # ``from a.b import c`` names module ``a.b`` and, when it is a module, ``a.b.c``.
+        graph[name] = {module for _, module in imported_modules(parse(path)) if module in modules} - {name}
+    return graph
+
+
+def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or through others (the strongly
+    connected components of more than one module; Tarjan's algorithm), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in graph.get(module, ()):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while not group or group[-1] != module:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(found)
+
+
+def test_the_cycle_finder_sees_a_cycle_through_three_modules():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"d"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_imports_itself_through_others():
+    """A package's ``__init__`` re-exports from its modules, so an import of the package from one of
+    its modules is not counted: only module-to-module edges are."""
+    graph = import_graph(["persona_rag", "optimizers"])
+    assert "persona_rag.lm.local" in graph
+    packages = {name for name in graph if (ROOT / name.replace(".", "/") / "__init__.py").exists()}
+    modules_only = {name: targets - packages for name, targets in graph.items() if name not in packages}
+    assert cycles(modules_only) == []
+
+
+def test_architecture_md_names_every_module():
+    """A module the map leaves out is one a new engineer cannot place (by file name, as the map's
+    package rows list their files)."""
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    missing = [
+        str(path.relative_to(ROOT))
+        for package in ("persona_rag", "optimizers")
+        for path in sources(package)
+        if f"`{path.name}`" not in text
+    ]
+    assert missing == []

@@ -66,3 +66,24 @@ def test_a_model_typo_fails_before_torch_is_imported(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.stdout.split() == ["False", "False"]
     assert "no model" in done.stderr
+
+
+def test_a_setting_a_config_refuses_is_a_one_line_error(sample_task, tmp_path, capsys):
+    """Flags the parser accepts can still make a config that cannot train (one candidate carries
+    no preference): the config's own check reaches the user as one line, not a traceback."""
+    argv = [
+        "train",
+        "--method",
+        "kd",
+        "--data",
+        str(sample_task),
+        "--out",
+        str(tmp_path / "kd"),
+        "--candidates",
+        "1",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert errors == ["persona-rag: error: ROPGKDConfig: candidates=1; expected a number of at least 2"]

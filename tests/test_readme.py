@@ -46,3 +46,25 @@ def test_readme_python_blocks_run_in_order(tmp_path):
             [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, f"README python block {number} failed:\n{block}\n{done.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("path", ["README.md", "benchmarks/README.md"])
+def test_results_are_named_by_date_and_commit_not_by_a_work_session(path):
+    """A reader cannot look up "session 7"; a date and a commit they can."""
+    assert re.findall(r"\bsessions?\b", (REPO_ROOT / path).read_text(encoding="utf-8"), re.I) == []
+
+
+def test_the_demo_table_shown_supports_the_claims_made_of_it():
+    """The README's demo table: every personalised row below NoPers on MAE (the claim that holds on
+    every host), and its summary line names exactly the tuned rows below untuned Dense."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    table = re.search(r"```text\nretriever +MAE.*?\n(.*?)```", readme, re.S).group(1).splitlines()
+    mae = {
+        m.group(1).strip(): float(m.group(2))
+        for m in map(re.compile(r"(.+?) +(\d\.\d{4}) ").match, table)
+        if m
+    }
+    personalised = [name for name in mae if name not in ("NoPers", "oracle (best member)")]
+    assert len(personalised) == 6 and all(mae[name] < mae["NoPers"] for name in personalised)
+    better = [name for name in ("ROPG-KD", "RSPG-Post") if mae[name] < mae["Dense"]]
+    assert f"tuned rows better than untuned Dense: {', '.join(better)} (lower is better)." in table[-1]

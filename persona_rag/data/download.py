@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from persona_rag.errors import DownloadError
+from persona_rag.errors import ConfigError, DownloadError
 from persona_rag.io import atomic_write_bytes
 from persona_rag.tasks import get_task
 
@@ -42,7 +42,7 @@ def lamp_urls(
     if spec.name == "LaMP-6":
         raise DownloadError("LaMP-6 (Avocado emails) is not public; request it from the LaMP authors")
     if setting not in ("user", "time"):
-        raise ValueError(f"setting must be 'user' or 'time', got {setting!r}")
+        raise ConfigError(f"setting must be 'user' or 'time', got {setting!r}")
     prefix = f"{base_url.rstrip('/')}/{'time/' if setting == 'time' else ''}{_TASK_DIRS[spec.name]}/{split}"
     names = [f"{split}_questions.json"] + ([] if split == "test" else [f"{split}_outputs.json"])
     return {name: f"{prefix}/{name}" for name in names}

@@ -13,7 +13,7 @@ import dspy
 from pydantic import BaseModel, ValidationError
 
 from persona_rag.data.records import OutputsFile, Question
-from persona_rag.errors import DataError, UnknownTaskError
+from persona_rag.errors import ConfigError, DataError, UnknownTaskError
 from persona_rag.tasks import TaskSpec, get_task
 
 __all__ = ["KNOWN_DEFECTS", "SPLITS", "LampSplit", "load_lamp", "questions_path", "read_questions"]
@@ -303,7 +303,7 @@ def load_lamp(
             holds it).
     """
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+        raise ConfigError(f"limit must be at least 1, got {limit}")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError("data folder not found", file=str(data_dir))

@@ -22,8 +22,8 @@ from persona_rag.fingerprint import cache_dir
 from persona_rag.lm.engine import LocalEngine, local_lm, local_model_of
 from persona_rag.lm.generation import Generation
 from persona_rag.lm.loading import resolve_model
-from persona_rag.lm.local import LocalLM
-from persona_rag.lm.registry import model_fingerprint, release_local_lm, shared_local_lm
+from persona_rag.lm.local import LocalLM, shared_local_lm
+from persona_rag.lm.registry import model_fingerprint, release_local_lm
 
 __all__ = [
     "DEFAULT_LM",

@@ -15,8 +15,8 @@ from persona_rag.defaults import DEFAULT_LM
 from persona_rag.errors import GenerationError
 from persona_rag.lm.core import Message
 from persona_rag.lm.loading import check_dtype
-from persona_rag.lm.local import LocalLM
-from persona_rag.lm.registry import model_fingerprint, registered_local_lm, shared_local_lm
+from persona_rag.lm.local import LocalLM, shared_local_lm
+from persona_rag.lm.registry import model_fingerprint, registered_local_lm
 
 __all__ = ["LocalEngine", "local_lm", "local_model_of"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES, DTYPES
+from persona_rag.errors import ConfigError
 from persona_rag.fingerprint import cache_dir, directory_fingerprint
 from persona_rag.io import atomic_directory
 from persona_rag.pretrained import load_pretrained
@@ -94,7 +95,7 @@ def native_bfloat16(device: str | None = None) -> bool:
 def check_dtype(dtype: str) -> str:
     """``dtype`` itself if an in-process model can run at that precision, else a ValueError."""
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     return dtype
 
 

@@ -16,11 +16,11 @@ from persona_rag.defaults import DEFAULT_LM
 from persona_rag.fingerprint import public_settings
 from persona_rag.lm.generation import BatchedGeneration
 from persona_rag.lm.loading import check_dtype, files_fingerprint, resolve_model
-from persona_rag.lm.registry import register_local_lm
+from persona_rag.lm.registry import register_local_lm, shared_model
 from persona_rag.lm.scoring import LabelScoring
 from persona_rag.pretrained import load_pretrained
 
-__all__ = ["LocalLM"]
+__all__ = ["LocalLM", "shared_local_lm"]
 
 
 class LocalLM(BatchedGeneration, LabelScoring):
@@ -98,3 +98,9 @@ class LocalLM(BatchedGeneration, LabelScoring):
         if settings.get("dtype") == "float32":
             del settings["dtype"]
         return {"files": self.files_fingerprint, **settings}
+
+
+def shared_local_lm(model: str = DEFAULT_LM, dtype: str = "float32") -> LocalLM:
+    """One loaded copy per model name and precision in this process (reloaded when its files
+    changed on disk; :func:`~persona_rag.lm.registry.shared_model`)."""
+    return shared_model(model, dtype, lambda: LocalLM(model, dtype=dtype))

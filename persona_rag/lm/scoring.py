@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from persona_rag.defaults import LABEL_NORMALIZATIONS, LabelNormalization
+from persona_rag.errors import ConfigError, DataError
 from persona_rag.lm.core import LMCore, Message
 
 __all__ = ["LabelScoring"]
@@ -45,16 +46,16 @@ class LabelScoring(LMCore):
         labels then cost about one prompt pass instead of fifteen).
         """
         if len(conversations) != len(continuations):
-            raise ValueError(f"{len(conversations)} conversations for {len(continuations)} candidate lists")
+            raise DataError(f"{len(conversations)} conversations for {len(continuations)} candidate lists")
         if normalization not in LABEL_NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {LABEL_NORMALIZATIONS}, got {normalization!r}")
+            raise ConfigError(f"normalization must be one of {LABEL_NORMALIZATIONS}, got {normalization!r}")
         prompts = [self._encode_prompt(c) for c in conversations]
         candidates = [
             [self.tokenizer.encode(c, add_special_tokens=False) for c in cands] for cands in continuations
         ]
         for i, cands in enumerate(candidates):
             if not cands or any(not c for c in cands):
-                raise ValueError(f"prompt {i}: every candidate answer needs at least one token")
+                raise DataError(f"prompt {i}: every candidate answer needs at least one token")
         results: list[np.ndarray | None] = [None] * len(prompts)
         single = [i for i, cands in enumerate(candidates) if _single_distinct(cands)]
         if single:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from persona_rag.errors import ConfigError
 from persona_rag.retrievers.base import Hit, ProfileSource, RetrievalResult, Retriever, top_k
 from persona_rag.retrievers.bm25 import BM25Retriever
 from persona_rag.retrievers.dense import DenseRetriever
@@ -34,5 +35,5 @@ def make_retriever(kind: str, **kwargs: Any) -> Retriever:
     try:
         cls = RETRIEVERS[kind.lower()]
     except KeyError:
-        raise ValueError(f"unknown retriever {kind!r}; choose one of {', '.join(RETRIEVERS)}") from None
+        raise ConfigError(f"unknown retriever {kind!r}; choose one of {', '.join(RETRIEVERS)}") from None
     return cls(**kwargs)

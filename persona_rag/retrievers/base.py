@@ -11,6 +11,7 @@ import dspy
 import numpy as np
 from dspy.predict.parameter import Parameter
 
+from persona_rag.errors import DataError, StateError
 from persona_rag.tasks import Document
 
 __all__ = ["Hit", "ProfileSource", "RetrievalResult", "Retriever", "top_k"]
@@ -125,7 +126,7 @@ class Retriever(dspy.Module, Parameter):
     ) -> list[RetrievalResult]:
         """:meth:`search` for many (query, profile) pairs, sharing work where the retriever can."""
         if len(queries) != len(documents):
-            raise ValueError(f"{len(queries)} queries for {len(documents)} profiles")
+            raise DataError(f"{len(queries)} queries for {len(documents)} profiles")
         results: list[RetrievalResult | None] = [None] * len(queries)
         todo = [i for i, docs in enumerate(documents) if docs]
         for i in range(len(queries)):
@@ -170,7 +171,7 @@ class Retriever(dspy.Module, Parameter):
     def load_state(self, state: Mapping[str, Any], **kwargs: Any) -> Retriever:
         saved = state.get("retriever")
         if saved != self.kind:
-            raise ValueError(
+            raise StateError(
                 f"saved state is for a {saved!r} retriever, but this program holds a {self.kind!r} one; "
                 f"build the program with the same retriever type before load()"
             )

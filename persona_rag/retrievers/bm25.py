@@ -11,6 +11,7 @@ import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 
 from persona_rag.cache import LRUCache
+from persona_rag.errors import ConfigError
 from persona_rag.retrievers.base import Retriever
 from persona_rag.tasks import Document
 
@@ -106,7 +107,7 @@ class BM25Retriever(Retriever):
     ) -> None:
         super().__init__()
         if method not in _IDF:
-            raise ValueError(f"unknown BM25 method {method!r}; choose one of {', '.join(_IDF)}")
+            raise ConfigError(f"unknown BM25 method {method!r}; choose one of {', '.join(_IDF)}")
         self.method, self.k1, self.b = method, k1, b
         self._indexes: LRUCache[tuple, ProfileIndex] = LRUCache(cache_size)
 
@@ -129,7 +130,7 @@ class BM25Retriever(Retriever):
     def apply_config(self, config: Mapping[str, Any]) -> None:
         method = config.get("method", self.method)
         if method not in _IDF:
-            raise ValueError(f"unknown BM25 method {method!r}; choose one of {', '.join(_IDF)}")
+            raise ConfigError(f"unknown BM25 method {method!r}; choose one of {', '.join(_IDF)}")
         self.method = method
         self.k1 = float(config.get("k1", self.k1))
         self.b = float(config.get("b", self.b))

@@ -32,10 +32,11 @@ class DenseRetriever(Retriever):
             process-wide); the default is all-MiniLM-L6-v2, offline.
         normalize: with a model name, whether embeddings are L2-normalised (``None``: model default).
 
-    Example:
-        >>> retriever = DenseRetriever()
-        >>> docs = get_task("LaMP-3").documents(profile)
-        >>> retriever.search("a western with a slow start", docs, k=4).ids
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        retriever = DenseRetriever()
+        docs = get_task("LaMP-3").documents(profile)
+        retriever.search("a western with a slow start", docs, k=4).ids
     """
 
     kind = "dense"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from persona_rag.errors import UnknownTaskError
+from persona_rag.errors import ConfigError, UnknownTaskError
 from persona_rag.tasks.spec import TaskSpec
 
 __all__ = ["TASKS", "get_task", "register_task"]
@@ -21,7 +21,7 @@ def register_task(spec: TaskSpec, *, overwrite: bool = False) -> TaskSpec:
     for name in (spec.name, *spec.aliases):
         key = _key(name)
         if key in TASKS and TASKS[key] is not spec and not overwrite:
-            raise ValueError(f"task name {name!r} is already registered (pass overwrite=True to replace it)")
+            raise ConfigError(f"task name {name!r} is already registered (pass overwrite=True to replace it)")
         TASKS[key] = spec
     return spec
 

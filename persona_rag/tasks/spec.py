@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from persona_rag import metrics
-from persona_rag.errors import DataError
+from persona_rag.errors import ConfigError, DataError
 from persona_rag.tasks.labels import label_union, match_label
 from persona_rag.tasks.truncation import Combine, PromptBudget
 
@@ -54,7 +54,7 @@ class TaskSpec(PromptBudget):
         profile_fields: fields every profile item must have besides ``id`` (``date`` is optional).
         document_template: retrieval text of an item, e.g. ``"{title} {abstract}"``; ``date: ...`` is
             appended when the item has a date.
-        entry_template: the per-profile-entry prompt (PPEP) of PAPER.md.
+        entry_template: the per-profile-entry prompt (PPEP) of the LaMP paper.
         truncate_field: the entry field cut when the prompt is over its token budget.
         combine: ``"{entries}. {input}"``-style template or ``f(input, entries) -> prompt``.
         query_marker: the query is the input text after this marker; ``None``: after the first
@@ -92,15 +92,17 @@ class TaskSpec(PromptBudget):
 
     def __post_init__(self) -> None:
         if self.kind == "classification" and not (self.labels or self.labels_pattern):
-            raise ValueError(f"task {self.name!r}: a classification task needs labels or labels_pattern")
+            raise ConfigError(f"task {self.name!r}: a classification task needs labels or labels_pattern")
         if self.truncate_field is not None and self.truncate_field not in self.profile_fields:
-            raise ValueError(
+            raise ConfigError(
                 f"task {self.name!r}: truncate_field {self.truncate_field!r} is not a profile field"
             )
         if self.rating_field is not None and self.rating_field not in self.profile_fields:
-            raise ValueError(f"task {self.name!r}: rating_field {self.rating_field!r} is not a profile field")
+            raise ConfigError(
+                f"task {self.name!r}: rating_field {self.rating_field!r} is not a profile field"
+            )
         if self.parsing not in metrics.PARSINGS:
-            raise ValueError(
+            raise ConfigError(
                 f"task {self.name!r}: parsing must be one of {metrics.PARSINGS}, got {self.parsing!r}"
             )
 
@@ -263,7 +265,7 @@ class TaskSpec(PromptBudget):
         return metrics.rouge(predictions, golds, stemmer=self.parsing == "lenient")
 
     def eval(self, gold: str, prediction: str) -> float:
-        """Eval(y, ŷ) in [0, 1]: the per-example training signal of PAPER.md."""
+        """Eval(y, ŷ) in [0, 1]: the per-example training signal (docs/method.md)."""
         if self.kind == "rating":
             return metrics.eval_rating(gold, prediction, *self.rating_range, parsing=self.parsing)
         if self.kind == "classification":

@@ -103,7 +103,7 @@ class PromptBudget:
     ) -> str:
         """φ_p(x, items): the personalised prompt, cut to ``max_tokens`` when a tokenizer is given.
 
-        The budget is split as in the LaMP code (PAPER.md): the input keeps at most
+        The budget is split as in the LaMP code (docs/method.md): the input keeps at most
         ``min(len(input), 0.6·max)`` tokens for a start, and the profile gets the rest,
         ``max − min(len(input), 0.6·max)`` tokens, shared equally across entries, with any unused
         share carried to the next entry. An input longer than its 60% loses its tail (LaMP cuts the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from optimizers.feedback import CandidateFeedback, Feedback, FeedbackCache
+from optimizers.feedback import CandidateFeedback, Feedback, FeedbackCache, FeedbackTrainingConfig
 from persona_rag import BM25Retriever, GenerationError, Generator, PersonalizedRAG
 from persona_rag.errors import CacheError, ConfigError, NoSpaceError
 from persona_rag.retrievers import RetrievalResult
@@ -438,3 +438,10 @@ def test_tie_advice_offers_only_the_signals_the_reader_can_give(scripted_lm, tmp
     local = PersonalizedRAG(task=TASK, generator=Generator(lm=local_lm(str(tiny_checkpoint(tmp_path, 1)))))
     assert "--signal metric+likelihood or likelihood" in tie_advice(local, "metric")
     assert "--signal" not in tie_advice(local, "metric+likelihood")  # already breaking ties with it
+
+
+@pytest.mark.parametrize("bad", [{"max_examples": 0}, {"max_val_examples": 0}, {"signal": "eval"}])
+def test_feedback_training_settings_are_checked_at_construction(bad):
+    [name] = bad
+    with pytest.raises(ConfigError, match=f"^FeedbackTrainingConfig: {name}="):
+        FeedbackTrainingConfig(**bad)

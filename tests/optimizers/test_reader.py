@@ -183,3 +183,15 @@ def test_a_reader_fine_tuned_for_another_task_is_refused_before_any_feedback(tin
         cache=tmp_path / "f.sqlite",
     )
     assert same.program.task.name == "LaMP-3"
+
+
+@pytest.mark.parametrize("bad", [{"k": 0}, {"max_length": 0}, {"trainable_layers": 0}, {"epochs": 0}])
+def test_reader_settings_are_checked_at_construction(bad):
+    [name] = bad
+    with pytest.raises(ConfigError, match=f"^ReaderFinetuneConfig: {name}="):
+        ReaderFinetuneConfig(**bad)
+
+
+def test_reader_compile_refuses_what_it_does_not_use():
+    with pytest.raises(ConfigError, match=r"ReaderFinetune.compile\(\) does not use num_threads="):
+        ReaderFinetune().compile(PersonalizedRAG(task="LaMP-3"), trainset=[], valset=[], num_threads=4)

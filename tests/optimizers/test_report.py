@@ -17,6 +17,7 @@ from optimizers.report import (
 )
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.encoders import TextEncoder
+from persona_rag.errors import ConfigError
 from tests.optimizers.key_item_task import TASK, make_examples, reply
 
 
@@ -164,3 +165,12 @@ def test_table_shows_the_set_row_and_its_differences_from_ropg_kd(tmp_path):
     assert f"| {SET_COLUMN} |" in table.split(f"| vs {SET_RIVAL} (items scored one by one) |")[1]
     header = next(line for line in table.splitlines() if line.startswith("| metric |"))
     assert f"| {SET_COLUMN} |" in header  # a column of Table 3
+
+
+@pytest.mark.parametrize(
+    "bad", [{"candidates": 1}, {"val_examples": 0}, {"kd_signal": "eval"}, {"rspg_learning_rate": 0}]
+)
+def test_report_settings_are_checked_before_any_stage_runs(bad):
+    [name] = bad
+    with pytest.raises(ConfigError, match=f"^ReportConfig: {name}="):
+        ReportConfig(**bad)

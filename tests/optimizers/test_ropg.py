@@ -8,6 +8,7 @@ import pytest
 from optimizers import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.encoders import TextEncoder
+from persona_rag.errors import ConfigError
 from tests.optimizers.key_item_task import TASK, make_examples, reply
 
 
@@ -149,3 +150,28 @@ def test_validation_feedback_adds_diagnostics_without_changing_the_run(key_item_
     assert "policy_entropy" in with_history[-1] and "policy_entropy" not in without_history[-1]
     assert with_weights.keys() == without_weights.keys()
     assert all(torch.equal(with_weights[k], without_weights[k]) for k in with_weights)
+
+
+@pytest.mark.parametrize(
+    ("config_class", "bad"),
+    [
+        (ROPGConfig, {"candidates": 1}),
+        (ROPGConfig, {"policy_temperature": 0.0}),
+        (ROPGConfig, {"epochs": 0}),
+        (ROPGKDConfig, {"temperature": -0.1}),
+    ],
+)
+def test_ropg_settings_are_checked_at_construction(config_class, bad):
+    [name] = bad
+    with pytest.raises(ConfigError, match=f"^{config_class.__name__}: {name}="):
+        config_class(**bad)
+
+
+@pytest.mark.parametrize("optimizer_class", [ROPG_KD, ROPG_RL])
+@pytest.mark.parametrize(
+    ("extra", "named"), [({"teacher": "a program"}, "teacher="), ({"rounds": 2}, "rounds=")]
+)
+def test_ropg_compile_refuses_what_it_does_not_use(optimizer_class, extra, named):
+    examples = make_examples(2)
+    with pytest.raises(ConfigError, match=f"compile\\(\\) does not use {named}"):
+        optimizer_class().compile(PersonalizedRAG(task=TASK), trainset=examples, valset=examples, **extra)

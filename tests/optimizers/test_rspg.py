@@ -11,6 +11,7 @@ from optimizers import RSPG, RSPGConfig
 from optimizers.feedback import PoolFeedback
 from optimizers.rspg import member_metrics
 from persona_rag import PersonalizedRAG, Selector
+from persona_rag.errors import ConfigError
 from persona_rag.evaluation import oracle_metrics, selection_metrics
 from persona_rag.tasks import get_task
 from tests.optimizers.key_item_task import TASK, make_examples, reply, selector_program
@@ -120,3 +121,20 @@ def test_member_metrics_scores_each_member_as_if_always_picked():
     assert set(metrics) == {"none", "bm25"}
     assert metrics["none"]["MAE"] == pytest.approx(2.0) and metrics["bm25"]["MAE"] == pytest.approx(0.5)
     assert all("success_rate" not in values for values in metrics.values())
+
+
+@pytest.mark.parametrize("bad", [{"trainable_layers": 0}, {"temperature": 0.0}, {"learning_rate": -1.0}])
+def test_rspg_settings_are_checked_at_construction(bad):
+    [name] = bad
+    with pytest.raises(ConfigError, match=f"^RSPGConfig: {name}="):
+        RSPGConfig(**bad)
+
+
+def test_rspg_compile_refuses_a_teacher_it_would_not_use(scripted_lm):
+    with pytest.raises(ConfigError, match=r"RSPG.compile\(\) does not use teacher="):
+        RSPG().compile(
+            selector_program(scripted_lm(reply), "pre"),
+            trainset=make_examples(2),
+            valset=make_examples(2),
+            teacher=selector_program(scripted_lm(reply), "post"),
+        )

@@ -331,8 +331,8 @@ def _add_signal_option(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="what the LLM feedback scores: metric (the paper's Eval), likelihood (log p(gold)), "
         "metric+likelihood (Eval, ties broken by log p(gold)), expected (Eval expected under the "
-        "reader's label distribution; label tasks); auto: with a local model likelihood on free-text "
-        "tasks and metric+likelihood on label tasks, metric for a server",
+        "reader's label distribution; label tasks); auto: metric+likelihood for a local model, metric for "
+        "a server",
     )
 
 

@@ -101,8 +101,8 @@ class ReportConfig:
         val_examples: validation questions carved from the train split (each drawn user's latest
             question), for every stage's checkpoint choice.
         candidates: ``l`` of ROPG.
-        signal: the feedback signal (:mod:`optimizers.feedback`); ``auto`` is, for an in-process
-            reader, likelihood on free-text tasks and metric+likelihood on label tasks.
+        signal: the feedback signal (:mod:`optimizers.feedback`); ``auto`` is metric+likelihood for
+            an in-process reader.
         kd_signal: ROPG-KD's own signal (``None``: ``signal``).
         kd_free_ties: ROPG-KD's ``free_ties`` (:class:`~optimizers.ropg.ROPGKDConfig`).
         ropg_epochs, ropg_learning_rate: ROPG training.

@@ -413,15 +413,14 @@ def test_the_expected_signal_is_refused_where_there_is_no_label_distribution(
     assert resolve_signal("expected", PersonalizedRAG(task="LaMP-3", generator=local)) == "expected"
 
 
-def test_auto_is_likelihood_on_free_text_and_metric_likelihood_on_labels(
-    scripted_lm, tiny_checkpoint, tmp_path
-):
-    """The defaults that benchmarks/README.md ("Feedback signals without ties") chose per task type."""
+def test_auto_is_metric_likelihood_where_the_reader_gives_log_p_gold(scripted_lm, tiny_checkpoint, tmp_path):
+    """The default benchmarks/README.md ("Signals without ties") chose on training feedback, for
+    free text as for labels; a server without log-probabilities falls back to the metric."""
     from optimizers.feedback import resolve_signal
     from persona_rag.lm import local_lm
 
     local = Generator(lm=local_lm(str(tiny_checkpoint(tmp_path / "reader", seed=3))))
-    assert resolve_signal("auto", PersonalizedRAG(task="LaMP-6", generator=local)) == "likelihood"
+    assert resolve_signal("auto", PersonalizedRAG(task="LaMP-6", generator=local)) == "metric+likelihood"
     assert resolve_signal("auto", PersonalizedRAG(task="LaMP-3", generator=local)) == "metric+likelihood"
     server = PersonalizedRAG(task="LaMP-6", generator=Generator(lm=scripted_lm("a subject")))
     assert resolve_signal("auto", server) == "metric"

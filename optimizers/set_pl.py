@@ -191,11 +191,12 @@ class SetPL(PolicyOptimizer):
     """Set-PL: REINFORCE over Plackett-Luce samples of ordered k-sets, rewarded by the reader's
     signal on the whole set. Same ``compile`` contract, checkpoints and resume rules as ROPG.
 
-    Example:
-        >>> from optimizers import SetPL, SetPLConfig
-        >>> optimizer = SetPL(config=SetPLConfig(output_dir="runs/set", max_examples=200, epochs=3))
-        >>> tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
-        >>> tuned.save("set.json")   # its retriever references runs/set/best
+    Example (it loads or trains a model, so it is shown here and not run as a doctest)::
+
+        from optimizers import SetPL, SetPLConfig
+        optimizer = SetPL(config=SetPLConfig(output_dir="runs/set", max_examples=200, epochs=3))
+        tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
+        tuned.save("set.json")   # its retriever references runs/set/best
     """
 
     name = "set-pl"

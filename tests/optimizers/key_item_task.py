@@ -38,20 +38,28 @@ TOPICS = (
 )
 MARKER = "handpicked by me"
 
-TASK = register_task(
-    TaskSpec(
-        name="key-item",
-        kind="classification",
-        profile_fields=("text", "label"),
-        document_template="{text}",
-        entry_template='"{text}" is labelled {label}',
-        truncate_field="text",
-        query_marker="item:",
-        labels=LABELS,
-        description="test task: one profile item holds the answer",
-    ),
-    overwrite=True,
-)
+
+
+def labelled_task(name: str, description: str, document_template: str = "{text}") -> TaskSpec:
+    """Register a classification task over ``text``/``label`` profile items and ``item:`` queries,
+    the shape every generated optimizer task here shares."""
+    return register_task(
+        TaskSpec(
+            name=name,
+            kind="classification",
+            profile_fields=("text", "label"),
+            document_template=document_template,
+            entry_template='"{text}" is labelled {label}',
+            truncate_field="text",
+            query_marker="item:",
+            labels=LABELS,
+            description=description,
+        ),
+        overwrite=True,
+    )
+
+
+TASK = labelled_task("key-item", "test task: one profile item holds the answer")
 
 
 def make_examples(n: int, *, profile_size: int = 8, seed: int = 0) -> list[dspy.Example]:

@@ -19,26 +19,12 @@ from pathlib import Path
 
 import dspy
 
-from persona_rag.tasks import TaskSpec, register_task
-from tests.optimizers.key_item_task import LABELS, TOPICS
+from tests.optimizers.key_item_task import LABELS, TOPICS, labelled_task
 
 PICKED = "handpicked by me"
 SCALE = "rated on my scale"
 
-TASK = register_task(
-    TaskSpec(
-        name="two-item",
-        kind="classification",
-        profile_fields=("text", "label"),
-        document_template="{text}",
-        entry_template='"{text}" is labelled {label}',
-        truncate_field="text",
-        query_marker="item:",
-        labels=LABELS,
-        description="test task: two profile items together hold the answer",
-    ),
-    overwrite=True,
-)
+TASK = labelled_task("two-item", "test task: two profile items together hold the answer")
 
 
 def make_examples(n: int, *, profile_size: int = 6, seed: int = 0) -> list[dspy.Example]:

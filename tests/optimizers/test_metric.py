@@ -20,25 +20,15 @@ from optimizers import (
 )
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.encoders import TextEncoder
-from persona_rag.tasks import TaskSpec, register_task
-from tests.optimizers.key_item_task import LABELS, make_examples, selector_program
+from tests.optimizers.key_item_task import labelled_task, make_examples, selector_program
 
 # The key-item profiles, with each item's label in the text the retriever reads; the scripted
 # reader answers with the label of the item it is shown. The task's Eval rewards the gold label,
 # the custom metric below "alpha", whatever the gold: two metrics that want different items.
-SHOWN = register_task(
-    TaskSpec(
-        name="shown-label",
-        kind="classification",
-        profile_fields=("text", "label"),
-        document_template="{text}, labelled {label}",
-        entry_template='"{text}" is labelled {label}',
-        truncate_field="text",
-        query_marker="item:",
-        labels=LABELS,
-        description="test task: the reader repeats the label of the item it reads",
-    ),
-    overwrite=True,
+SHOWN = labelled_task(
+    "shown-label",
+    "test task: the reader repeats the label of the item it reads",
+    document_template="{text}, labelled {label}",
 )
 
 

@@ -39,7 +39,6 @@ TOPICS = (
 MARKER = "handpicked by me"
 
 
-
 def labelled_task(name: str, description: str, document_template: str = "{text}") -> TaskSpec:
     """Register a classification task over ``text``/``label`` profile items and ``item:`` queries,
     the shape every generated optimizer task here shares."""

@@ -219,6 +219,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         rspg_epochs=args.rspg_epochs,
         rspg_learning_rate=args.rspg_lr,
         rspg_trainable_layers=args.rspg_trainable_layers,
+        set_pl=not args.no_set_pl,
         ropg_checkpoints={
             name: path
             for name, path in (("ropg-rl", args.ropg_rl), ("ropg-kd", args.ropg_kd), ("set-pl", args.set_pl))
@@ -417,6 +418,12 @@ def add_report(commands: Any) -> None:
     report.add_argument("--ropg-rl", type=Path, help="a trained ROPG-RL encoder to use instead of training")
     report.add_argument("--ropg-kd", type=Path, help="a trained ROPG-KD encoder to use instead of training")
     report.add_argument("--set-pl", type=Path, help="a trained Set-PL encoder to use instead of training")
+    report.add_argument(
+        "--no-set-pl",
+        action="store_true",
+        help="leave the Set-PL row out: on generation tasks its sampled sets cost more reader calls "
+        "than every other stage together",
+    )
     report.add_argument(
         "--feedback-cache", type=Path, help="cache of the LLM's answers (default: <out>/feedback.sqlite)"
     )

@@ -113,6 +113,9 @@ class ReportConfig:
             recomputing them: about half the step time of every weight (``benchmarks/selector_memory.py``).
         batch_size, gradient_accumulation_steps: both trainers.
         patience: early stopping of both trainers (epochs without a better validation score).
+        set_pl: train and report the Set-PL row. Each of its questions costs ``samples`` reader
+            calls with all k items per epoch, more than ROPG's whole feedback on generation tasks;
+            ``False`` leaves the row (and its comparison with ROPG-KD) out of the table.
         ropg_checkpoints: already trained encoders (``{"ropg-kd": dir}``, also ``"set-pl"``) to use
             instead of training.
         feedback_cache: the shared LLM answer cache (default: ``output_dir/feedback.sqlite``).
@@ -137,6 +140,7 @@ class ReportConfig:
     batch_size: int = 8
     gradient_accumulation_steps: int = 2
     patience: int | None = 2
+    set_pl: bool = True
     ropg_checkpoints: dict[str, str | Path] = field(default_factory=dict)
     feedback_cache: str | Path | None = None
     resamples: int = 2000
@@ -324,11 +328,10 @@ def run_report(
     }
     kd_options = {"signal": config.kd_signal or config.signal, "free_ties": config.kd_free_ties}
     tuned: dict[str, Retriever] = {}
-    for name, optimizer_class, config_class, options in (
-        ("ropg-rl", ROPG_RL, ROPGConfig, {}),
-        ("ropg-kd", ROPG_KD, ROPGKDConfig, kd_options),
-        ("set-pl", SetPL, SetPLConfig, {}),
-    ):
+    trainers = [("ropg-rl", ROPG_RL, ROPGConfig, {}), ("ropg-kd", ROPG_KD, ROPGKDConfig, kd_options)]
+    if config.set_pl:
+        trainers.append(("set-pl", SetPL, SetPLConfig, {}))
+    for name, optimizer_class, config_class, options in trainers:
         start = time.perf_counter()
         given = config.ropg_checkpoints.get(name)
         if given:
@@ -371,7 +374,9 @@ def run_report(
         seconds[f"rspg-{mode}"] = time.perf_counter() - start
 
     # Random and Set-PL are columns, not members of the selectors' pool.
-    members = {**pool, "random": RandomRetriever(seed=config.seed), "set-pl": tuned["set-pl"]}
+    members = {**pool, "random": RandomRetriever(seed=config.seed)}
+    if "set-pl" in tuned:
+        members["set-pl"] = tuned["set-pl"]
     splits: dict[str, SplitReport] = {}
     for split, examples in evalsets.items():
         start = time.perf_counter()
@@ -422,11 +427,13 @@ def _score(
         task, inputs, golds, answers, baseline, resamples=config.resamples, seed=config.seed
     )
     paired = {"resamples": config.resamples, "seed": config.seed}
-    tuned = {column: answers[column] for column in (ROPG_START, *ROPG_COLUMNS, SET_COLUMN)}
+    tuned = {c: answers[c] for c in (ROPG_START, *ROPG_COLUMNS, SET_COLUMN) if c in answers}
     against_start = significance_against(task, inputs, golds, tuned, ROPG_START, **paired)
-    rivals = {column: answers[column] for column in (SET_RIVAL, SET_COLUMN)}
-    against_rival = significance_against(task, inputs, golds, rivals, SET_RIVAL, **paired)
-    metrics = {column: metrics[column] for column in COLUMNS}  # Table 3's column order
+    against_rival = {}
+    if SET_COLUMN in answers:
+        rivals = {column: answers[column] for column in (SET_RIVAL, SET_COLUMN)}
+        against_rival = significance_against(task, inputs, golds, rivals, SET_RIVAL, **paired)
+    metrics = {column: metrics[column] for column in COLUMNS if column in metrics}  # Table 3's order
     return SplitReport(
         split, len(examples), metrics, success, worst, baseline, significance, against_start, against_rival
     )
@@ -451,12 +458,12 @@ def markdown_table(report: Report) -> str:
             "",
             f"### {split.split}: {split.n} questions (* p < 0.05 better than {split.baseline} †)",
             "",
-            "| metric | " + " | ".join(COLUMNS) + " |",
-            "|---|" + "---|" * len(COLUMNS),
+            "| metric | " + " | ".join(split.metrics) + " |",
+            "|---|" + "---|" * len(split.metrics),
         ]
         for metric in [*task_metrics, "score"]:
             cells = []
-            for column in COLUMNS:
+            for column in split.metrics:
                 mark = "†" if column == split.baseline else ""
                 tested = split.significance.get(column, {}).get(metric)
                 if tested and tested["better"]:
@@ -525,10 +532,11 @@ def bar_chart(report: Report) -> bytes:
     task_metrics = _task_metrics(report)
     panels = [(split, metric) for split in report.splits.values() for metric in task_metrics]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
-    colors = ["#999999"] * len(FIXED_COLUMNS) + ["#4c72b0"] * 3 + ["#dd8452"] * 2 + ["#55a868"]
     for ax, (split, metric) in zip(axes[0], panels):
-        values = [split.metrics[c][metric] for c in COLUMNS]
-        bars = ax.bar(COLUMNS, values, color=colors)
+        columns = list(split.metrics)
+        bars = ax.bar(
+            columns, [split.metrics[c][metric] for c in columns], color=[_color(c) for c in columns]
+        )
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
         ax.set_title(f"{split.split} ({split.n}): {metric}")
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
@@ -539,6 +547,15 @@ def bar_chart(report: Report) -> bytes:
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _color(column: str) -> str:
+    """Grey for fixed retrievers, blue for tuned ones, orange for selectors, green for the oracle."""
+    if column in FIXED_COLUMNS:
+        return "#999999"
+    if column.startswith("RSPG"):
+        return "#dd8452"
+    return "#55a868" if column == "Oracle" else "#4c72b0"
 
 
 def write_report(report: Report, out: str | Path) -> dict[str, Path]:

@@ -90,6 +90,17 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
         for key in ("feedback_calls", "feedback_calls_per_second", "steps", "steps_per_second"):
             assert again.training[stage][key] == report.training[stage][key], (stage, key)
 
+    # Without the Set-PL row (its sets are the costliest stage on generation tasks) every other
+    # column is the same, from the same cache, and the table leaves the row and its comparison out.
+    config.set_pl = False
+    without = run_report(program, trainset=train, evalsets=evalsets, config=config)
+    assert len(lm.engine.requests) == requests
+    assert list(without.splits["test"].metrics) == [c for c in test.metrics if c != SET_COLUMN]
+    assert all(without.splits["test"].metrics[c] == test.metrics[c] for c in without.splits["test"].metrics)
+    assert SET_COLUMN not in without.splits["test"].against_start and not without.splits["test"].against_rival
+    assert "set-pl" not in without.training
+    assert SET_COLUMN not in (tmp_path / "report" / "table.md").read_text()
+
 
 def test_report_refuses_to_report_a_question_it_trained_or_validated_on(scripted_lm, tmp_path):
     program = PersonalizedRAG(

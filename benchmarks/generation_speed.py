@@ -11,9 +11,11 @@ two ways in one run, with the same weights at the same precision:
 * one unbatched Hugging Face ``model.generate`` call per prompt, greedy, ``--max-new-tokens``
   (what a plain loop does), its reply cut to its first line as the generator's answer is.
 
-It prints answers per second for each, the ratio, and how many greedy answers are identical. It
-also prints the prefill bound: the FLOPs of the prompts' tokens (2 x parameters per token) at the
-bfloat16/float32 GEMM rate measured here on the model's own shapes.
+It prints answers per second for each, the ratio, and how many greedy answers are identical; how
+the Generator's seconds split between prefill (forward passes over many tokens per row) and
+decoding (one token per row); and the prefill bound: the FLOPs of the prompts' tokens (2 x the
+parameters a token multiplies, i.e. all but the embedding table, whose output projection runs on
+one position per row) at the bfloat16/float32 GEMM rate measured here at the model's MLP shape.
 
     python benchmarks/generation_speed.py --data ../shared/lamp-real/numpy_commit_subjects \\
         --prompts 96 --max-new-tokens 16 --dtype bfloat16
@@ -50,6 +52,30 @@ def gemm_rate(dtype: torch.dtype, hidden: int, tokens: int = 512, repeats: int =
     return 2 * tokens * hidden * 4 * hidden * repeats / (time.perf_counter() - start)
 
 
+class _Phases:
+    """Seconds and calls of a model's forward passes, split into prefill (more than one new token
+    per row) and decoding (one), by wrapping ``model.forward``; ``forward`` is the original."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.forward = model.forward
+        self.seconds = {"prefill": 0.0, "decode": 0.0}
+        self.calls = {"prefill": 0, "decode": 0}
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.forward(*args, **kwargs)
+        phase = "prefill" if kwargs["input_ids"].shape[1] > 1 else "decode"
+        self.seconds[phase] += time.perf_counter() - start
+        self.calls[phase] += 1
+        return out
+
+
+def _time_phases(model: torch.nn.Module) -> _Phases:
+    phases = _Phases(model)
+    model.forward = phases
+    return phases
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a LaMP-format generation task folder")
@@ -78,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     encoded = [model._encode_prompt(generator.messages(p)) for p in prompts]
     tokens = sum(map(len, encoded))
 
+    phases = _time_phases(model.model)
     start = time.perf_counter()
     ours = [p.output for p in generator.generate_batch(prompts)]
     ours_seconds = time.perf_counter() - start
+    model.model.forward = phases.forward  # unwrapped: the unbatched loop runs untimed by phase
 
     start = time.perf_counter()
     plain = []
@@ -93,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         plain.append(extract_answer(tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()))
     plain_seconds = time.perf_counter() - start
 
-    parameters = sum(p.numel() for p in model.model.parameters())
+    parameters = (
+        sum(p.numel() for p in model.model.parameters()) - model.model.get_input_embeddings().weight.numel()
+    )
     hidden = model.model.config.hidden_size
     rate = gemm_rate(getattr(torch, args.dtype), hidden)
     prefill_bound = 2 * parameters * tokens / rate
@@ -107,8 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"unbatched model.generate: {plain_seconds:7.1f} s  {n / plain_seconds:5.2f} answers/s")
     print(f"speed-up: {plain_seconds / ours_seconds:.2f}x; identical greedy answers: {same}/{n}")
     print(
+        f"Generator phases: prefill {phases.seconds['prefill']:.1f} s in {phases.calls['prefill']} passes, "
+        f"decoding {phases.seconds['decode']:.1f} s in {phases.calls['decode']} steps"
+    )
+    print(
         f"{args.dtype} GEMM {rate / 1e9:.0f} GFLOP/s at the MLP's shape; prefill bound "
-        f"{prefill_bound:.1f} s = {n / prefill_bound:.2f} answers/s ({parameters / 1e6:.0f}M parameters)"
+        f"{prefill_bound:.1f} s = {n / prefill_bound:.2f} answers/s "
+        f"({parameters / 1e6:.0f}M parameters besides the embeddings)"
     )
     return 0
 

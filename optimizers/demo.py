@@ -188,40 +188,22 @@ def _summary(rows: dict[str, Any], metric: str, lower: bool) -> str:
     )
 
 
-def bar_chart(results: Sequence[Any], metric: str, title: str, *, lower: bool) -> bytes:
+def _chart(results: Sequence[Any], metric: str, title: str, *, lower: bool) -> bytes:
     """A bar per row for ``metric``, the oracle drawn as a dashed line (PNG bytes)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from optimizers.plots import bar_chart
 
     rows = [r for r in results if not r.name.startswith("oracle")]
     oracle = next((r for r in results if r.name.startswith("oracle (best")), None)
     colours = {"NoPers": "#999999", "ROPG-KD": "#4c72b0", "RSPG-Post": "#dd8452"}
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    bars = ax.bar(
+    best = None if oracle is None else oracle.metrics[metric]
+    return bar_chart(
         [r.name for r in rows],
         [r.metrics[metric] for r in rows],
-        color=[colours.get(r.name, "#8da0cb") for r in rows],
+        colours=[colours.get(r.name, "#8da0cb") for r in rows],
+        title=title,
+        ylabel=f"{metric} ({'lower' if lower else 'higher'} is better)",
+        reference=None if best is None else (best, f"oracle over the pool: {best:.3f}"),
     )
-    ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    if oracle is not None:
-        value = oracle.metrics[metric]
-        ax.axhline(
-            value, color="#55a868", linestyle="--", linewidth=1.2, label=f"oracle over the pool: {value:.3f}"
-        )
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set_ylabel(f"{metric} ({'lower' if lower else 'higher'} is better)")
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def _examples_key(examples: Sequence[Any]) -> str:
@@ -493,7 +475,7 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
         peak_rss_gib=peak_rss_gib,
     )
     chart_title = f"persona-rag demo (sample task): {len(test)} held-out test questions, reader {reader_name}"
-    chart = bar_chart(results, metric, chart_title, lower=task.lower_is_better)
+    chart = _chart(results, metric, chart_title, lower=task.lower_is_better)
     chart_path = atomic_write_bytes(out / "demo.png", chart)
     console.print(f"results: {json_path}; chart: {chart_path}")
     stages = ", ".join(f"{stage} {seconds / 60:.1f}" for stage, seconds in stage_seconds.items())

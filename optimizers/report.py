@@ -39,6 +39,7 @@ from typing import Any
 import dspy
 
 from optimizers.feedback import SIGNALS, Feedback, PoolFeedback, Signal
+from optimizers.plots import panel_chart
 from optimizers.reader import reader_training_ids
 from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from optimizers.rspg import RSPG, RSPGConfig, member_metrics, parsed_pool_outputs, pool_selection_metrics
@@ -520,33 +521,14 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def bar_chart(report: Report) -> bytes:
+def chart(report: Report) -> bytes:
     """One panel per (split, task metric), one bar per method (PNG bytes)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    task_metrics = _task_metrics(report)
-    panels = [(split, metric) for split in report.splits.values() for metric in task_metrics]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
-    for ax, (split, metric) in zip(axes[0], panels):
-        columns = list(split.metrics)
-        bars = ax.bar(
-            columns, [split.metrics[c][metric] for c in columns], color=[_color(c) for c in columns]
-        )
-        ax.bar_label(bars, fmt="%.3f", fontsize=7)
-        ax.set_title(f"{split.split} ({split.n}): {metric}")
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(report.task)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    panels = [
+        (f"{split.split} ({split.n}): {metric}", {c: row[metric] for c, row in split.metrics.items()})
+        for split in report.splits.values()
+        for metric in _task_metrics(report)
+    ]
+    return panel_chart(panels, colour=_color, title=report.task)
 
 
 def _color(column: str) -> str:
@@ -563,6 +545,6 @@ def write_report(report: Report, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     return {
         "markdown": atomic_write_text(out / "table.md", markdown_table(report)),
-        "chart": atomic_write_bytes(out / "table.png", bar_chart(report)),
+        "chart": atomic_write_bytes(out / "table.png", chart(report)),
         "json": atomic_write_json(out / "report.json", asdict(report)),
     }

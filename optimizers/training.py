@@ -41,6 +41,7 @@ import torch
 
 from optimizers import distributed
 from optimizers.metric import Metric, metric_score
+from optimizers.plots import curves
 from persona_rag.errors import (
     ConfigError,
     DataError,
@@ -59,7 +60,6 @@ __all__ = [
     "TrainingConfig",
     "TrainingResult",
     "config_dict",
-    "plot_history",
     "refuse_unused_compile_arguments",
     "validation_scores",
 ]
@@ -446,7 +446,7 @@ class Trainer:
         self._save_state(optimizer, scheduler, progress, finished=finished)
         if main:
             atomic_write_json(self.out / "history.json", progress["history"])
-            plot_history(progress["history"], self.out / "curves.png", title=self.name)
+            atomic_write_bytes(self.out / "curves.png", curves(progress["history"], title=self.name))
             logger.info("%s epoch %d: %s", self.name, epoch, record)
         distributed.barrier()  # the best weights are on disk before any process reads them back
 
@@ -490,31 +490,6 @@ def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     old, new = saved.get("config") or {}, now["config"]
     changed = [f"config.{key}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
     return changed + [part for part in ("data", "base") if saved.get(part) != now[part]]
-
-
-def plot_history(history: Sequence[dict[str, float]], path: str | Path, *, title: str = "") -> Path:
-    """Training curves: one panel per recorded quantity against the epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in dict.fromkeys(k for row in history for k in row) if k not in ("epoch", "step")]
-    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        points = [(row["epoch"], row[key]) for row in history if key in row]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def config_dict(config: Any) -> dict[str, Any]:

@@ -28,8 +28,9 @@ CHROMA = Path(sys.executable).parent / "chroma"
 SERVER_START_TIMEOUT = 60.0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def encoder() -> TextEncoder:
+    """One encoder for every store test (loading it takes seconds)."""
     return TextEncoder()  # `embedded_texts` records what the store asks of it, cache or not
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from optimizers.feedback.signals import SIGNALS, Signal
-from optimizers.training import TrainingConfig
+from optimizers.training.config import TrainingConfig
 from persona_rag.errors import require_at_least, require_one_of
 
 __all__ = ["FeedbackTrainingConfig"]

@@ -8,6 +8,7 @@ from pathlib import Path
 __all__ = ["POOL", "ROW_NAMES", "DemoConfig"]
 
 POOL = ("none", "recency", "bm25", "dense")
+"""The untuned retrievers: the reader's fine-tune fills its prompts with each, the selector picks."""
 ROW_NAMES = {
     "none": "NoPers",
     "recency": "Recency",
@@ -17,6 +18,7 @@ ROW_NAMES = {
     "ropg-kd": "ROPG-KD",
     "rspg-post": "RSPG-Post",
 }
+"""The results table's name of each row, by the retriever or stage that answered it."""
 
 
 @dataclass(kw_only=True)

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from optimizers.demo import ROW_NAMES
+from optimizers.demo.config import ROW_NAMES
 from persona_rag.evaluation import EvaluationResult, results_table
 
 

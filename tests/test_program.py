@@ -15,9 +15,8 @@ from persona_rag import (
     ProfileStore,
     RecencyRetriever,
 )
-from persona_rag.errors import ConfigError, StateError
+from persona_rag.errors import ConfigError, GenerationError, StateError
 from persona_rag.evaluation import evaluate_program
-from persona_rag.generator import GenerationError
 
 QUESTION = (
     "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 "

@@ -40,7 +40,7 @@ def clip(text: str, tokens: int, *, keep: Literal["start", "end"] = "start") -> 
     no size limit: one 50 MB item took 7.2 GiB and 84 s to encode for dense retrieval. Every
     consumer with a token limit (the dense encoder, the selector, the prompt budget) hands the
     tokenizer at most ``MAX_CHARS_PER_TOKEN`` characters per token it keeps, which changes nothing
-    for ordinary text (``tests/test_tasks.py``).
+    for ordinary text (``tests/tasks/test_truncation.py``).
     """
     limit = max(tokens, 0) * MAX_CHARS_PER_TOKEN
     if len(text) <= limit:

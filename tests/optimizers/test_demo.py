@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from optimizers.demo import ROW_NAMES
+from optimizers.demo.config import ROW_NAMES
 from optimizers.feedback import Feedback
 from optimizers.training import Trainer
 from persona_rag.cli import main

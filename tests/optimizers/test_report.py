@@ -133,7 +133,7 @@ def test_table_and_json_say_how_answers_were_parsed(tmp_path, parsing):
 def test_set_pl_trains_on_ropgs_questions_and_validation(scripted_lm, tmp_path, monkeypatch):
     """The Set-PL row is trained on exactly the questions and validation ROPG's rows are (the
     selectors come after; the run is stopped there)."""
-    from optimizers import report as report_module
+    from optimizers.report import run as report_module
 
     seen = {}
 

@@ -1,4 +1,4 @@
-"""ProfileStore: users' profiles in Chroma, embedded by default, a Chroma server by URL.
+"""ProfileStore: users' profiles in Chroma, one collection per user.
 
 Each user gets a collection of their own, so a query for user A cannot return user B's items
 (isolation by construction, not by a metadata filter). Embeddings always come from our encoder:
@@ -17,34 +17,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
-import torch
 
 from persona_rag.dates import timestamp
 from persona_rag.encoders import DEFAULT_ENCODER, TextEncoder, shared_encoder
-from persona_rag.errors import ConfigError, DataError, PersonaRAGError, StoreError
+from persona_rag.errors import ConfigError, DataError, StoreError
 from persona_rag.retrievers.base import Hit, RetrievalResult
+from persona_rag.store.chroma import chroma_errors, connect
+from persona_rag.store.fingerprint import encoder_fingerprint
 from persona_rag.tasks import Document, TaskSpec, get_task
 
-__all__ = ["NAMESPACE_RULE", "TOKEN_ENV", "ProfileStore", "encoder_fingerprint"]
+__all__ = ["NAMESPACE_RULE", "ProfileStore"]
 
 logger = logging.getLogger(__name__)
-
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
-TOKEN_ENV = "PERSONA_RAG_CHROMA_TOKEN"
-"""Environment variable with the bearer token for a Chroma server (read from the environment only:
-a command-line flag would show in ``ps`` and shell history)."""
 
 # Collection names are ``{namespace}-{32 hex digits}``; Chroma allows 3-512 characters of
 # [a-zA-Z0-9._-] that start and end with a letter or digit and contain no "..".
@@ -53,10 +45,6 @@ NAMESPACE_RULE = (
     "a namespace is 1-479 characters of letters, digits, '.', '_' or '-', starting with a letter "
     "or digit, without '..'"
 )
-_TOKEN_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
-OPEN_LOCK = ".persona-rag-open.lock"
-"""File inside an embedded store that serialises opening it across processes."""
-OPEN_TIMEOUT_S = 300
 
 
 def _digest(text: str) -> str:
@@ -82,51 +70,6 @@ def _before_stamp(before: str | datetime) -> float:
     if stamp is None:
         raise ConfigError(f"before={before!r} is not a date (expected e.g. 2001-03-09T12:00:00Z)")
     return stamp
-
-
-# ------------------------------------------------------------------------- encoder fingerprints
-_FINGERPRINTS: weakref.WeakKeyDictionary[TextEncoder, tuple[tuple[int, ...], str]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def encoder_fingerprint(encoder: TextEncoder) -> str:
-    """A content hash of what an embedding depends on: weights, tokenizer and pooling settings.
-
-    Two checkpoints in folders of the same name, or a checkpoint retrained in place, get different
-    fingerprints, so the store re-embeds (or refuses to search) instead of comparing vectors of two
-    encoders. Hashing MiniLM's weights takes about 0.25 s, so the result is cached per encoder
-    object and recomputed only when a weight was changed in place since (torch counts in-place
-    changes in ``Tensor._version``).
-    """
-    state = encoder.model.state_dict()
-    versions = tuple(tensor._version for tensor in state.values())
-    cached = _FINGERPRINTS.get(encoder)
-    if cached is not None and cached[0] == versions:
-        return cached[1]
-    digest = hashlib.sha256()
-    settings = {
-        "model": type(encoder.model).__name__,
-        "pooling": "mean",
-        "normalize": encoder.normalize,
-        "max_length": encoder.max_length,
-    }
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    backend = getattr(encoder.tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # a fast tokenizer: vocabulary, normaliser, pre-tokeniser, post-processor
-        spec = json.loads(backend.to_str())
-        for key in ("truncation", "padding"):  # set by each call, not part of the tokenizer
-            spec.pop(key, None)
-    else:
-        spec = encoder.tokenizer.get_vocab()
-    digest.update(json.dumps(spec, sort_keys=True).encode())
-    for name, tensor in sorted(state.items()):
-        data = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}:{data.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes())
-    fingerprint = digest.hexdigest()[:32]
-    _FINGERPRINTS[encoder] = (versions, fingerprint)
-    return fingerprint
 
 
 class ProfileStore:
@@ -169,60 +112,11 @@ class ProfileStore:
         self.fingerprint = encoder_fingerprint(self.encoder)
         self.namespace = namespace
         self.location = url or str(path)
-        self.client = self._connect(path, url)
+        self.client = connect(path, url, self.location)
 
-    def _connect(self, path: str | Path | None, url: str | None) -> Any:
-        import chromadb
-        from chromadb.config import Settings
-
-        if not url:
-            if path is None:
-                raise ConfigError("give path= for the embedded store or url= for a Chroma server")
-            from filelock import FileLock, Timeout
-
-            # Chroma creates its tables when a store is first opened, without a cross-process
-            # lock: processes opening a new store together fail ("table collections already
-            # exists", "database is locked"). One opener at a time; reads and writes after that
-            # are Chroma's own business.
-            lock = FileLock(str(Path(path) / OPEN_LOCK), timeout=OPEN_TIMEOUT_S)
-            with self._chroma("opening the embedded store"):
-                Path(path).mkdir(parents=True, exist_ok=True)
-                try:
-                    with lock:
-                        return chromadb.PersistentClient(
-                            path=str(path), settings=Settings(anonymized_telemetry=False)
-                        )
-                except Timeout:
-                    raise StoreError(
-                        f"{self.location}: waited {OPEN_TIMEOUT_S} s for another process to finish "
-                        f"opening this store (lock file {OPEN_LOCK})"
-                    ) from None
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(f"not a Chroma server URL: {url!r} (expected http://host:port)")
-        token = os.environ.get(TOKEN_ENV)
-        auth = {"chroma_client_auth_provider": _TOKEN_PROVIDER, "chroma_client_auth_credentials": token}
-        settings = Settings(anonymized_telemetry=False, **(auth if token else {}))
-        try:
-            return chromadb.HttpClient(
-                host=parsed.hostname,
-                port=parsed.port or 8000,
-                ssl=parsed.scheme == "https",
-                settings=settings,
-            )
-        except Exception as error:
-            raise StoreError(f"cannot use the Chroma server {url}: {_diagnose(url, token, error)}") from error
-
-    @contextmanager
-    def _chroma(self, action: str) -> Iterator[None]:
-        """Any Chroma failure (server gone, disk full, refused token) is a :class:`StoreError`
-        naming the store: never mistaken for an empty profile."""
-        try:
-            yield
-        except PersonaRAGError:
-            raise
-        except Exception as error:
-            raise StoreError(f"{self.location}: {action}: {type(error).__name__}: {error}") from error
+    def _chroma(self, action: str) -> AbstractContextManager[None]:
+        """Chroma failures while doing ``action`` on this store, as errors that name it."""
+        return chroma_errors(self.location, action)
 
     # ------------------------------------------------------------------------- collections
     def _name(self, user_id: str) -> str:
@@ -482,19 +376,3 @@ class ProfileStore:
 
     def __repr__(self) -> str:
         return f"ProfileStore({self.location!r}, task={self.task.name!r}, encoder={self.encoder.name!r})"
-
-
-def _diagnose(url: str, token: str | None, error: BaseException) -> str:
-    """Why a Chroma server could not be used, in words that say what to do (never the token)."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/api/v2/tenants/default_tenant", headers=headers, timeout=5)
-    except httpx.HTTPError:
-        return f"nothing answers there ({error}); start it with `chroma run` or fix the URL"
-    if response.status_code in (401, 403):
-        if token:
-            return f"HTTP {response.status_code}: the server refused the token in ${TOKEN_ENV}"
-        return f"HTTP {response.status_code}: the server wants a token; set ${TOKEN_ENV}"
-    return f"{type(error).__name__}: {error}"

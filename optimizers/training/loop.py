@@ -2,18 +2,10 @@
 
 Adam(W) with linear warm-up then linear decay, gradient clipping, gradient accumulation to an
 effective batch, validation after every epoch with early stopping, the best weights written
-atomically, and a resumable state: an interrupted run started again with the same output
-directory continues where its last checkpoint left off, repeating no finished optimizer step.
-Per-epoch losses and validation metrics go to ``history.json`` and ``curves.png``.
-
-The resume state (``state/``, replaced atomically as a whole) loads without running code:
-tensors (weights, optimizer moments, torch's RNG) in ``trainer.pt`` read with
-``torch.load(weights_only=True)``, everything else (progress, history, scheduler, Python's RNG)
-in ``trainer.json``. A finished run keeps ``trainer.json`` alone, so a rerun returns at once
-without gigabytes of optimizer state left on disk. It records the run's fingerprint (the
-settings that shape the result, a hash of the training items, and the base model's fingerprint):
-a run started into a folder that holds a different run stops with a clear error instead of
-returning the old model, unless ``resume=False`` (``--overwrite``) asks to start fresh.
+atomically, and a resumable state (:mod:`optimizers.training.state`): an interrupted run started
+again with the same output directory continues where its last checkpoint left off, repeating no
+finished optimizer step. Per-epoch losses and validation metrics go to ``history.json`` and
+``curves.png``.
 
 Under ``torchrun`` or ``accelerate launch`` (see :mod:`optimizers.distributed`) each process
 computes its share of every optimizer step's micro-batches and the gradients are summed over the
@@ -31,105 +23,26 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import dspy
 import numpy as np
 import torch
 
 from optimizers import distributed
-from optimizers.metric import Metric, metric_score
-from persona_rag.errors import (
-    ConfigError,
-    DataError,
-    StateError,
-    require_at_least,
-    require_fraction,
-    require_positive,
-)
-from persona_rag.evaluation import evaluate_program
+from optimizers.plots import curves
+from optimizers.training.config import TrainingConfig
+from optimizers.training.state import read_state, restore_state, write_state
+from persona_rag.errors import DataError
 from persona_rag.fingerprint import stable_hash
-from persona_rag.io import atomic_directory, atomic_write_bytes, atomic_write_json
-from persona_rag.program import PersonalizedRAG
+from persona_rag.io import atomic_write_bytes, atomic_write_json
 
-__all__ = [
-    "Trainer",
-    "TrainingConfig",
-    "TrainingResult",
-    "config_dict",
-    "plot_history",
-    "refuse_unused_compile_arguments",
-    "validation_scores",
-]
+__all__ = ["Trainer", "TrainingResult", "stable_seed"]
 
 logger = logging.getLogger(__name__)
 
 LossOutput = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
-_STATE_FORMAT = 1  # of state/trainer.json; a pickled trainer.pt alone (before) is never loaded
-
-
-@dataclass(kw_only=True)
-class TrainingConfig:
-    """Settings every trainer shares (the paper's defaults where it states them).
-
-    Attributes:
-        output_dir: where the best weights (``best/``), the resume state (``state/``),
-            ``history.json`` and ``curves.png`` go.
-        learning_rate: peak learning rate (paper: 1e-5).
-        epochs: passes over the training set (paper: 10 for retrievers, 20 for selectors).
-        batch_size: examples per forward pass.
-        gradient_accumulation_steps: forward passes per optimizer step (paper: effective 64), in
-            total over the processes of a launch (best a multiple of their number).
-        warmup_ratio: share of optimizer steps with linear warm-up (paper: 5%).
-        max_grad_norm: gradient clipping (paper: 1.0).
-        weight_decay: AdamW weight decay (paper: none, i.e. Adam).
-        patience: stop after this many epochs without a better validation score (``None``: never).
-        checkpoint_every: optimizer steps between resume checkpoints (also saved every epoch).
-        resume: continue from ``output_dir/state`` when it holds this same run (settings, data,
-            base model); a different run there is an error. ``False`` starts fresh and replaces
-            that state (the CLI's ``--overwrite``).
-        seed: shuffling and initialisation seed.
-        progress: show a progress bar.
-    """
-
-    output_dir: str | Path = "runs/train"
-    learning_rate: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 8
-    warmup_ratio: float = 0.05
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    patience: int | None = 3
-    checkpoint_every: int = 20
-    resume: bool = True
-    seed: int = 0
-    progress: bool = True
-
-    run_only: ClassVar[frozenset[str]] = frozenset({"output_dir", "checkpoint_every", "resume", "progress"})
-    """Fields that do not change what a run computes, left out of its fingerprint."""
-
-    def __post_init__(self) -> None:
-        """Refuse settings that cannot train, naming the field, before any model loads.
-
-        >>> TrainingConfig(epochs=0)
-        Traceback (most recent call last):
-        persona_rag.errors.ConfigError: TrainingConfig: epochs=0; expected a number of at least 1
-        """
-        require_at_least(self, 1, "epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every")
-        require_at_least(self, 0, "patience", "weight_decay")
-        require_positive(self, "learning_rate", "max_grad_norm")
-        require_fraction(self, "warmup_ratio")
-
-    @property
-    def effective_batch_size(self) -> int:
-        return self.batch_size * self.gradient_accumulation_steps
-
-    def identity(self) -> dict[str, Any]:
-        """The settings that shape the trained weights (all fields but :attr:`run_only`)."""
-        return {k: v for k, v in config_dict(self).items() if k not in self.run_only}
 
 
 @dataclass
@@ -149,22 +62,6 @@ class TrainingResult:
     best_dir: Path | None = None
     steps: int = 0
     step_seconds: float = 0.0
-
-
-def refuse_unused_compile_arguments(optimizer: object, teacher: Any, extra: dict[str, Any]) -> None:
-    """Refuse the arguments of DSPy's ``Teleprompter.compile`` that an optimizer here does not use.
-
-    The signature keeps ``teacher=`` and ``**kwargs`` so DSPy's composers (``BetterTogether``)
-    call these optimizers as any other, but a teacher program or an option that is silently
-    ignored would let a caller believe it shaped the result.
-
-    >>> refuse_unused_compile_arguments(object(), None, {"max_rounds": 2})
-    Traceback (most recent call last):
-    persona_rag.errors.ConfigError: object.compile() does not use max_rounds=
-    """
-    unused = [f"{name}=" for name in extra] + (["teacher="] if teacher is not None else [])
-    if unused:
-        raise ConfigError(f"{type(optimizer).__name__}.compile() does not use {', '.join(unused)}")
 
 
 class Trainer:
@@ -238,82 +135,34 @@ class Trainer:
     def _save_state(
         self, optimizer: Any, scheduler: Any, progress: dict[str, Any], *, finished: bool = False
     ) -> None:
-        """Write the resume state. A finished run keeps ``trainer.json`` alone: a rerun only needs
-        to know there is nothing left to train, and the weights with Adam's two moments are three
-        times the model on disk (4 GB for a 360M reader) that nothing would read again."""
-        if not distributed.is_main():  # every process holds the same weights and progress
+        """Write the resume state (:func:`~optimizers.training.state.write_state`), from the main
+        process only: every process holds the same weights and progress."""
+        if not distributed.is_main():
             return
-        version, internal, gauss = random.getstate()
-        with atomic_directory(self._state_dir) as temporary:  # both files or neither
-            # Streamed into the new folder: serialised in memory first (and copied out of the
-            # buffer), the weights and Adam moments took three times their size at once.
-            if not finished:
-                torch.save(
-                    {
-                        "model": self.module.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                    },
-                    temporary / "trainer.pt",
-                )
-            atomic_write_json(
-                temporary / "trainer.json",
-                {
-                    "format": _STATE_FORMAT,
-                    "run": self._run,
-                    "progress": progress,
-                    "scheduler": scheduler.state_dict(),
-                    "python_rng": [version, list(internal), gauss],
-                    "finished": finished,
-                },
-            )
+        write_state(
+            self._state_dir,
+            module=self.module,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            run=self._run,
+            progress=progress,
+            finished=finished,
+        )
 
     def _load_state(self, optimizer: Any, scheduler: Any) -> dict[str, Any] | None:
+        """The progress to continue from: ``None`` to start fresh (``resume=False`` or no state),
+        a finished run's progress as it is, else the state restored into the weights, the
+        optimizer and the scheduler."""
         if not (self.config.resume and self._state_dir.exists()):
             return None
-        state = self._read_state()
-        tensors_file = self._state_dir / "trainer.pt"
-        if state.get("finished") and not tensors_file.exists():
+        state = read_state(self._state_dir, self._run)
+        if state.get("finished") and not (self._state_dir / "trainer.pt").exists():
             logger.info("%s: finished already; its best weights are in %s", self.name, self.out / "best")
             return state["progress"]
-        try:  # weights_only: tensors and plain containers, never code
-            tensors = torch.load(tensors_file, map_location="cpu", weights_only=True)
-            self.module.load_state_dict(tensors["model"])
-            optimizer.load_state_dict(tensors["optimizer"])
-            torch.set_rng_state(tensors["torch_rng"])
-        except Exception as error:
-            raise StateError(
-                f"{tensors_file}: not a persona-rag resume state: it does not load as plain tensors "
-                f"({type(error).__name__}), and it is never unpickled, as that can run code. Start fresh "
-                "with --overwrite (resume=False) or use another output folder"
-            ) from error
-        scheduler.load_state_dict(state["scheduler"])
-        version, internal, gauss = state["python_rng"]
-        random.setstate((version, tuple(internal), gauss))
+        restore_state(self._state_dir, state, module=self.module, optimizer=optimizer, scheduler=scheduler)
         progress = state["progress"]
         logger.info("resuming %s at epoch %d, step %d", self.name, progress["epoch"], progress["step"])
         return progress
-
-    def _read_state(self) -> dict[str, Any]:
-        """``trainer.json``, checked to belong to this run before anything is loaded."""
-        path = self._state_dir / "trainer.json"
-        fresh = "Start fresh with --overwrite (resume=False), or use another output folder"
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise StateError(
-                f"{path}: unreadable resume state ({error}); a state written by an older persona-rag "
-                f"(one pickled trainer.pt) is never loaded, as unpickling can run code. {fresh}"
-            ) from error
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise StateError(f"{path}: not a persona-rag resume state (format {_STATE_FORMAT}). {fresh}")
-        changed = _differences(state.get("run") or {}, self._run)
-        if changed:
-            raise StateError(
-                f"{path}: this folder holds another run (it differs in {', '.join(changed)}); resuming it "
-                f"would return that run's model. {fresh}"
-            )
-        return state
 
     # ------------------------------------------------------------------------------------ fit
     def fit(self, items: Sequence[Any]) -> TrainingResult:
@@ -446,7 +295,7 @@ class Trainer:
         self._save_state(optimizer, scheduler, progress, finished=finished)
         if main:
             atomic_write_json(self.out / "history.json", progress["history"])
-            plot_history(progress["history"], self.out / "curves.png", title=self.name)
+            atomic_write_bytes(self.out / "curves.png", curves(progress["history"], title=self.name))
             logger.info("%s epoch %d: %s", self.name, epoch, record)
         distributed.barrier()  # the best weights are on disk before any process reads them back
 
@@ -483,66 +332,3 @@ def _add_sums(progress: dict[str, Any], parts: Sequence[dict[str, Any]]) -> None
         progress["count"] += part["count"]
         for key, value in part["sums"].items():
             sums[key] = sums.get(key, 0.0) + value
-
-
-def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """What differs between two run fingerprints: config fields by name, then data and base."""
-    old, new = saved.get("config") or {}, now["config"]
-    changed = [f"config.{key}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
-    return changed + [part for part in ("data", "base") if saved.get(part) != now[part]]
-
-
-def plot_history(history: Sequence[dict[str, float]], path: str | Path, *, title: str = "") -> Path:
-    """Training curves: one panel per recorded quantity against the epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in dict.fromkeys(k for row in history for k in row) if k not in ("epoch", "step")]
-    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        points = [(row["epoch"], row[key]) for row in history if key in row]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
-def config_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready view of a config dataclass (paths as strings)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
-
-
-def validation_scores(
-    program: PersonalizedRAG,
-    valset: Sequence[dspy.Example],
-    batch_size: int = 16,
-    *,
-    metric: Metric | None = None,
-) -> dict[str, float]:
-    """Mean Eval (``score``, higher is better) and the task's metrics of ``program`` on ``valset``.
-
-    The run is :func:`~persona_rag.evaluation.evaluate_program`'s, so validation reads answers as
-    evaluation does, and a failed LLM call costs its example (scored as an empty answer), not the
-    training run. With a user's ``metric`` (:mod:`optimizers.metric`), ``score`` is its mean
-    instead, so the checkpoint is chosen by what the run was trained for.
-    """
-    result = evaluate_program(program, valset, name="validation", batch_size=batch_size, progress=False)
-    task = program.task
-    if metric is None:
-        values = [task.eval(str(p["gold"]), p["output"]) for p in result.predictions]
-    else:
-        values = [
-            metric_score(metric, ex, p["output"], p["raw_output"] or "")
-            for ex, p in zip(valset, result.predictions)
-        ]
-    return {"score": sum(values) / len(valset), **result.metrics}

@@ -28,11 +28,10 @@ the member its selector picks (what the program would generate, as generation is
 from __future__ import annotations
 
 import json
-import logging
 import resource
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,18 @@ import dspy
 
 from optimizers.feedback import SIGNALS, Feedback, PoolFeedback, Signal
 from optimizers.reader import reader_training_ids
+from optimizers.report.results import (
+    COLUMNS,
+    FIXED_COLUMNS,
+    MEMBER_COLUMNS,
+    ROPG_COLUMNS,
+    ROPG_START,
+    SET_COLUMN,
+    SET_RIVAL,
+    Report,
+    SplitReport,
+)
+from optimizers.report.tables import write_report
 from optimizers.ropg import ROPG_KD, ROPG_RL, ROPGConfig, ROPGKDConfig
 from optimizers.rspg import RSPG, RSPGConfig, member_metrics, parsed_pool_outputs, pool_selection_metrics
 from optimizers.set_pl import SetPL, SetPLConfig
@@ -47,7 +58,7 @@ from optimizers.training import TrainingResult, config_dict
 from persona_rag.data import carve_validation, check_disjoint
 from persona_rag.errors import ConfigError, ProgramError, require_at_least, require_one_of, require_positive
 from persona_rag.evaluation import oracle_metrics
-from persona_rag.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from persona_rag.io import atomic_write_json
 from persona_rag.portable import write_portable_json
 from persona_rag.program import PersonalizedRAG
 from persona_rag.retrievers import (
@@ -59,33 +70,9 @@ from persona_rag.retrievers import (
     Retriever,
 )
 from persona_rag.selector import Selector
-from persona_rag.significance import format_difference, significance_against
-from persona_rag.tasks import PARSING_NOTES
+from persona_rag.significance import significance_against
 
-__all__ = [
-    "COLUMNS",
-    "FIXED_COLUMNS",
-    "ROPG_START",
-    "SET_COLUMN",
-    "SET_RIVAL",
-    "Report",
-    "ReportConfig",
-    "SplitReport",
-    "run_report",
-]
-
-logger = logging.getLogger(__name__)
-
-FIXED_COLUMNS = ("NoPers", "Random", "Recency", "BM25", "Dense")
-ROPG_COLUMNS = ("ROPG-RL", "ROPG-KD")
-ROPG_START = "Dense"
-"""The fixed column ROPG's rows are also compared with: the untuned retriever they tune."""
-SET_COLUMN, SET_RIVAL = "Set-PL", "ROPG-KD"
-"""The set-level row, and the item-level row it is also compared with."""
-COLUMNS = (*FIXED_COLUMNS, *ROPG_COLUMNS, SET_COLUMN, "RSPG-Pre", "RSPG-Post", "Oracle")
-_MEMBER_COLUMNS = {"none": "NoPers", "random": "Random", "recency": "Recency", "bm25": "BM25",
-                   "dense": "Dense", "ropg-rl": "ROPG-RL", "ropg-kd": "ROPG-KD",
-                   "set-pl": SET_COLUMN}  # fmt: skip
+__all__ = ["ReportConfig", "run_report"]
 
 
 @dataclass(kw_only=True)
@@ -167,58 +154,6 @@ class ReportConfig:
         require_positive(self, "ropg_learning_rate", "rspg_learning_rate")
         require_one_of(self, "signal", SIGNALS)
         require_one_of(self, "kd_signal", (None, *SIGNALS))
-
-
-@dataclass
-class SplitReport:
-    """What :func:`run_report` measured on one reported split.
-
-    Attributes:
-        split: the split's name.
-        n: questions.
-        metrics: per column (``COLUMNS``), the task metrics plus ``score`` (mean Eval).
-        success_rate: per selector column, the selection success rate (Table 4).
-        oracle_worst: the metrics of always picking the worst pool member (the lower bound).
-        baseline: the best fixed retriever on this split by the task's primary metric.
-        significance: per column, per metric, the paired difference against ``baseline``
-            (``system``, ``baseline``, ``difference``, ``low``, ``high``, ``p_value``, ``better``).
-        against_start: the same for ROPG-RL, ROPG-KD and Set-PL against :data:`ROPG_START`
-            (Dense), the untuned retriever they tune.
-        against_rival: the same for Set-PL against :data:`SET_RIVAL` (ROPG-KD).
-    """
-
-    split: str
-    n: int
-    metrics: dict[str, dict[str, float]]
-    success_rate: dict[str, float]
-    oracle_worst: dict[str, float]
-    baseline: str
-    significance: dict[str, dict[str, dict[str, Any]]]
-    against_start: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    against_rival: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    """A whole comparison.
-
-    Attributes:
-        task: the task name.
-        splits: per reported split, its results.
-        protocol: what was trained and validated on (counts, and the check that no reported
-            question was among them).
-        training: per trained stage, its cost (feedback calls and seconds, optimizer steps and
-            seconds, their rates) and its best epoch.
-        seconds: wall time per stage.
-        parsing: how answers were read and scored (``TaskSpec.parsing``), said in ``table.md``.
-    """
-
-    task: str
-    splits: dict[str, SplitReport]
-    protocol: dict[str, Any]
-    training: dict[str, dict[str, Any]]
-    seconds: dict[str, float]
-    parsing: str = "lamp"
 
 
 def _stage_cost(
@@ -401,8 +336,8 @@ def _score(
     names = list(rows[0].names)
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
     parsed = parsed_pool_outputs(task, examples, rows)
-    answers = {_MEMBER_COLUMNS[n]: parsed[n] for n in names}
-    metrics = {_MEMBER_COLUMNS[n]: values for n, values in member_metrics(task, examples, rows).items()}
+    answers = {MEMBER_COLUMNS[n]: parsed[n] for n in names}
+    metrics = {MEMBER_COLUMNS[n]: values for n, values in member_metrics(task, examples, rows).items()}
     pool_rows = [row.members(pool_names) for row in rows]
     success: dict[str, float] = {}
     for mode, selector in selectors.items():
@@ -437,132 +372,3 @@ def _score(
     return SplitReport(
         split, len(examples), metrics, success, worst, baseline, significance, against_start, against_rival
     )
-
-
-def _task_metrics(report: Report) -> list[str]:
-    first = next(iter(report.splits.values()))
-    return [k for k in first.metrics["NoPers"] if k != "score"]
-
-
-def markdown_table(report: Report) -> str:
-    """Per split: Table 3's layout (one row per metric, one column per method; ``*`` marks a
-    significant improvement over the best fixed retriever, ``†`` that baseline), the paired
-    differences behind the marks, then Tables 4 and 5."""
-    task_metrics = _task_metrics(report)
-    lines = [
-        f"Task {report.task}. Validation: {report.protocol['val_rule']}; reported splits unseen.",
-        f"Parsing: {report.parsing} ({PARSING_NOTES[report.parsing]}).",
-    ]
-    for split in report.splits.values():
-        lines += [
-            "",
-            f"### {split.split}: {split.n} questions (* p < 0.05 better than {split.baseline} †)",
-            "",
-            "| metric | " + " | ".join(split.metrics) + " |",
-            "|---|" + "---|" * len(split.metrics),
-        ]
-        for metric in [*task_metrics, "score"]:
-            cells = []
-            for column in split.metrics:
-                mark = "†" if column == split.baseline else ""
-                tested = split.significance.get(column, {}).get(metric)
-                if tested and tested["better"]:
-                    mark = "*"
-                cells.append(f"{split.metrics[column][metric]:.3f}{mark}")
-            label = "mean Eval" if metric == "score" else metric
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += _differences(f"vs {split.baseline}", split.significance, task_metrics)
-        if split.against_start:
-            title = f"vs {ROPG_START} (ROPG's untuned start)"
-            lines += _differences(title, split.against_start, task_metrics)
-        if split.against_rival:
-            title = f"vs {SET_RIVAL} (items scored one by one)"
-            lines += _differences(title, split.against_rival, task_metrics)
-        lines += ["", "| selection success rate | " + " | ".join(split.success_rate) + " |"]
-        lines += ["|---|" + "---|" * len(split.success_rate)]
-        lines += ["| | " + " | ".join(f"{v:.3f}" for v in split.success_rate.values()) + " |"]
-        lines += ["", "| oracle bounds | " + " | ".join(task_metrics) + " |"]
-        lines += ["|---|" + "---|" * len(task_metrics)]
-        for label, values in (
-            ("best member (upper)", split.metrics["Oracle"]),
-            ("worst member (lower)", split.oracle_worst),
-        ):
-            lines.append(f"| {label} | " + " | ".join(f"{values[m]:.3f}" for m in task_metrics) + " |")
-    if report.training:
-        lines += [
-            "",
-            "| stage | feedback calls | calls/s | optimizer steps | steps/s | best epoch | peak RSS (GiB) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for stage, cost in report.training.items():
-            cells = [cost["feedback_calls"], cost["feedback_calls_per_second"], cost["steps"]]
-            cells += [cost["steps_per_second"], cost["best_epoch"], cost.get("peak_rss_gib")]
-            lines.append(f"| {stage} | " + " | ".join(_cell(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _differences(
-    title: str, tested: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: list[str]
-) -> list[str]:
-    """A table of paired differences (one row per system), ``*`` where significantly better."""
-    lines = ["", f"| {title} | " + " | ".join(f"{m} diff [95% CI] p" for m in metrics) + " |"]
-    lines.append("|---|" + "---|" * len(metrics))
-    for column, by_metric in tested.items():
-        if column == "Oracle":
-            continue
-        lines.append(f"| {column} | " + " | ".join(format_difference(by_metric[m]) for m in metrics) + " |")
-    return lines
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def bar_chart(report: Report) -> bytes:
-    """One panel per (split, task metric), one bar per method (PNG bytes)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    task_metrics = _task_metrics(report)
-    panels = [(split, metric) for split in report.splits.values() for metric in task_metrics]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
-    for ax, (split, metric) in zip(axes[0], panels):
-        columns = list(split.metrics)
-        bars = ax.bar(
-            columns, [split.metrics[c][metric] for c in columns], color=[_color(c) for c in columns]
-        )
-        ax.bar_label(bars, fmt="%.3f", fontsize=7)
-        ax.set_title(f"{split.split} ({split.n}): {metric}")
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(report.task)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _color(column: str) -> str:
-    """Grey for fixed retrievers, blue for tuned ones, orange for selectors, green for the oracle."""
-    if column in FIXED_COLUMNS:
-        return "#999999"
-    if column.startswith("RSPG"):
-        return "#dd8452"
-    return "#55a868" if column == "Oracle" else "#4c72b0"
-
-
-def write_report(report: Report, out: str | Path) -> dict[str, Path]:
-    """``table.md``, ``table.png`` and ``report.json``, each written atomically."""
-    out = Path(out)
-    return {
-        "markdown": atomic_write_text(out / "table.md", markdown_table(report)),
-        "chart": atomic_write_bytes(out / "table.png", bar_chart(report)),
-        "json": atomic_write_json(out / "report.json", asdict(report)),
-    }

@@ -1,35 +1,25 @@
 """The generator: a task prompt in, the user's answer out, through any ``dspy.LM``.
 
-It wraps one ``dspy.Predict`` whose signature is ``prompt -> output``. The LaMP prompts are
-complete instructions already, so the :class:`PromptAdapter` sends the prompt as the user turn
-(with the signature's instructions as the system turn and any demos as earlier turns) instead of
-DSPy's field-marker format, which small models cannot follow. Prompt optimizers still work: they
-change the instructions and demos that this adapter renders.
-
-With the in-process model of :mod:`persona_rag.lm`, bulk calls skip DSPy's per-call machinery and
-run as batches, and classification tasks are answered by label scoring (the label with the
-highest likelihood), which constrains the answer to the label set; a server that returns
-log-probabilities does the same for one-character labels (:mod:`persona_rag.server`).
-
-Free-text answers (LaMP-4..7) go through a named answer-extraction step (:func:`extract_answer`,
-``answer_extraction="first-line"``) for every model, local or server: small instruction models
-wrap the answer in chatter ("The title for the commit is: ...") and run on for lines, and ROUGE
-would score the chatter.
+It wraps one ``dspy.Predict`` (:class:`~persona_rag.generator.predict.SafePredict`) whose
+signature is ``prompt -> output``, rendered by :class:`~persona_rag.generator.adapter.PromptAdapter`.
+What this module decides is which path answers each prompt: with the in-process model of
+:mod:`persona_rag.lm`, bulk calls skip DSPy's per-call machinery and run as batches, and
+classification tasks are answered by label scoring (:mod:`persona_rag.generator.labels`), which
+constrains the answer to the label set; a server that returns log-probabilities does the same for
+one-character labels (:mod:`persona_rag.server`); any other call goes through DSPy, concurrently
+for a batch. Free-text answers are read by :mod:`persona_rag.generator.extraction`.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import dspy
 import numpy as np
 
-from persona_rag.cache import LRUCache, text_key
 from persona_rag.defaults import (
     ANSWER_EXTRACTIONS,
     DEFAULT_LABEL_NORMALIZATION,
@@ -37,10 +27,14 @@ from persona_rag.defaults import (
     AnswerExtraction,
     LabelNormalization,
 )
-from persona_rag.errors import ConfigError, DataError, GenerationError, StateError
-from persona_rag.fingerprint import public_settings, stable_hash
+from persona_rag.errors import ConfigError, DataError, GenerationError
+from persona_rag.fingerprint import public_settings
+from persona_rag.generator.adapter import PersonalizedAnswer, PromptAdapter
+from persona_rag.generator.extraction import answer_line_done, extract_answer
+from persona_rag.generator.labels import ContentFreeScores, calibrated, check_label_settings, decide
+from persona_rag.generator.predict import SafePredict
 from persona_rag.lm import LocalLM, local_lm, local_model_of
-from persona_rag.lm.state import LM_STATE_KEY, dump_lm, legacy_record, load_lm
+from persona_rag.lm.state import dump_lm
 from persona_rag.server import (
     DEFAULT_CONCURRENCY,
     call_error,
@@ -50,151 +44,9 @@ from persona_rag.server import (
 )
 from persona_rag.tasks import ApproxTokenizer, HFTokenizer, Tokenizer
 
-__all__ = [
-    "ANSWER_EXTRACTIONS",
-    "DEFAULT_LABEL_NORMALIZATION",
-    "Generator",
-    "PersonalizedAnswer",
-    "PromptAdapter",
-    "SafePredict",
-    "extract_answer",
-]
+__all__ = ["Generator"]
 
 logger = logging.getLogger(__name__)
-
-
-# Words that may surround "title"/"subject"/... in an answer's preamble ("The title for the commit
-# is:", "Suggested email subject:"). A closed list, so that a real subject such as "BUG: fix x" or
-# "Fix title bar: ..." is never taken for a preamble.
-_FILLER = (
-    r"(?:the|a|an|my|this|that|your|its|new|suggested|generated|proposed|possible|final|short|"
-    r"commit|email|e-mail|news|article|paper|tweet|post|message|for|of|to|is|would|could|will|be|"
-    r"it|in|here|line)"
-)
-_PREAMBLES = (
-    re.compile(r"^(?:sure|certainly|of course|okay|ok)[!,.]\s*", re.IGNORECASE),
-    re.compile(r"^(?:here(?:'s|\s+is|\s+are))\b[^:\n]*:\s*", re.IGNORECASE),
-    re.compile(
-        rf"^(?:{_FILLER}\s+)*(?:title|subject|headline|tweet|paraphrase|answer|output)"
-        rf"(?:\s+{_FILLER})*\s*(?::\s*|(?=[\"“']))",
-        re.IGNORECASE,
-    ),
-)
-_QUOTED = re.compile(r'^["“](?P<answer>.+?)["”]')  # a reply that opens with a quote: its first quoted span
-_WRAPPED = re.compile(r"^(\*\*|[`'])(?P<answer>.+)\1\.?$")  # a whole line in bold, backticks or single quotes
-_FENCE = re.compile(r"^(?:```|~~~)")
-
-
-def _answer_in(line: str) -> str:
-    """The answer a single line holds: preambles and surrounding quotes removed ("" if none).
-
-    A line that opens with a double quote answers with its first quoted span, which also covers
-    replies that copy the prompt's entry pattern (``"Fix x" is the title for "..."``).
-    """
-    line = line.strip()
-    if _FENCE.match(line):
-        return ""
-    for pattern in _PREAMBLES:
-        line = pattern.sub("", line, count=1).strip()
-    quoted = _QUOTED.match(line) or _WRAPPED.match(line)
-    return quoted["answer"].strip() if quoted else line
-
-
-def _first_answer(text: str) -> str | None:
-    """The first line of ``text`` that holds an answer, or ``None``.
-
-    A line that still ends with a colon after its preamble is gone introduces the next line
-    ("The user wants a subject for this commit:") and is skipped, like code fences.
-    """
-    for line in text.splitlines():
-        answer = _answer_in(line)
-        if answer and not answer.endswith(":"):
-            return answer
-    return None
-
-
-def extract_answer(text: str) -> str:
-    """The answer alone from a model's free-text reply (the ``first-line`` answer extraction).
-
-    The first line with content, without a preamble ("Title:", "Subject:", "Sure!", "Here is
-    the title:", "The title for the commit is:"), lead-in lines that end with a colon, code fences
-    and surrounding quotes or bold marks. A reply with no such line gives its first non-empty line.
-
-    Example:
-        >>> extract_answer('The title for the commit is: "BUG: fix ldexp on 64 bits"\\nIt fixes ...')
-        'BUG: fix ldexp on 64 bits'
-    """
-    answer = _first_answer(text or "")
-    if answer is not None:
-        return answer
-    return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
-
-
-def _answer_line_done(text: str) -> bool:
-    """Stop rule for local generation: a complete line (before the last line break) holds the answer."""
-    return _first_answer(text.rpartition("\n")[0]) is not None
-
-
-class PersonalizedAnswer(dspy.Signature):
-    """Answer the request the way this user would."""
-
-    prompt: str = dspy.InputField(desc="the task input, preceded by items from the user's profile")
-    output: str = dspy.OutputField(desc="the answer only")
-
-
-class PromptAdapter(dspy.Adapter):
-    """Render ``prompt`` as the user turn and read the whole completion as ``output``."""
-
-    def format(
-        self, signature: Any, demos: list[dict[str, Any]], inputs: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        messages = []
-        if signature.instructions:
-            messages.append({"role": "system", "content": signature.instructions})
-        for demo in demos:
-            if "prompt" in demo and "output" in demo:
-                messages.append({"role": "user", "content": str(demo["prompt"])})
-                messages.append({"role": "assistant", "content": str(demo["output"])})
-        messages.append({"role": "user", "content": str(inputs["prompt"])})
-        return messages
-
-    def parse(self, signature: Any, completion: str) -> dict[str, Any]:
-        return {"output": (completion or "").strip()}
-
-
-class SafePredict(dspy.Predict):
-    """``dspy.Predict`` whose LM is saved as data and loaded through an allow-list.
-
-    The LM goes under its own key as a record of :mod:`persona_rag.lm.state` (model path and
-    fingerprint, or model string and endpoint; never a key or a class to import), and DSPy's own
-    ``lm`` entry stays empty, so a saved program loads without ``allow_unsafe_lm_state``.
-    """
-
-    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
-        bare = copy.copy(self)
-        bare.lm = None
-        state = dspy.Predict.dump_state(bare, json_mode=json_mode)
-        state[LM_STATE_KEY] = dump_lm(self.lm)
-        return state
-
-    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> SafePredict:
-        """Load demos, signature and the LM record.
-
-        ``allow_unsafe_lm_state`` is accepted for DSPy's interface and has no effect here: the LM is
-        always restored through :func:`persona_rag.lm.state.load_lm`, so no file can make this
-        load import a class or redirect requests, whatever the caller passes.
-        """
-        state = dict(state)
-        record = state.pop(LM_STATE_KEY, None)
-        legacy = state.pop("lm", None)
-        if record is None and legacy is not None:
-            if not isinstance(legacy, dict):
-                raise StateError(f"the generator's lm entry is not an LM record: {legacy!r}")
-            record = legacy_record(legacy)
-        lm = load_lm(record, current=self.lm)
-        super().load_state({**state, "lm": None})
-        self.lm = lm
-        return self
 
 
 class Generator(dspy.Module):
@@ -267,7 +119,7 @@ class Generator(dspy.Module):
         self.answer_extraction = answer_extraction
         self.batch_size = batch_size
         self.concurrency = concurrency
-        self._content_free_cache: LRUCache[str, np.ndarray] = LRUCache(4096)
+        self._content_free = ContentFreeScores()
         self.adapter = PromptAdapter()
         self._default_lm: Any = None
 
@@ -364,7 +216,13 @@ class Generator(dspy.Module):
         results: list[dspy.Prediction | None] = [None] * len(prompts)
         scored = [i for i, ls in enumerate(labels) if ls and self.label_scoring]
         free = [i for i in range(len(prompts)) if i not in set(scored)]
-        self._check_label_settings([labels[i] for i in scored], content_free_prompts, scored)
+        check_label_settings(
+            calibrate=self.calibrate,
+            decision=self.label_decision,
+            label_sets=[labels[i] for i in scored],
+            content_free_prompts=content_free_prompts,
+            scored=scored,
+        )
         try:
             if scored:
                 scores = model.score(
@@ -375,11 +233,19 @@ class Generator(dspy.Module):
                 )
                 if self.calibrate:
                     probes = [content_free_prompts[i] for i in scored]  # type: ignore[index]
-                    biases = self._content_free_scores(model, probes, [labels[i] for i in scored])  # type: ignore[arg-type]
-                    scores = [_log_softmax(row) - _log_softmax(bias) for row, bias in zip(scores, biases)]
+                    biases = self._content_free(
+                        model,
+                        probes,  # type: ignore[arg-type]
+                        [labels[i] for i in scored],
+                        messages=self.messages,
+                        batch_size=self.batch_size,
+                        normalization=self.label_normalization,
+                    )
+                    scores = calibrated(scores, biases)
                 for i, row in zip(scored, scores):
                     results[i] = dspy.Prediction(
-                        output=self._decide(labels[i], row), label_scores=dict(zip(labels[i], row.tolist()))
+                        output=decide(labels[i], row, self.label_decision),
+                        label_scores=dict(zip(labels[i], row.tolist())),
                     )
             if free:
                 outs = model.generate(
@@ -396,26 +262,10 @@ class Generator(dspy.Module):
             ) from error
         return results  # type: ignore[return-value]
 
-    def _check_label_settings(
-        self,
-        label_sets: Sequence[Sequence[str]],
-        content_free_prompts: Sequence[str | None] | None,
-        scored: list[int],
-    ) -> None:
-        """Usage errors are raised before any model call, and not as generation failures."""
-        if self.calibrate and (
-            content_free_prompts is None or any(content_free_prompts[i] is None for i in scored)
-        ):
-            raise ConfigError("calibrate=True needs a content-free prompt for every labelled prompt")
-        if self.label_decision == "mean":
-            for labels in label_sets:
-                if not all(_is_number(label) for label in labels):
-                    raise ConfigError(f"label_decision='mean' needs numeric labels, got {list(labels)}")
-
     @property
     def _stop(self) -> Callable[[str], bool] | None:
         """The local model's stop rule for free-text answers: the end of the answer line."""
-        return _answer_line_done if self.answer_extraction == "first-line" else None
+        return answer_line_done if self.answer_extraction == "first-line" else None
 
     def _answer(self, text: str, labels: Sequence[str]) -> str:
         """A free reply as the answer: extracted for prompts without labels (``answer_extraction``).
@@ -427,31 +277,6 @@ class Generator(dspy.Module):
             return text
         return extract_answer(text)
 
-    def _decide(self, labels: Sequence[str], scores: np.ndarray) -> str:
-        if self.label_decision == "mean":
-            values = np.array([float(label) for label in labels])
-            return f"{float(np.exp(_log_softmax(scores)) @ values):.3f}"
-        return labels[int(np.argmax(scores))]
-
-    def _content_free_scores(
-        self, model: LocalLM, prompts: Sequence[str], labels: Sequence[Sequence[str]]
-    ) -> list[np.ndarray]:
-        """Label scores of content-free prompts, cached: without a profile they are all the same."""
-        identity = stable_hash(model.fingerprint())  # not the name: a retrained folder keeps its name
-        mode = f"{identity}|{self.label_normalization}"
-        keys = [f"{mode}|{text_key([p, *ls])}" for p, ls in zip(prompts, labels)]
-        missing = {key: i for i, key in enumerate(keys) if self._content_free_cache.get(key) is None}
-        if missing:
-            rows = model.score(
-                [self.messages(prompts[i]) for i in missing.values()],
-                [labels[i] for i in missing.values()],
-                batch_size=self.batch_size,
-                normalization=self.label_normalization,
-            )
-            for key, row in zip(missing, rows):
-                self._content_free_cache.put(key, row)
-        return [self._content_free_cache.get(key) for key in keys]  # type: ignore[misc]
-
     def _server_scored(self, prompt: str, labels: Sequence[str]) -> dspy.Prediction:
         """Label scoring through a server's first-token log-probabilities (:mod:`persona_rag.server`)."""
         try:
@@ -461,7 +286,8 @@ class Generator(dspy.Module):
         if scores is None:  # the server gave them for its probe: this answer is broken, not the setting
             raise GenerationError(f"the LLM server returned no log-probabilities for labels {list(labels)}")
         return dspy.Prediction(
-            output=self._decide(labels, np.array(scores)), label_scores=dict(zip(labels, scores))
+            output=decide(labels, np.array(scores), self.label_decision),
+            label_scores=dict(zip(labels, scores)),
         )
 
     def _remote_batch(
@@ -501,16 +327,3 @@ def _request_settings(lm: Any) -> dict[str, Any]:
     kwargs = getattr(lm, "kwargs", None) or {}
     settings = {key: value for key, value in kwargs.items() if key not in _CREDENTIALS}
     return json.loads(json.dumps(settings, sort_keys=True, default=repr))
-
-
-def _log_softmax(row: np.ndarray) -> np.ndarray:
-    shifted = row - row.max()
-    return shifted - np.log(np.exp(shifted).sum())
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -1,181 +1,30 @@
-"""ProfileStore over Chroma: embedded (PersistentClient) and a real ``chroma run`` server.
-
-Every behaviour test runs against both backends; the server ones are marked ``server`` and start
-one Chroma server per module on a free loopback port (``pytest -m "not server"`` skips them).
-"""
+"""ProfileStore: per-user collections, upserts, reads as one question may see them, namespaces and
+concurrent writers, against the embedded store and a Chroma server (``tests/store/conftest.py``)."""
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import numpy as np
 import pytest
-import torch
 
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from persona_rag import store as store_module
 from persona_rag.encoders import TextEncoder
 from persona_rag.errors import DataError, StoreError
 from persona_rag.retrievers import BM25Retriever, DenseRetriever, RecencyRetriever
-from persona_rag.store import NAMESPACE_RULE, OPEN_LOCK, TOKEN_ENV, ProfileStore, encoder_fingerprint
-from persona_rag.tasks import get_task
-
-TASK = get_task("LaMP-3")
-CHROMA = Path(sys.executable).parent / "chroma"
-SERVER_START_TIMEOUT = 60.0
-
-
-def item(item_id: str, text: str, score: int | str, day: int = 1) -> dict[str, Any]:
-    return {"id": item_id, "date": f"2001-03-{day:02d}T12:00:00Z", "text": text, "score": str(score)}
-
-
-# Small hand-written LaMP-3 profiles (MovieLens-style item texts).
-ALICE = [
-    item("a1", "Toy Story (1995), genres: Adventure, Animation, Children, Comedy, Fantasy", 5, 1),
-    item("a2", "Jumanji (1995), genres: Adventure, Children, Fantasy", 3, 2),
-    item("a3", "Grumpier Old Men (1995), genres: Comedy, Romance", 2, 3),
-    item("a4", "Father of the Bride Part II (1995), genres: Comedy", 3, 4),
-    item("a5", "Sabrina (1995), genres: Comedy, Romance", 4, 5),
-    item("a6", "Babe (1995), genres: Children, Drama", 4, 6),
-]
-BOB = [
-    item("b1", "Alien (1979), genres: Horror, Sci-Fi", 5, 1),
-    item("b2", "Aliens (1986), genres: Action, Adventure, Horror, Sci-Fi", 4, 2),
-    item("b3", "Star Wars: Episode IV - A New Hope (1977), genres: Action, Adventure, Sci-Fi", 5, 3),
-    item("b4", "The Terminator (1984), genres: Action, Sci-Fi, Thriller", 4, 4),
-]
-SCI_FI_QUERY = "Alien (1979), genres: Horror, Sci-Fi"  # one of Bob's items, word for word
-
-
-# ----------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
-def encoder() -> TextEncoder:
-    return TextEncoder()  # `embedded_texts` records what the store asks of it, cache or not
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _heartbeat(url: str) -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-    try:
-        with opener.open(f"{url}/api/v2/heartbeat", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``chroma run`` on a free loopback port; yields its URL and stops it afterwards."""
-    if not CHROMA.exists():
-        pytest.skip(f"no chroma binary at {CHROMA}")
-    root = tmp_path_factory.mktemp("chroma-server")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
-    log_path = root / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(CHROMA), "run", "--path", str(root / "data"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _heartbeat(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                state = f"exited with {process.returncode}" if process.poll() is not None else "timed out"
-                pytest.fail(f"chroma server on {url} {state}; log:\n{tail}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-StoreFactory = Callable[..., ProfileStore]
-
-
-@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
-def make_store(
-    request: pytest.FixtureRequest, tmp_path: Path, encoder: TextEncoder
-) -> Iterator[StoreFactory]:
-    """``make_store(namespace=...)``: a ProfileStore on this test's backend; the same arguments
-    reopen the same data with a new client. Each test gets its own path (embedded) or its own
-    namespace (server), so tests never see each other's users."""
-    if request.param == "server":
-        location: dict[str, Any] = {"url": request.getfixturevalue("chroma_server")}
-    else:
-        location = {"path": tmp_path / "chroma"}
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    stores: list[ProfileStore] = []
-
-    def factory(namespace: str = "main", encoder: TextEncoder = encoder) -> ProfileStore:
-        store = ProfileStore(**location, task=TASK, encoder=encoder, namespace=f"{prefix}-{namespace}")
-        stores.append(store)
-        return store
-
-    yield factory
-    for store in stores:
-        store.client.close()  # idempotent; a test may have closed it already
-    if request.param == "server":  # the server outlives the test: drop what it wrote
-        import chromadb
-
-        client = chromadb.HttpClient(host="127.0.0.1", port=int(location["url"].rsplit(":", 1)[1]))
-        for collection in client.list_collections():
-            if collection.name.startswith(prefix):
-                client.delete_collection(collection.name)
-        client.close()
-
-
-@pytest.fixture
-def store(make_store: StoreFactory) -> ProfileStore:
-    return make_store()
-
-
-@pytest.fixture
-def embedded_texts(monkeypatch: pytest.MonkeyPatch, encoder: TextEncoder) -> list[str]:
-    """Every text the store asks the encoder to embed, in order."""
-    texts: list[str] = []
-    original = encoder.encode
-
-    def recording(batch: Sequence[str], **kwargs: Any) -> np.ndarray:
-        texts.extend(batch)
-        return original(batch, **kwargs)
-
-    monkeypatch.setattr(encoder, "encode", recording)
-    return texts
+from persona_rag.store import NAMESPACE_RULE, ProfileStore
+from tests.conftest import REPO_ROOT
+from tests.store.sample import ALICE, BOB, SCI_FI_QUERY, TASK, StoreFactory, item
 
 
 def snapshot(store: ProfileStore) -> dict[str, list[tuple[int, str, str, dict[str, Any]]]]:
@@ -414,7 +263,7 @@ def test_ids_and_before_limit_reads_to_one_questions_profile(
     before = store.documents("alice", before="2001-03-04T12:00:00Z")  # strictly before; undated out
     assert [doc.id for doc in before] == ["a1", "a2", "a3"]
     assert [doc.id for doc in store.documents("alice", ids=ids, before="2001-03-02")] == ["a1"]
-    with caplog.at_level(logging.WARNING, logger="persona_rag.store"):
+    with caplog.at_level(logging.WARNING, logger="persona_rag.store.profiles"):
         assert [doc.id for doc in store.documents("alice", ids=["a3", "gone"])] == ["a3"]
     assert "1 of 2 requested profile items are not in the store" in caplog.text
     with pytest.raises(ValueError, match="not a date"):
@@ -481,29 +330,6 @@ def test_store_reads_equal_in_memory_profiles_on_movielens(
 
 
 # ------------------------------------------------------------------------ encoder fingerprints
-@pytest.fixture(scope="module")
-def retrained(tmp_path_factory: pytest.TempPathFactory, encoder: TextEncoder) -> dict[str, Any]:
-    """The default encoder saved as a checkpoint, then retrained in place: the same folder name
-    (the encoder's ``name``) holds other weights."""
-    path = tmp_path_factory.mktemp("checkpoint") / "best"
-    encoder.save(path)
-    first = TextEncoder(str(path))
-    before = encoder_fingerprint(first)
-    with torch.no_grad():  # "training": an in-place change of the weights
-        weights = first.model.embeddings.word_embeddings.weight
-        weights.add_(0.05 * torch.randn(weights.shape, generator=torch.Generator().manual_seed(0)))
-    after = encoder_fingerprint(first)
-    first.save(path)
-    return {"path": path, "before": before, "after": after, "second": TextEncoder(str(path))}
-
-
-def test_the_fingerprint_follows_the_weights_not_the_name(encoder: TextEncoder, retrained: dict) -> None:
-    assert retrained["before"] == encoder_fingerprint(encoder)  # a copy of the same weights: same
-    assert retrained["after"] != retrained["before"]  # changed in place: recomputed
-    second = retrained["second"]
-    assert second.name == str(retrained["path"]) and encoder_fingerprint(second) == retrained["after"]
-
-
 def test_a_store_never_mixes_two_encoders(
     make_store: StoreFactory, encoder: TextEncoder, retrained: dict
 ) -> None:
@@ -532,38 +358,6 @@ def test_a_store_never_mixes_two_encoders(
         old.search("bob", encoder.encode([SCI_FI_QUERY])[0], k=2)
 
 
-# ---------------------------------------------------------------------------------- failures
-def test_an_unreachable_server_is_an_error_naming_it(encoder: TextEncoder) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
-    with pytest.raises(StoreError, match=re.escape(url)) as error:
-        ProfileStore(url=url, task=TASK, encoder=encoder)
-    assert "chroma run" in str(error.value)
-
-
-def test_an_unusable_embedded_path_is_an_error_naming_it(tmp_path: Path, encoder: TextEncoder) -> None:
-    path = tmp_path / "a-file"
-    path.write_text("not a directory")
-    with pytest.raises(StoreError, match=re.escape(str(path))):
-        ProfileStore(path, task=TASK, encoder=encoder)
-
-
-@pytest.mark.server
-def test_losing_the_server_is_an_error_not_an_empty_profile(chroma_server: str, encoder: TextEncoder) -> None:
-    with TokenProxy(chroma_server) as proxy:  # a plain pass-through that can be switched off
-        store = ProfileStore(url=proxy.url, task=TASK, encoder=encoder, namespace=f"t{uuid.uuid4().hex[:12]}")
-        store.add("alice", ALICE)
-    query = encoder.encode([SCI_FI_QUERY])[0]
-    for read in (
-        lambda: store.documents("alice"),
-        lambda: store.count("alice"),
-        lambda: store.search("alice", query, k=2),
-        store.users,
-        lambda: store.add("alice", BOB),
-    ):
-        with pytest.raises(StoreError, match=re.escape(proxy.url)):
-            read()
-
-
 # -------------------------------------------------------------------------------- namespaces
 def test_users_match_the_namespace_exactly(make_store: StoreFactory) -> None:
     short, longer = make_store("ns"), make_store("ns-x")
@@ -581,24 +375,6 @@ def test_an_invalid_namespace_states_the_rule(namespace: str, tmp_path: Path, en
 
 def test_the_longest_valid_namespace_works(tmp_path: Path, encoder: TextEncoder) -> None:
     store = ProfileStore(tmp_path, task=TASK, encoder=encoder, namespace="x" * 479)
-    store.add("alice", ALICE[:1])
-    assert store.users() == ["alice"]
-
-
-# ------------------------------------------------------------------------ concurrent writers
-def test_opening_waits_for_another_opener(
-    tmp_path: Path, encoder: TextEncoder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Chroma creates a new store's tables without a cross-process lock (4 processes opening one
-    new store together failed 5 times in 40 with "table collections already exists"), so opening
-    holds the store's lock file: while another opener holds it, this one waits, then says why."""
-    from filelock import FileLock
-
-    monkeypatch.setattr(store_module, "OPEN_TIMEOUT_S", 0.2)
-    (tmp_path / "chroma").mkdir()
-    with FileLock(str(tmp_path / "chroma" / OPEN_LOCK)), pytest.raises(StoreError, match=r"waited 0\.2 s"):
-        ProfileStore(tmp_path / "chroma", task=TASK, encoder=encoder)
-    store = ProfileStore(tmp_path / "chroma", task=TASK, encoder=encoder)  # released: opens
     store.add("alice", ALICE[:1])
     assert store.users() == ["alice"]
 
@@ -633,7 +409,7 @@ def test_concurrent_writers_keep_one_order(chroma_server: str, tmp_path: Path, e
     }  # 20 dates shared by all writers, so order ties are broken by id
     namespace = f"t{uuid.uuid4().hex[:12]}"
     where = [{"path": str(tmp_path / "chroma")}, {"url": chroma_server}]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     processes = []
     for w in range(writers):
         spec = {
@@ -661,102 +437,3 @@ def test_concurrent_writers_keep_one_order(chroma_server: str, tmp_path: Path, e
         assert [doc.id for doc in docs] == expected, location
         assert [doc.index for doc in docs] == list(range(writers * per_writer))  # one position each
         store.delete_user("shared")
-
-
-# ----------------------------------------------------------------------- token authentication
-class TokenProxy:
-    """A loopback reverse proxy in front of ``chroma run`` that forwards a request only when it
-    carries ``Authorization: Bearer <token>`` (no check when ``token`` is None), answering 401
-    otherwise: what nginx/Caddy do in a deployment (``chroma run`` 1.5 checks no token itself).
-    Leaving the ``with`` block stops it, so the server becomes unreachable."""
-
-    def __init__(self, upstream: str, token: str | None = None) -> None:
-        self.upstream = urlparse(upstream)
-        self.token = token
-        self.refused = 0
-        self.forwarded = 0
-
-    def __enter__(self) -> TokenProxy:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def handle_one(self) -> None:
-                if proxy.token is not None and self.headers.get("Authorization") != f"Bearer {proxy.token}":
-                    proxy.refused += 1
-                    body = b"<html><body>401 Authorization Required</body></html>"
-                    self.send_response(401)
-                    self.send_header("Content-Type", "text/html")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                proxy.forwarded += 1
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                upstream = http.client.HTTPConnection(
-                    proxy.upstream.hostname, proxy.upstream.port, timeout=60
-                )
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                upstream.close()
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_one
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-
-@pytest.mark.server
-def test_token_authentication_through_a_proxy(
-    chroma_server: str,
-    encoder: TextEncoder,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    token = f"pr-{uuid.uuid4().hex}"
-    namespace = f"t{uuid.uuid4().hex[:12]}"
-    with TokenProxy(chroma_server, token=token) as proxy, caplog.at_level(logging.DEBUG):
-        monkeypatch.delenv(TOKEN_ENV, raising=False)
-        with pytest.raises(
-            StoreError, match=rf"HTTP 401: the server wants a token; set \${TOKEN_ENV}"
-        ) as missing:
-            ProfileStore(url=proxy.url, task=TASK, encoder=encoder, namespace=namespace)
-        monkeypatch.setenv(TOKEN_ENV, f"pr-{uuid.uuid4().hex}")
-        with pytest.raises(
-            StoreError, match=rf"HTTP 401: the server refused the token in \${TOKEN_ENV}"
-        ) as wrong:
-            ProfileStore(url=proxy.url, task=TASK, encoder=encoder, namespace=namespace)
-        assert proxy.forwarded == 0
-
-        monkeypatch.setenv(TOKEN_ENV, token)
-        store = ProfileStore(url=proxy.url, task=TASK, encoder=encoder, namespace=namespace)
-        store.add("alice", ALICE)
-        assert [doc.id for doc in store.documents("alice")] == [entry["id"] for entry in ALICE]
-        assert store.search("alice", encoder.encode([ALICE[0]["text"]])[0], k=1).ids == ["a1"]
-        assert store.users() == ["alice"]
-        refused = proxy.refused
-        assert proxy.forwarded > 0
-        assert store.delete_user("alice")
-        assert proxy.refused == refused  # every request of the right client carried the token
-    for text in (str(missing.value), str(wrong.value), repr(store), caplog.text):
-        assert token not in text

@@ -1,0 +1,45 @@
+"""LLM feedback per (input, candidate document or retriever): the costly signal ROPG, Set-PL and
+RSPG learn from. One module per concept:
+
+- :mod:`~optimizers.feedback.signals`: what the feedback scores (``metric``, ``likelihood``,
+  ``metric+likelihood``, ``expected``, ``auto``) and which signals a reader can give.
+- :mod:`~optimizers.feedback.records`: :class:`CandidateFeedback` and :class:`PoolFeedback`, the
+  rows the trainers read.
+- :mod:`~optimizers.feedback.cache`: :class:`FeedbackCache`, the SQLite file of answers every stage
+  shares.
+- :mod:`~optimizers.feedback.sharding`: which process of a launch answers which missing prompt.
+- :mod:`~optimizers.feedback.compute`: :class:`Feedback`, the prompts per candidate, answered and
+  scored.
+- :mod:`~optimizers.feedback.config`: :class:`FeedbackTrainingConfig`, the settings of the trainers
+  that learn from it.
+"""
+
+from __future__ import annotations
+
+from optimizers.feedback.cache import FeedbackCache
+from optimizers.feedback.compute import Feedback
+from optimizers.feedback.config import FeedbackTrainingConfig
+from optimizers.feedback.records import CandidateFeedback, PoolFeedback, carries_preference
+from optimizers.feedback.signals import (
+    SIGNALS,
+    TIE_BREAK,
+    Signal,
+    likelihood_missing,
+    resolve_signal,
+    tie_advice,
+)
+
+__all__ = [
+    "SIGNALS",
+    "TIE_BREAK",
+    "CandidateFeedback",
+    "Feedback",
+    "FeedbackCache",
+    "FeedbackTrainingConfig",
+    "PoolFeedback",
+    "Signal",
+    "carries_preference",
+    "likelihood_missing",
+    "resolve_signal",
+    "tie_advice",
+]

@@ -1,0 +1,27 @@
+"""The training side every optimizer shares. One module per concept:
+
+- :mod:`~optimizers.training.config`: :class:`TrainingConfig`, the settings every trainer shares,
+  and the check of the ``compile`` arguments none of them use.
+- :mod:`~optimizers.training.loop`: :class:`Trainer`, the loop (warm-up, clipping, accumulation,
+  early stopping, sharing a step over a launch's processes), and :class:`TrainingResult`.
+- :mod:`~optimizers.training.state`: the resume state, loaded without running code.
+- :mod:`~optimizers.training.validation`: :func:`validation_scores`, the score a checkpoint is
+  chosen by.
+
+The training curves are drawn by :mod:`optimizers.plots`.
+"""
+
+from __future__ import annotations
+
+from optimizers.training.config import TrainingConfig, config_dict, refuse_unused_compile_arguments
+from optimizers.training.loop import Trainer, TrainingResult
+from optimizers.training.validation import validation_scores
+
+__all__ = [
+    "Trainer",
+    "TrainingConfig",
+    "TrainingResult",
+    "config_dict",
+    "refuse_unused_compile_arguments",
+    "validation_scores",
+]

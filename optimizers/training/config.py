@@ -1,0 +1,94 @@
+"""What every trainer is told: the shared settings, and the ``compile`` arguments none of them use."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from persona_rag.errors import ConfigError, require_at_least, require_fraction, require_positive
+
+__all__ = ["TrainingConfig", "config_dict", "refuse_unused_compile_arguments"]
+
+
+@dataclass(kw_only=True)
+class TrainingConfig:
+    """Settings every trainer shares (the paper's defaults where it states them).
+
+    Attributes:
+        output_dir: where the best weights (``best/``), the resume state (``state/``),
+            ``history.json`` and ``curves.png`` go.
+        learning_rate: peak learning rate (paper: 1e-5).
+        epochs: passes over the training set (paper: 10 for retrievers, 20 for selectors).
+        batch_size: examples per forward pass.
+        gradient_accumulation_steps: forward passes per optimizer step (paper: effective 64), in
+            total over the processes of a launch (best a multiple of their number).
+        warmup_ratio: share of optimizer steps with linear warm-up (paper: 5%).
+        max_grad_norm: gradient clipping (paper: 1.0).
+        weight_decay: AdamW weight decay (paper: none, i.e. Adam).
+        patience: stop after this many epochs without a better validation score (``None``: never).
+        checkpoint_every: optimizer steps between resume checkpoints (also saved every epoch).
+        resume: continue from ``output_dir/state`` when it holds this same run (settings, data,
+            base model); a different run there is an error. ``False`` starts fresh and replaces
+            that state (the CLI's ``--overwrite``).
+        seed: shuffling and initialisation seed.
+        progress: show a progress bar.
+    """
+
+    output_dir: str | Path = "runs/train"
+    learning_rate: float = 1e-5
+    epochs: int = 10
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 8
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    patience: int | None = 3
+    checkpoint_every: int = 20
+    resume: bool = True
+    seed: int = 0
+    progress: bool = True
+
+    run_only: ClassVar[frozenset[str]] = frozenset({"output_dir", "checkpoint_every", "resume", "progress"})
+    """Fields that do not change what a run computes, left out of its fingerprint."""
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot train, naming the field, before any model loads.
+
+        >>> TrainingConfig(epochs=0)
+        Traceback (most recent call last):
+        persona_rag.errors.ConfigError: TrainingConfig: epochs=0; expected a number of at least 1
+        """
+        require_at_least(self, 1, "epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every")
+        require_at_least(self, 0, "patience", "weight_decay")
+        require_positive(self, "learning_rate", "max_grad_norm")
+        require_fraction(self, "warmup_ratio")
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.gradient_accumulation_steps
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that shape the trained weights (all fields but :attr:`run_only`)."""
+        return {k: v for k, v in config_dict(self).items() if k not in self.run_only}
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready view of a config dataclass (paths as strings)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+
+
+def refuse_unused_compile_arguments(optimizer: object, teacher: Any, extra: dict[str, Any]) -> None:
+    """Refuse the arguments of DSPy's ``Teleprompter.compile`` that an optimizer here does not use.
+
+    The signature keeps ``teacher=`` and ``**kwargs`` so DSPy's composers (``BetterTogether``)
+    call these optimizers as any other, but a teacher program or an option that is silently
+    ignored would let a caller believe it shaped the result.
+
+    >>> refuse_unused_compile_arguments(object(), None, {"max_rounds": 2})
+    Traceback (most recent call last):
+    persona_rag.errors.ConfigError: object.compile() does not use max_rounds=
+    """
+    unused = [f"{name}=" for name in extra] + (["teacher="] if teacher is not None else [])
+    if unused:
+        raise ConfigError(f"{type(optimizer).__name__}.compile() does not use {', '.join(unused)}")

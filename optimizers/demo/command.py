@@ -50,19 +50,24 @@ class DemoResult:
 
 
 def _store_program(args: argparse.Namespace, task: Any, out: Path, test: list[Any]) -> tuple[Any, list]:
-    """Dense retrieval served by an embedded Chroma store holding each user's history before their
-    first test question (so no question sees its own future), and the test questions by user id."""
+    """Dense retrieval served by an embedded Chroma store that holds each user's whole history (the
+    union of their test questions' profiles), and the test questions by user id, each limited to
+    its own profile's items (``profile_ids``): the store row sees exactly the items the Dense row
+    sees, and no question sees its own or a later answer."""
     import shutil
 
     from persona_rag.store import ProfileStore
 
     shutil.rmtree(out / "store", ignore_errors=True)
     store = ProfileStore(out / "store", task=task, encoder=args.encoder)
-    first: dict[str, Any] = {}
+    history: dict[str, dict[str, Any]] = {}
     for example in test:
-        first.setdefault(example.user_id, example.profile)
-    store.add_many(first.items())
-    return build_program(args, task, "dense", store), [ex.copy(profile=None) for ex in test]
+        history.setdefault(example.user_id, {}).update({str(item["id"]): item for item in example.profile})
+    store.add_many((user, list(items.values())) for user, items in history.items())
+    by_user = [
+        ex.copy(profile=None, profile_ids=[str(item["id"]) for item in ex.profile]) for ex in test
+    ]  # fmt: skip
+    return build_program(args, task, "dense", store), by_user
 
 
 def _summary(rows: dict[str, Any], metric: str, lower: bool) -> str:

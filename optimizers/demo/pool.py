@@ -46,7 +46,7 @@ def pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector: 
                 "output": task.parse(row.outputs[c], ex.input),
                 "raw_output": row.outputs[c],
                 "gold": ex.output,
-                "retrieved": [],
+                "retrieved": list(row.retrieved[c]),
                 "retriever": names[c],
             }
             for ex, row, c in zip(test, rows, chosen)

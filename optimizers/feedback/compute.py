@@ -156,6 +156,7 @@ class Feedback:
                 tuple(pool),
                 tuple(prompt for prompt, _ in rows),
                 *self._outputs_and_scores(example, [value for _, value in rows]),
+                tuple(tuple(by_name[name][e].ids) for name in pool),
             )
             for e, (example, rows) in enumerate(zip(examples, answered))
         ]

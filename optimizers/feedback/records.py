@@ -64,6 +64,9 @@ class PoolFeedback:
         prompts: φ_p(x, R_i(x)) for each member (what the Pre selector reads).
         outputs: the generator's answer to each prompt (what the Post selector reads too).
         scores: per member, the signal (as in :class:`CandidateFeedback`).
+        retrieved: per member, the ids of the items its retriever chose for the prompt, in rank
+            order: what a table row built from this pool shows, so that two rows that differ can
+            be told apart by their items.
     """
 
     example_id: str
@@ -71,6 +74,7 @@ class PoolFeedback:
     prompts: tuple[str, ...]
     outputs: tuple[str, ...]
     scores: tuple[float, ...]
+    retrieved: tuple[tuple[str, ...], ...] = ()
 
     def members(self, names: Sequence[str]) -> PoolFeedback:
         """The same row restricted to (and ordered as) ``names``: a selector's pool out of a wider
@@ -79,7 +83,8 @@ class PoolFeedback:
         prompts, outputs, scores = (
             tuple(values[i] for i in index) for values in (self.prompts, self.outputs, self.scores)
         )
-        return PoolFeedback(self.example_id, tuple(names), prompts, outputs, scores)
+        retrieved = tuple(self.retrieved[i] for i in index) if self.retrieved else ()
+        return PoolFeedback(self.example_id, tuple(names), prompts, outputs, scores, retrieved)
 
 
 def carries_preference(row: CandidateFeedback | PoolFeedback) -> bool:

@@ -222,8 +222,9 @@ def run_report(
 ) -> Report:
     """Train ROPG-RL/KD and RSPG-Pre/Post from ``program`` (a dense-retriever program whose
     generator is the reader to personalise), evaluate every column on each of ``evalsets``
-    (e.g. ``{"test": ..., "dev": ...}``) and write ``table.md``, ``table.png`` and
-    ``report.json`` into ``config.output_dir``.
+    (e.g. ``{"test": ..., "dev": ...}``) and write ``table.md``, ``table.png``, ``report.json``
+    and each split's ``predictions-<split>.json`` (every column's answers and the ids of the items
+    behind them) into ``config.output_dir``.
 
     Raises:
         ConfigError: when a reported question was used for training, validation or the reader's
@@ -317,7 +318,10 @@ def run_report(
         start = time.perf_counter()
         rows = Feedback(program=program, cache=cache).compute_pool(list(examples), members)
         seconds[f"{split} answers"] = time.perf_counter() - start
-        splits[split] = _score(program, split, list(examples), rows, list(pool), selectors, config)
+        splits[split], predictions = _score(
+            program, split, list(examples), rows, list(pool), selectors, config
+        )
+        atomic_write_json(out / f"predictions-{split}.json", predictions)
     report = Report(program.task.name, splits, protocol, training, seconds, parsing=program.task.parsing)
     write_report(report, out)
     return report
@@ -331,7 +335,11 @@ def _score(
     pool_names: list[str],
     selectors: dict[str, Selector],
     config: ReportConfig,
-) -> SplitReport:
+) -> tuple[SplitReport, dict[str, list[dict[str, Any]]]]:
+    """The split's metrics and paired tests, and per column its predictions: each question's id,
+    the pool member that answered, the ids of the items that member retrieved and the answer as
+    the task reads it (what ``predictions-<split>.json`` holds, so two columns that differ can be
+    told apart by their items)."""
     task = program.task
     names = list(rows[0].names)
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
@@ -340,6 +348,7 @@ def _score(
     metrics = {MEMBER_COLUMNS[n]: values for n, values in member_metrics(task, examples, rows).items()}
     pool_rows = [row.members(pool_names) for row in rows]
     success: dict[str, float] = {}
+    picked = {MEMBER_COLUMNS[n]: [n] * len(rows) for n in names}
     for mode, selector in selectors.items():
         selections = selector.batch_select(
             [list(row.prompts) for row in pool_rows],
@@ -350,6 +359,7 @@ def _score(
         metrics[column] = pool_selection_metrics(task, examples, pool_rows, chosen)
         success[column] = metrics[column].pop("success_rate")
         answers[column] = [parsed[pool_names[c]][i] for i, c in enumerate(chosen)]
+        picked[column] = [pool_names[c] for c in chosen]
     pool_outputs = {n: parsed[n] for n in pool_names}
     metrics["Oracle"] = oracle_metrics(task, inputs, golds, pool_outputs)
     metrics["Oracle"].pop("success_rate")
@@ -369,6 +379,19 @@ def _score(
         rivals = {column: answers[column] for column in (SET_RIVAL, SET_COLUMN)}
         against_rival = significance_against(task, inputs, golds, rivals, SET_RIVAL, **paired)
     metrics = {column: metrics[column] for column in COLUMNS if column in metrics}  # Table 3's order
-    return SplitReport(
+    predictions = {
+        column: [
+            {
+                "id": ex.get("id"),
+                "retriever": member,
+                "retrieved": list(row.retrieved[row.names.index(member)]),
+                "output": parsed[member][i],
+            }
+            for i, (ex, row, member) in enumerate(zip(examples, rows, members))
+        ]
+        for column, members in picked.items()
+    }
+    result = SplitReport(
         split, len(examples), metrics, success, worst, baseline, significance, against_start, against_rival
     )
+    return result, predictions

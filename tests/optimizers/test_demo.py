@@ -31,6 +31,22 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatc
     for result in saved["results"][:-1]:
         assert {p["id"] for p in result["predictions"]} == test_ids  # held-out questions only
     assert test_ids.isdisjoint(train_ids)
+    # Every personalised row names the items it retrieved, from the question's own profile; the
+    # store row the same items as Dense (it holds whole histories, limited per question); the
+    # selector's row the member it chose and that member's items.
+    rows = {r["name"]: {p["id"]: p for p in r["predictions"]} for r in saved["results"][:-1]}
+    profiles = {q.id: {str(item["id"]) for item in q.profile} for q in load_lamp(out / "data", "test")}
+    for name, predictions in rows.items():
+        for question, prediction in predictions.items():
+            if name == ROW_NAMES["none"]:
+                assert prediction["retrieved"] == []
+            else:
+                assert prediction["retrieved"] and set(prediction["retrieved"]) <= profiles[question], name
+    store, dense = rows[ROW_NAMES["store"]], rows[ROW_NAMES["dense"]]
+    assert all(set(store[q]["retrieved"]) == set(dense[q]["retrieved"]) for q in test_ids)
+    for question, prediction in rows[ROW_NAMES["rspg-post"]].items():
+        member = rows[ROW_NAMES[prediction["retriever"]]][question]
+        assert prediction["retrieved"] == member["retrieved"]
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(out / "demo.png") in printed.replace("\n", "") or "demo.png" in printed
     assert saved["summary"] in " ".join(printed.split())

@@ -78,6 +78,20 @@ def test_report_writes_table_3_and_repeats_nothing_when_run_again(scripted_lm, t
     assert json.loads((tmp_path / "report" / "report.json").read_text())["splits"]["dev"]["n"] == 6
     for stage in stages:
         assert (tmp_path / "report" / stage / "best").is_dir()
+    # Every column's predictions name the member that answered and the items it retrieved.
+    predictions = json.loads((tmp_path / "report" / "predictions-test.json").read_text())
+    assert set(predictions) == set(test.metrics) - {"Oracle"}
+    profiles = {ex.id: {str(item["id"]) for item in ex.profile} for ex in evalsets["test"]}
+    for column, rows in predictions.items():
+        assert [row["id"] for row in rows] == [ex.id for ex in evalsets["test"]]
+        for row in rows:
+            if row["retriever"] == "none":
+                assert row["retrieved"] == []
+            else:
+                assert row["retrieved"] and set(row["retrieved"]) <= profiles[row["id"]], column
+    column_of = {rows[0]["retriever"]: c for c, rows in predictions.items() if not c.startswith("RSPG")}
+    for i, row in enumerate(predictions["RSPG-Post"]):  # the selector's answer is its member's
+        assert row["retrieved"] == predictions[column_of[row["retriever"]]][i]["retrieved"]
 
     # Run again (as after an interruption): trained stages resume finished, answers come from the
     # cache, so the LLM is not called once and the table is the same.

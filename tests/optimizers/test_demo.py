@@ -35,10 +35,10 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatc
     # store row the same items as Dense (it holds whole histories, limited per question); the
     # selector's row the member it chose and that member's items.
     rows = {r["name"]: {p["id"]: p for p in r["predictions"]} for r in saved["results"][:-1]}
-    profiles = {q.id: {str(item["id"]) for item in q.profile} for q in load_lamp(out / "data", "test")}
+    profiles = {q.id: {str(item.id) for item in q.profile} for q in load_lamp(out / "data", "test")}
     for name, predictions in rows.items():
         for question, prediction in predictions.items():
-            if name == ROW_NAMES["none"]:
+            if prediction["retriever"] == "none":  # NoPers, or the selector choosing it
                 assert prediction["retrieved"] == []
             else:
                 assert prediction["retrieved"] and set(prediction["retrieved"]) <= profiles[question], name

@@ -40,17 +40,7 @@ def pool_results(program: Any, test: list[Any], pool: dict[str, Any], selector: 
         metrics = pool_selection_metrics(task, test, rows, chosen)
         success, _ = metrics.pop("success_rate"), metrics.pop("score")
         extra = {"success_rate": success} if name == chosen_by else {}
-        predictions = [
-            {
-                "id": ex.get("id"),
-                "output": task.parse(row.outputs[c], ex.input),
-                "raw_output": row.outputs[c],
-                "gold": ex.output,
-                "retrieved": list(row.retrieved[c]),
-                "retriever": names[c],
-            }
-            for ex, row, c in zip(test, rows, chosen)
-        ]
+        predictions = [row.prediction(task, ex, c) for ex, row, c in zip(test, rows, chosen)]
         seconds = answered / len(names) if name in pool else answered + selecting
         label = f"RSPG-{selector.mode.capitalize()}" if name == chosen_by else ROW_NAMES.get(name, name)
         results.append(

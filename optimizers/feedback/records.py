@@ -86,6 +86,19 @@ class PoolFeedback:
         retrieved = tuple(self.retrieved[i] for i in index) if self.retrieved else ()
         return PoolFeedback(self.example_id, tuple(names), prompts, outputs, scores, retrieved)
 
+    def prediction(self, task: Any, example: Any, member: int) -> dict[str, Any]:
+        """Member ``member``'s answer to ``example`` as a prediction in ``evaluate``'s format (id,
+        parsed and raw output, gold, the ids of its retrieved items, the member's name): the record
+        every table built from a pool (the demo's rows, the report's columns) keeps per question."""
+        return {
+            "id": example.get("id"),
+            "output": task.parse(self.outputs[member], example.input),
+            "raw_output": self.outputs[member],
+            "gold": example.output,
+            "retrieved": list(self.retrieved[member]) if self.retrieved else [],
+            "retriever": self.names[member],
+        }
+
 
 def carries_preference(row: CandidateFeedback | PoolFeedback) -> bool:
     """Whether a row's candidates (or pool members) score differently. A row whose scores are all

@@ -336,10 +336,10 @@ def _score(
     selectors: dict[str, Selector],
     config: ReportConfig,
 ) -> tuple[SplitReport, dict[str, list[dict[str, Any]]]]:
-    """The split's metrics and paired tests, and per column its predictions: each question's id,
-    the pool member that answered, the ids of the items that member retrieved and the answer as
-    the task reads it (what ``predictions-<split>.json`` holds, so two columns that differ can be
-    told apart by their items)."""
+    """The split's metrics and paired tests, and per column its predictions
+    (:meth:`~optimizers.feedback.PoolFeedback.prediction`: the pool member that answered each
+    question, the ids of the items it retrieved and its answer), what ``predictions-<split>.json``
+    holds, so that two columns that differ can be told apart by their items."""
     task = program.task
     names = list(rows[0].names)
     inputs, golds = [ex.input for ex in examples], [str(ex.output) for ex in examples]
@@ -380,15 +380,7 @@ def _score(
         against_rival = significance_against(task, inputs, golds, rivals, SET_RIVAL, **paired)
     metrics = {column: metrics[column] for column in COLUMNS if column in metrics}  # Table 3's order
     predictions = {
-        column: [
-            {
-                "id": ex.get("id"),
-                "retriever": member,
-                "retrieved": list(row.retrieved[row.names.index(member)]),
-                "output": parsed[member][i],
-            }
-            for i, (ex, row, member) in enumerate(zip(examples, rows, members))
-        ]
+        column: [row.prediction(task, ex, row.names.index(m)) for ex, row, m in zip(examples, rows, members)]
         for column, members in picked.items()
     }
     result = SplitReport(

@@ -37,19 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from benchmarks.host import describe
+from benchmarks.roofline import gemm_rate, matmul_parameters
 from persona_rag import BM25Retriever, Generator, PersonalizedRAG, load_lamp, local_lm
 from persona_rag.generator import extract_answer
-
-
-def gemm_rate(dtype: torch.dtype, hidden: int, tokens: int = 512, repeats: int = 5) -> float:
-    """FLOP/s of a (tokens x hidden) @ (hidden x 4 hidden) product, the MLP's shape, on this CPU."""
-    a = torch.randn(tokens, hidden, dtype=dtype)
-    b = torch.randn(hidden, 4 * hidden, dtype=dtype)
-    a @ b  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * tokens * hidden * 4 * hidden * repeats / (time.perf_counter() - start)
 
 
 class _Phases:
@@ -121,11 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         plain.append(extract_answer(tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()))
     plain_seconds = time.perf_counter() - start
 
-    parameters = (
-        sum(p.numel() for p in model.model.parameters()) - model.model.get_input_embeddings().weight.numel()
-    )
+    parameters = matmul_parameters(model.model)
     hidden = model.model.config.hidden_size
-    rate = gemm_rate(getattr(torch, args.dtype), hidden)
+    rate = gemm_rate(getattr(torch, args.dtype), 512, hidden, 4 * hidden, rounds=1)  # the MLP's shape
     prefill_bound = 2 * parameters * tokens / rate
     same = sum(a == b for a, b in zip(ours, plain))
     n = len(prompts)

@@ -40,30 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from benchmarks.host import describe
+from benchmarks.roofline import gemm_rate, matmul_parameters
 from optimizers.reader import answer_loss
 from persona_rag import BM25Retriever, Generator, PersonalizedRAG, load_lamp, local_lm
 from persona_rag.data import make_sample_task
 from persona_rag.encoders import TextEncoder
 from persona_rag.selector import SelectorNet
-
-
-def gemm_rate(dtype: torch.dtype, rows: int, inner: int, outer: int, threads: int) -> float:
-    """FLOP/s of a (rows x inner) @ (inner x outer) product on ``threads`` threads (best of 3)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(rows, inner, dtype=dtype), torch.randn(inner, outer, dtype=dtype)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(5):
-            a @ b
-        best = min(best, (time.perf_counter() - start) / 5)
-    return 2 * rows * inner * outer / best
-
-
-def matmul_parameters(model: torch.nn.Module) -> int:
-    """Parameters a token multiplies: all but the input embedding table (a lookup)."""
-    return sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
 
 
 def timed(run: Callable[[], object], repeats: int = 1) -> float:
@@ -115,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
         for count in sorted({1, threads}):
             peaks[(name, count)] = max(
-                gemm_rate(dtype, 512, hidden, 4 * hidden, count),
-                gemm_rate(dtype, 512, encoder_hidden, 4 * encoder_hidden, count),
+                gemm_rate(dtype, 512, hidden, 4 * hidden, threads=count),
+                gemm_rate(dtype, 512, encoder_hidden, 4 * encoder_hidden, threads=count),
             )
     torch.set_num_threads(threads)
 

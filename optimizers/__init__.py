@@ -12,10 +12,11 @@ from persona_rag.lazy import lazy_exports
 _EXPORTS = {
     "optimizers.feedback": ("CandidateFeedback", "Feedback", "FeedbackCache", "PoolFeedback"),
     "optimizers.metric": ("MetricError",),
-    "optimizers.reader": ("ReaderFinetune", "ReaderFinetuneConfig"),
-    "optimizers.ropg": ("ROPG_KD", "ROPG_RL", "ROPGConfig", "ROPGKDConfig"),
-    "optimizers.rspg": ("RSPG", "RSPGConfig"),
-    "optimizers.set_pl": ("SetPL", "SetPLConfig"),
+    "optimizers.configs": ("ROPGConfig", "ROPGKDConfig", "RSPGConfig", "ReaderFinetuneConfig", "SetPLConfig"),
+    "optimizers.reader": ("ReaderFinetune",),
+    "optimizers.ropg": ("ROPG_KD", "ROPG_RL"),
+    "optimizers.rspg": ("RSPG",),
+    "optimizers.set_pl": ("SetPL",),
     "optimizers.training": ("Trainer", "TrainingConfig", "TrainingResult"),
 }
 

@@ -13,7 +13,6 @@ import gc
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,15 @@ import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers import distributed
+from optimizers.configs import ReaderFinetuneConfig
 from optimizers.training import (
     Trainer,
-    TrainingConfig,
     TrainingResult,
     config_dict,
     refuse_unused_compile_arguments,
     validation_scores,
 )
-from persona_rag.errors import ConfigError, require_at_least
+from persona_rag.errors import ConfigError
 from persona_rag.io import atomic_directory, atomic_write_json
 from persona_rag.lm import LocalLM, local_lm, release_local_lm, resolve_model
 from persona_rag.pretrained import load_pretrained
@@ -120,42 +119,6 @@ def _freeze_below(model: Any, trainable_layers: int) -> None:
     norm = getattr(model.get_decoder(), "norm", None)
     if norm is not None:
         norm.requires_grad_(True)
-
-
-@dataclass(kw_only=True)
-class ReaderFinetuneConfig(TrainingConfig):
-    """Reader fine-tuning settings (see :class:`~optimizers.training.TrainingConfig` for the rest).
-
-    Attributes:
-        max_length: a cap on tokens of prompt plus answer (``None``: no cap). The training prompts
-            are built exactly as at inference, within the program's ``max_input_tokens`` budget,
-            so by default the reader trains on what it will read; a cap cuts longer prompts from
-            their beginning (the chat template and the first profile entries), with a warning.
-        max_examples: training examples used (a CPU step of 8 x 128 tokens takes ~7 s).
-        max_val_examples: validation examples scored after each epoch.
-        k: profile items per training prompt (``None``: the program's ``k``).
-        trainable_layers: train only the last this many decoder layers and the final norm
-            (``None``: every weight). The token embeddings (tied to the LM head in SmolLM2) and
-            the lower layers stay frozen, so their gradients and Adam's two moments (three times
-            their size) are never allocated and the backward pass stops early: the demo trains
-            12 of SmolLM2-135M's 30 layers to stay under 3 GiB.
-    """
-
-    output_dir: str | Path = "runs/reader"
-    learning_rate: float = 5e-5
-    epochs: int = 2
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    patience: int | None = 1
-    max_length: int | None = None
-    max_examples: int | None = 512
-    max_val_examples: int | None = 100
-    k: int | None = None
-    trainable_layers: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_at_least(self, 1, "max_length", "max_examples", "max_val_examples", "k", "trainable_layers")
 
 
 class ReaderFinetune(Teleprompter):

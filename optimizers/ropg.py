@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers import distributed
+from optimizers.configs import PolicyConfig, ROPGConfig, ROPGKDConfig
 from optimizers.feedback import (
     CandidateFeedback,
     Feedback,
-    FeedbackTrainingConfig,
     carries_preference,
     tie_advice,
 )
@@ -47,7 +46,7 @@ from optimizers.training import (
     validation_scores,
 )
 from persona_rag.encoders import TextEncoder, resolve_encoder
-from persona_rag.errors import ConfigError, ProgramError, require_at_least, require_positive
+from persona_rag.errors import ConfigError, ProgramError
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
 from persona_rag.program import PersonalizedRAG, personalized_rag_in
@@ -66,74 +65,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(kw_only=True)
-class PolicyConfig(FeedbackTrainingConfig):
-    """What every optimizer of the dense retrieval policy shares (ROPG, Set-PL).
-
-    Attributes:
-        candidates: ``l``, candidates per example from the initial retriever.
-        policy_temperature: τ_π of the policy softmax(q·d / τ_π). ``None``: 0.05 for an
-            L2-normalised encoder (cosine logits then span [-20, 20]; measured on the key-item
-            task, see benchmarks/README.md) and 1 for an unnormalised one (Contriever's dot
-            products already have that range).
-
-    Validation examples are scored end to end after every epoch; that score picks the checkpoint.
-    """
-
-    candidates: int = 16
-    policy_temperature: float | None = None
-
-
-@dataclass(kw_only=True)
-class ROPGConfig(PolicyConfig):
-    """ROPG settings; the defaults are the paper's (l = 16, Adam lr 1e-5, 5% warm-up, clipping 1.0,
-    effective batch 64 = 8 x 8 accumulation, 10 epochs) plus early stopping on the valset.
-
-    Attributes:
-        validation_feedback: also collect the LLM's feedback on the validation examples, to
-            record per epoch the policy's entropy, its held-out KL to the teacher and how often its
-            top-1 candidate is the teacher's (costs ``l`` scoring passes per validation example).
-    """
-
-    output_dir: str | Path = "runs/ropg"
-    learning_rate: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 8
-    validation_feedback: bool = True
-
-    # The diagnostics are recorded beside the validation score but never choose the checkpoint.
-    run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"validation_feedback"}
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_at_least(self, 2, "candidates")  # one candidate carries no preference
-        require_positive(self, "policy_temperature")
-
-
-@dataclass(kw_only=True)
-class ROPGKDConfig(ROPGConfig):
-    """KD adds the target temperature τ and what to do with rows that carry no preference.
-
-    Attributes:
-        temperature: τ of the target p_t = softmax(score / τ) (not stated in the paper).
-        skip_uniform: drop examples whose candidates all score the same. They carry no preference,
-            and with them KD would pull the retriever towards a uniform ranking.
-        free_ties: distil only how the LLM's score groups compare, leaving the order of candidates
-            with equal scores to the student (:func:`~optimizers.losses.distillation_kl`); ``False``
-            is the paper's Eq. 4, which also pulls tied candidates to one score.
-    """
-
-    output_dir: str | Path = "runs/ropg-kd"
-    temperature: float = 0.1
-    skip_uniform: bool = True
-    free_ties: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_positive(self, "temperature")
 
 
 class PolicyOptimizer(Teleprompter):

@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import dspy
 import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers import distributed
-from optimizers.feedback import Feedback, FeedbackTrainingConfig, PoolFeedback, carries_preference, tie_advice
+from optimizers.configs import RSPGConfig
+from optimizers.feedback import Feedback, PoolFeedback, carries_preference, tie_advice
 from optimizers.losses import distillation_kl
 from optimizers.metric import Metric, check_metric, metric_score
 from optimizers.training import Trainer, TrainingResult, config_dict, refuse_unused_compile_arguments
 from persona_rag.encoders import resolve_encoder
-from persona_rag.errors import ConfigError, ProgramError, require_at_least, require_positive
+from persona_rag.errors import ConfigError, ProgramError
 from persona_rag.evaluation import selection_metrics
 from persona_rag.fingerprint import directory_fingerprint
 from persona_rag.io import atomic_write_json
@@ -46,48 +46,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(kw_only=True)
-class RSPGConfig(FeedbackTrainingConfig):
-    """RSPG settings; the defaults are the paper's for selectors (Adam lr 1e-5, 5% warm-up,
-    clipping 1.0, effective batch 64 = 8 x 8 accumulation, 20 epochs) plus early stopping.
-
-    Attributes:
-        temperature: τ of the target P_TS = softmax(Eval / τ) (not stated in the paper; Eval lies
-            in [0, 1], so τ = 1 leaves the target close to uniform).
-        skip_uniform: drop examples on which every pool member scores the same: they carry no
-            preference and would only teach the selector to be undecided.
-        gradient_checkpointing: recompute the selector encoder's activations in the backward pass
-            instead of keeping them. A step scores every pool member's prompt (8 questions x 6
-            members x 256 tokens), and the kept activations were most of RSPG's memory: on two
-            idle cores, 6.61 -> 2.92 GiB peak RSS for 1.70x the encoder's step time
-            (``benchmarks/selector_memory.py``). Turn it off when memory is plentiful. The
-            gradients are the same (dropout's random state is replayed), so it is left out of the
-            run's fingerprint.
-        trainable_layers: train only the selector encoder's last this many layers (and the head);
-            ``None``: every weight. Frozen lower layers keep no activations and need no backward
-            pass (``benchmarks/selector_memory.py`` measures the step).
-
-    Validation examples' pool answers are computed once and reused by every epoch.
-    """
-
-    output_dir: str | Path = "runs/rspg"
-    learning_rate: float = 1e-5
-    epochs: int = 20
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 8
-    temperature: float = 0.1
-    skip_uniform: bool = True
-    gradient_checkpointing: bool = True
-    trainable_layers: int | None = None
-
-    run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"gradient_checkpointing"}
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require_positive(self, "temperature")
-        require_at_least(self, 1, "trainable_layers")
 
 
 class RSPG(Teleprompter):

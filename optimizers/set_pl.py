@@ -27,16 +27,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import dspy
 import torch
 
 from optimizers import distributed
-from optimizers.feedback import SIGNALS, Feedback, resolve_signal
+from optimizers.configs import BASELINES, SetPLConfig
+from optimizers.feedback import Feedback, resolve_signal
 from optimizers.metric import Metric
-from optimizers.ropg import PolicyConfig, PolicyOptimizer, policy_logits
+from optimizers.ropg import PolicyOptimizer, policy_logits
 from persona_rag.encoders import TextEncoder
 from persona_rag.errors import ConfigError
 from persona_rag.program import PersonalizedRAG
@@ -55,54 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-Baseline = Literal["others", "greedy"]
-BASELINES: tuple[str, ...] = get_args(Baseline)
-
-
-@dataclass(kw_only=True)
-class SetPLConfig(PolicyConfig):
-    """Set-PL settings. The set size is the program's ``k`` (the items its prompt holds), so the
-    tuned retriever is trained for exactly the prompt it will fill.
-
-    Attributes:
-        samples: ordered sets sampled per question and step (S); each new set costs one reader call.
-        baseline: what a set's reward is compared with. ``others``: the mean reward of the
-            question's other S - 1 samples (leave-one-out, no extra reader call). ``greedy``: the
-            reward of the policy's own top-k set (one more reader call per question and step).
-            ``others`` is the default because it asks the reader nothing beyond the samples; the
-            comparison of the two on the validation questions of the two-item synthetic task
-            (``tests/optimizers/pair_task.py``) has not finished yet, so that choice is not yet
-            backed by a measurement (docs/set_pl.md).
-        entropy_weight: β of the entropy bonus on the policy's first draw (0: none).
-    """
-
-    output_dir: str | Path = "runs/set-pl"
-    learning_rate: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 8
-    samples: int = 4
-    baseline: Baseline = "others"
-    entropy_weight: float = 0.01
-
-    def __post_init__(self) -> None:
-        if self.baseline not in BASELINES:
-            raise ConfigError(
-                f"SetPLConfig.baseline must be one of {', '.join(BASELINES)}; got {self.baseline!r}"
-            )
-        least = 2 if self.baseline == "others" else 1
-        if self.samples < least:
-            raise ConfigError(
-                f"SetPLConfig.samples must be at least {least} with baseline {self.baseline!r} "
-                f"(the leave-one-out mean needs another sample); got {self.samples}"
-            )
-        if self.candidates < 2:
-            raise ConfigError(f"SetPLConfig.candidates must be at least 2; got {self.candidates}")
-        if self.entropy_weight < 0:
-            raise ConfigError(f"SetPLConfig.entropy_weight must be 0 or more; got {self.entropy_weight}")
-        if self.signal not in SIGNALS:
-            raise ConfigError(f"SetPLConfig.signal must be one of {', '.join(SIGNALS)}; got {self.signal!r}")
 
 
 @dataclass(frozen=True)

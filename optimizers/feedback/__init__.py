@@ -16,18 +16,24 @@ RSPG learn from. One module per concept:
 
 from __future__ import annotations
 
-from optimizers.feedback.cache import FeedbackCache
-from optimizers.feedback.compute import Feedback
-from optimizers.feedback.config import FeedbackTrainingConfig
-from optimizers.feedback.records import CandidateFeedback, PoolFeedback, carries_preference
-from optimizers.feedback.signals import (
-    SIGNALS,
-    TIE_BREAK,
-    Signal,
-    likelihood_missing,
-    resolve_signal,
-    tie_advice,
-)
+from persona_rag.lazy import lazy_exports
+
+# Imported on first use: computing feedback loads torch and dspy, and the commands build their flags
+# from FeedbackTrainingConfig and the signals while ``persona-rag --help`` must not wait for them.
+_EXPORTS = {
+    "optimizers.feedback.cache": ("FeedbackCache",),
+    "optimizers.feedback.compute": ("Feedback",),
+    "optimizers.feedback.config": ("FeedbackTrainingConfig",),
+    "optimizers.feedback.records": ("CandidateFeedback", "PoolFeedback", "carries_preference"),
+    "optimizers.feedback.signals": (
+        "SIGNALS",
+        "TIE_BREAK",
+        "Signal",
+        "likelihood_missing",
+        "resolve_signal",
+        "tie_advice",
+    ),
+}
 
 __all__ = [
     "SIGNALS",
@@ -43,3 +49,5 @@ __all__ = [
     "resolve_signal",
     "tie_advice",
 ]
+
+__getattr__, __dir__ = lazy_exports("optimizers.feedback", _EXPORTS, globals())

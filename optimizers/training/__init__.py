@@ -13,9 +13,15 @@ The training curves are drawn by :mod:`optimizers.plots`.
 
 from __future__ import annotations
 
-from optimizers.training.config import TrainingConfig, config_dict, refuse_unused_compile_arguments
-from optimizers.training.loop import Trainer, TrainingResult
-from optimizers.training.validation import validation_scores
+from persona_rag.lazy import lazy_exports
+
+# Imported on first use: the loop loads torch, and the commands build their flags from
+# TrainingConfig while ``persona-rag --help`` must not wait for it.
+_EXPORTS = {
+    "optimizers.training.config": ("TrainingConfig", "config_dict", "refuse_unused_compile_arguments"),
+    "optimizers.training.loop": ("Trainer", "TrainingResult"),
+    "optimizers.training.validation": ("validation_scores",),
+}
 
 __all__ = [
     "Trainer",
@@ -25,3 +31,5 @@ __all__ = [
     "refuse_unused_compile_arguments",
     "validation_scores",
 ]
+
+__getattr__, __dir__ = lazy_exports("optimizers.training", _EXPORTS, globals())

@@ -35,19 +35,6 @@ _EXPORTS = {
     ),
 }
 
-__all__ = [
-    "SIGNALS",
-    "TIE_BREAK",
-    "CandidateFeedback",
-    "Feedback",
-    "FeedbackCache",
-    "FeedbackTrainingConfig",
-    "PoolFeedback",
-    "Signal",
-    "carries_preference",
-    "likelihood_missing",
-    "resolve_signal",
-    "tie_advice",
-]
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 __getattr__, __dir__ = lazy_exports("optimizers.feedback", _EXPORTS, globals())

@@ -29,18 +29,6 @@ _EXPORTS = {
     "optimizers.report.tables": ("markdown_table", "write_report"),
 }
 
-__all__ = [
-    "COLUMNS",
-    "FIXED_COLUMNS",
-    "ROPG_START",
-    "SET_COLUMN",
-    "SET_RIVAL",
-    "Report",
-    "ReportConfig",
-    "SplitReport",
-    "markdown_table",
-    "run_report",
-    "write_report",
-]
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 __getattr__, __dir__ = lazy_exports("optimizers.report", _EXPORTS, globals())

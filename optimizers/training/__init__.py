@@ -23,13 +23,6 @@ _EXPORTS = {
     "optimizers.training.validation": ("validation_scores",),
 }
 
-__all__ = [
-    "Trainer",
-    "TrainingConfig",
-    "TrainingResult",
-    "config_dict",
-    "refuse_unused_compile_arguments",
-    "validation_scores",
-]
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 __getattr__, __dir__ = lazy_exports("optimizers.training", _EXPORTS, globals())

@@ -1,22 +1,27 @@
 """The settings of each optimizer: the reader's fine-tune, ROPG, Set-PL and RSPG.
 
 They sit apart from the optimizers that read them, which load torch and dspy: the training
-commands build their flags from these classes, and ``persona-rag --help`` must answer at once. Each optimizer's module re-exports its config.
+commands build their flags from these classes (:mod:`persona_rag.config_flags`), and
+``persona-rag --help`` must answer at once. Each optimizer's module re-exports its config.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
 from optimizers.feedback.config import FeedbackTrainingConfig
 from optimizers.feedback.signals import SIGNALS
 from optimizers.training.config import TrainingConfig
+from persona_rag.cli_options import non_negative_float, positive_float, positive_int
+from persona_rag.config_flags import option
 from persona_rag.errors import ConfigError, require_at_least, require_positive
 
 __all__ = [
     "BASELINES",
+    "FREE_TIES_HELP",
+    "SELECTOR_LAYERS_HELP",
     "PolicyConfig",
     "ROPGConfig",
     "ROPGKDConfig",
@@ -24,6 +29,16 @@ __all__ = [
     "ReaderFinetuneConfig",
     "SetPLConfig",
 ]
+
+# Help texts of settings that ``report`` also offers, for the ROPG-KD and RSPG it trains.
+FREE_TIES_HELP = (
+    "distil only how groups of equal score compare, leaving the order of tied candidates to the "
+    "retriever; off, the paper's Eq. 4 also pulls tied candidates to one score"
+)
+SELECTOR_LAYERS_HELP = (
+    "train only the selector encoder's last N layers, about half the step time of every weight with "
+    "activation checkpointing (default: every weight)"
+)
 
 
 @dataclass(kw_only=True)
@@ -48,14 +63,31 @@ class ReaderFinetuneConfig(TrainingConfig):
     output_dir: str | Path = "runs/reader"
     learning_rate: float = 5e-5
     epochs: int = 2
-    batch_size: int = 8
     gradient_accumulation_steps: int = 1
     patience: int | None = 1
-    max_length: int | None = None
-    max_examples: int | None = 512
-    max_val_examples: int | None = 100
-    k: int | None = None
-    trainable_layers: int | None = None
+    max_length: int | None = field(
+        default=None,
+        metadata=option(
+            "cap on prompt + answer tokens (default: none; prompts already fit --max-input-tokens, "
+            "as at inference)",
+            type=positive_int,
+        ),
+    )
+    max_examples: int | None = field(
+        default=512, metadata=option("first N training questions (None: all)", type=positive_int)
+    )
+    max_val_examples: int | None = field(
+        default=100, metadata=option("validation questions scored", type=positive_int)
+    )
+    k: int | None = None  # not a flag: finetune passes the model options' --k, the program's k
+    trainable_layers: int | None = field(
+        default=None,
+        metadata=option(
+            "train only the last N decoder layers and the final norm, embeddings frozen: less memory "
+            "and faster steps (default: every weight)",
+            type=positive_int,
+        ),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,8 +108,14 @@ class PolicyConfig(FeedbackTrainingConfig):
     Validation examples are scored end to end after every epoch; that score picks the checkpoint.
     """
 
-    candidates: int = 16
-    policy_temperature: float | None = None
+    candidates: int = field(default=16, metadata=option("l, candidates per example", type=positive_int))
+    policy_temperature: float | None = field(
+        default=None,
+        metadata=option(
+            "τ of the retrieval policy softmax(q·d/τ) (default: 0.05 for a normalised encoder, else 1)",
+            type=positive_float,
+        ),
+    )
 
 
 @dataclass(kw_only=True)
@@ -92,11 +130,14 @@ class ROPGConfig(PolicyConfig):
     """
 
     output_dir: str | Path = "runs/ropg"
-    learning_rate: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 8
-    validation_feedback: bool = True
+    validation_feedback: bool = field(
+        default=True,
+        metadata=option(
+            "ROPG: also score the validation questions' candidates, to record per epoch the policy's "
+            "entropy, its held-out KL to the teacher and how often its top-1 is the teacher's (l scoring "
+            "passes per validation question)"
+        ),
+    )
 
     # The diagnostics are recorded beside the validation score but never choose the checkpoint.
     run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"validation_feedback"}
@@ -121,9 +162,12 @@ class ROPGKDConfig(ROPGConfig):
     """
 
     output_dir: str | Path = "runs/ropg-kd"
-    temperature: float = 0.1
-    skip_uniform: bool = True
-    free_ties: bool = False
+    temperature: float = field(default=0.1, metadata=option("KD target temperature", type=positive_float))
+    skip_uniform: bool = field(
+        default=True,
+        metadata=option("ROPG-KD: drop questions whose candidates all score the same: no preference"),
+    )
+    free_ties: bool = field(default=False, metadata=option(FREE_TIES_HELP))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -152,13 +196,23 @@ class SetPLConfig(PolicyConfig):
     """
 
     output_dir: str | Path = "runs/set-pl"
-    learning_rate: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 8
-    samples: int = 4
-    baseline: Baseline = "others"
-    entropy_weight: float = 0.01
+    samples: int = field(
+        default=4, metadata=option("Set-PL: ordered sets sampled per question and step", type=positive_int)
+    )
+    baseline: Baseline = field(
+        default="others",
+        metadata=option(
+            "Set-PL: a set's reward is compared with the mean of the question's other samples, or "
+            "with the reward of the policy's top-k set (one more reader call per question and step)"
+        ),
+    )
+    entropy_weight: float = field(
+        default=0.01,
+        metadata=option(
+            "Set-PL: weight of the entropy bonus that keeps the policy from collapsing",
+            type=non_negative_float,
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -204,14 +258,16 @@ class RSPGConfig(FeedbackTrainingConfig):
     """
 
     output_dir: str | Path = "runs/rspg"
-    learning_rate: float = 1e-5
     epochs: int = 20
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 8
-    temperature: float = 0.1
-    skip_uniform: bool = True
-    gradient_checkpointing: bool = True
-    trainable_layers: int | None = None
+    temperature: float = field(default=0.1, metadata=option("target temperature", type=positive_float))
+    skip_uniform: bool = field(
+        default=True,
+        metadata=option("drop questions on which every pool member scores the same: no preference"),
+    )
+    gradient_checkpointing: bool = True  # not a flag: select turns it off with --trainable-layers
+    trainable_layers: int | None = field(
+        default=None, metadata=option(SELECTOR_LAYERS_HELP, type=positive_int)
+    )
 
     run_only: ClassVar[frozenset[str]] = FeedbackTrainingConfig.run_only | {"gradient_checkpointing"}
 

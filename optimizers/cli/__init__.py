@@ -1,7 +1,8 @@
 """Training commands that ``optimizers`` adds to the ``persona-rag`` CLI (entry point group
 ``persona_rag.commands``), one module per command, and the options they share
-(:mod:`~optimizers.cli.options`). Every module imports only argument parsing at the top, so
-``persona-rag --help`` loads no model library."""
+(:mod:`~optimizers.cli.options`). Each command's settings are flags built from its config class
+(:mod:`persona_rag.config_flags`). Every module imports only argument parsing and those classes at
+the top, so ``persona-rag --help`` loads no model library."""
 
 from __future__ import annotations
 

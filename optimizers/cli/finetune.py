@@ -6,36 +6,28 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from optimizers.cli.options import add_training_options, print_history, train_and_val
-from persona_rag.cli_options import add_model_options, build_program, positive_int, retriever_list
+from optimizers.cli.options import add_training_data_options, print_history, train_and_val
+from optimizers.configs import ReaderFinetuneConfig
+from persona_rag.cli_options import add_model_options, build_program, retriever_list
+from persona_rag.config_flags import ConfigFlags
 
-__all__ = ["add_finetune", "cmd_finetune"]
+__all__ = ["FLAGS", "add_finetune", "cmd_finetune"]
+
+FLAGS = ConfigFlags(ReaderFinetuneConfig, exclude=("k",))
+"""The reader fine-tune's settings as flags; its ``k`` is the model options' ``--k``, which fills
+the prompts at inference too."""
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune the reader with each retriever filling the prompts in turn, validated on
     questions carved from train; the main process of a launch saves and reports."""
     from optimizers import distributed
-    from optimizers.reader import ReaderFinetune, ReaderFinetuneConfig
+    from optimizers.reader import ReaderFinetune
     from persona_rag.retrievers import make_retriever
 
     distributed.initialize()  # before any model loads: under a launch, "cuda" is this rank's GPU
     train, val, task = train_and_val(args)
-    config = ReaderFinetuneConfig(
-        output_dir=args.out,
-        learning_rate=args.lr,
-        epochs=args.epochs,
-        batch_size=args.train_batch_size,
-        gradient_accumulation_steps=args.grad_accum,
-        max_length=args.max_length,
-        trainable_layers=args.trainable_layers,
-        max_examples=args.max_examples,
-        max_val_examples=args.max_val_examples,
-        patience=args.patience,
-        k=args.k,
-        seed=args.seed,
-        resume=not args.overwrite,
-    )
+    config = ReaderFinetuneConfig(**FLAGS.values(ReaderFinetuneConfig, args), k=args.k)
     retrievers = [
         make_retriever(kind, **({"encoder": args.encoder} if kind == "dense" else {}))
         for kind in args.retrievers
@@ -67,19 +59,7 @@ def add_finetune(commands: Any) -> None:
         default="none,recency,bm25,dense",
         help="retrievers filling the training prompts, in turn",
     )
-    finetune.add_argument("--out", type=Path, default=Path("runs/reader"), help="checkpoints and history")
-    finetune.add_argument(
-        "--max-length",
-        type=positive_int,
-        help="cap on prompt + answer tokens (default: none; prompts already fit --max-input-tokens, "
-        "as at inference)",
-    )
-    finetune.add_argument(
-        "--trainable-layers",
-        type=positive_int,
-        help="train only the last N decoder layers and the final norm, embeddings frozen: less memory "
-        "and faster steps (default: every weight)",
-    )
-    add_training_options(finetune, lr=5e-5, epochs=2, grad_accum=1, max_examples=512, patience=1)
+    add_training_data_options(finetune)
+    FLAGS.add_to(finetune)
     add_model_options(finetune)
     finetune.set_defaults(func=cmd_finetune)

@@ -6,31 +6,29 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from optimizers.cli.options import (
-    SELECTOR_LAYERS_HELP,
-    add_signal_option,
-    add_training_options,
-    print_history,
-    train_and_val,
-)
+from optimizers.cli.options import add_training_data_options, print_history, train_and_val
+from optimizers.configs import RSPGConfig
 from persona_rag.cli_options import (
     add_model_options,
     build_program,
     named_retriever,
-    positive_float,
-    positive_int,
     retriever_list,
     spec_name,
 )
+from persona_rag.config_flags import ConfigFlags
 
-__all__ = ["add_select", "cmd_select"]
+__all__ = ["FLAGS", "add_select", "cmd_select"]
+
+FLAGS = ConfigFlags(RSPGConfig, exclude=("output_dir", "gradient_checkpointing"))
+"""RSPG's settings as flags; the output folder is named after ``--mode``, and activation
+checkpointing is on exactly when every weight trains (no ``--trainable-layers``)."""
 
 
 def cmd_select(args: argparse.Namespace) -> int:
     """Train a selector over ``--pool`` on the reader's feedback; the main process of a launch
     saves the program and the selector."""
     from optimizers import distributed
-    from optimizers.rspg import RSPG, RSPGConfig
+    from optimizers.rspg import RSPG
     from persona_rag.portable import write_portable_json
     from persona_rag.selector import Selector
 
@@ -38,20 +36,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     distributed.initialize()
     train, val, task = train_and_val(args)
     config = RSPGConfig(
+        **FLAGS.values(RSPGConfig, args),
         output_dir=out,
-        learning_rate=args.lr,
-        epochs=args.epochs,
-        batch_size=args.train_batch_size,
-        gradient_accumulation_steps=args.grad_accum,
-        patience=args.patience,
-        seed=args.seed,
-        temperature=args.temperature,
-        signal=args.signal,
-        max_examples=args.max_examples,
-        max_val_examples=args.max_val_examples,
-        feedback_cache=args.feedback_cache,
-        resume=not args.overwrite,
-        trainable_layers=args.trainable_layers,
         gradient_checkpointing=args.trainable_layers is None,
     )
     program = build_program(args, task, "none")
@@ -95,12 +81,7 @@ def add_select(commands: Any) -> None:
     select.add_argument(
         "--out", type=Path, help="the selector, checkpoints and history (default: runs/rspg-<mode>)"
     )
-    select.add_argument(
-        "--feedback-cache", type=Path, default=Path("runs/feedback.sqlite"), help="cache of the LLM's answers"
-    )
-    select.add_argument("--temperature", type=positive_float, default=0.1, help="target temperature")
-    select.add_argument("--trainable-layers", type=positive_int, help=SELECTOR_LAYERS_HELP)
-    add_training_options(select, lr=1e-5, epochs=20, grad_accum=8)
-    add_signal_option(select)
+    add_training_data_options(select)
+    FLAGS.add_to(select)
     add_model_options(select)
     select.set_defaults(func=cmd_select)

@@ -33,10 +33,15 @@ from optimizers.demo.reader import finetune_reader
 from optimizers.demo.stages import encoder_key, examples_key, run_stage, stage_key, timed
 from optimizers.plots import bar_chart
 from persona_rag.cli_options import add_model_options, build_program, load_selector, make_console
+from persona_rag.config_flags import ConfigFlags
 from persona_rag.defaults import DEFAULT_LM
 from persona_rag.fingerprint import directory_fingerprint
 
-__all__ = ["DemoResult", "add_demo", "run_demo"]
+__all__ = ["FLAGS", "DemoResult", "add_demo", "run_demo"]
+
+FLAGS = ConfigFlags(DemoConfig, include=("out", "seed"))
+"""The demo's settings that are flags; its sizes are the full demo's, or with ``--tiny`` the toy
+run's (:meth:`DemoConfig.tiny`)."""
 
 
 @dataclass
@@ -250,12 +255,8 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``persona-rag demo``: the full demo, or every stage at toy size with ``--tiny``."""
-    config = (
-        DemoConfig.tiny(Path(args.out), args.seed)
-        if args.tiny
-        else DemoConfig(out=Path(args.out), seed=args.seed)
-    )
-    run_demo(args, config)
+    settings = FLAGS.values(DemoConfig, args)
+    run_demo(args, DemoConfig.tiny(**settings) if args.tiny else DemoConfig(**settings))
     return 0
 
 
@@ -266,8 +267,7 @@ def add_demo(commands: Any) -> None:
         help="the paper's result on a generated sample task: fine-tuned reader, fixed retrievers, "
         "ROPG-KD and RSPG-Post on held-out questions",
     )
-    demo.add_argument("--out", default="runs/demo", help="where the data, checkpoints, results and chart go")
-    demo.add_argument("--seed", type=int, default=0, help="the sample task's seed")
+    FLAGS.add_to(demo)
     demo.add_argument(
         "--tiny", action="store_true", help="every stage at toy size (seconds; numbers meaningless)"
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from persona_rag.config_flags import option
 
 __all__ = ["POOL", "ROW_NAMES", "DemoConfig"]
 
@@ -40,11 +42,13 @@ class DemoConfig:
         rspg_epochs: RSPG epochs.
     """
 
-    out: Path = Path("runs/demo")
+    out: Path = field(
+        default=Path("runs/demo"), metadata=option("where the data, checkpoints, results and chart go")
+    )
     users: int = 32
     profile_size: int = 24
     questions: tuple[int, int, int] = (6, 1, 2)
-    seed: int = 0
+    seed: int = field(default=0, metadata=option("the sample task's seed"))
     reader_examples: int = 160
     reader_epochs: int = 1
     train_examples: int | None = 96

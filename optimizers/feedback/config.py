@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from optimizers.feedback.signals import SIGNALS, Signal
+from optimizers.feedback.signals import SIGNAL_HELP, SIGNALS, Signal
 from optimizers.training.config import TrainingConfig
+from persona_rag.cli_options import positive_int
+from persona_rag.config_flags import option
 from persona_rag.errors import require_at_least, require_one_of
 
 __all__ = ["FeedbackTrainingConfig"]
@@ -27,11 +29,19 @@ class FeedbackTrainingConfig(TrainingConfig):
             paper's), ``likelihood``, ``metric+likelihood``, ``expected`` or ``auto``.
     """
 
-    max_examples: int | None = None
-    max_val_examples: int | None = 100
-    feedback_cache: str | Path = "runs/feedback.sqlite"
-    feedback_batch_size: int = 32
-    signal: Signal = "auto"
+    max_examples: int | None = field(
+        default=None, metadata=option("first N training questions (None: all)", type=positive_int)
+    )
+    max_val_examples: int | None = field(
+        default=100, metadata=option("validation questions scored", type=positive_int)
+    )
+    feedback_cache: str | Path = field(
+        default="runs/feedback.sqlite", metadata=option("cache of the LLM's answers")
+    )
+    feedback_batch_size: int = field(
+        default=32, metadata=option("prompts per batch of the LLM's feedback", type=positive_int)
+    )
+    signal: Signal = field(default="auto", metadata=option(SIGNAL_HELP))
 
     # The cache holds answers keyed by content, so where it is and how it is filled change nothing.
     run_only: ClassVar[frozenset[str]] = TrainingConfig.run_only | {"feedback_cache", "feedback_batch_size"}

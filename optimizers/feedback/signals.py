@@ -37,10 +37,25 @@ from persona_rag.server import gives_log_probs, scorable_labels
 if TYPE_CHECKING:
     from persona_rag.program import PersonalizedRAG
 
-__all__ = ["SIGNALS", "TIE_BREAK", "Signal", "likelihood_missing", "resolve_signal", "tie_advice"]
+__all__ = [
+    "SIGNALS",
+    "SIGNAL_HELP",
+    "TIE_BREAK",
+    "Signal",
+    "likelihood_missing",
+    "resolve_signal",
+    "tie_advice",
+]
 
 Signal = Literal["metric", "likelihood", "metric+likelihood", "expected", "auto"]
 SIGNALS: tuple[str, ...] = get_args(Signal)
+# The help of ``--signal`` in every command that trains on the LLM's feedback.
+SIGNAL_HELP = (
+    "what the LLM feedback scores: metric (the paper's Eval), likelihood (log p(gold)), "
+    "metric+likelihood (Eval, ties broken by log p(gold)), expected (Eval expected under the "
+    "reader's label distribution; label tasks); auto: metric+likelihood for a local model, metric for "
+    "a server"
+)
 # Weight of the scaled log-likelihood in ``metric+likelihood``: below any Eval step of LaMP-1/2/3.
 TIE_BREAK = 0.05
 

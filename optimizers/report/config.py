@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optimizers.feedback.signals import SIGNALS, Signal
+from optimizers.configs import FREE_TIES_HELP, SELECTOR_LAYERS_HELP
+from optimizers.feedback.signals import SIGNAL_HELP, SIGNALS, Signal
+from optimizers.training.config import OVERWRITE_HELP
+from persona_rag.cli_options import non_negative_int, positive_float, positive_int
+from persona_rag.config_flags import option
 from persona_rag.errors import require_at_least, require_one_of, require_positive
 
 __all__ = ["ReportConfig"]
@@ -52,27 +56,79 @@ class ReportConfig:
     """
 
     output_dir: str | Path = "reports/report"
-    train_examples: int | None = None
-    rspg_train_examples: int | None = None
-    val_examples: int = 150
-    candidates: int = 16
-    signal: Signal = "auto"
-    kd_signal: Signal | None = None
-    kd_free_ties: bool = False
-    ropg_epochs: int = 3
-    ropg_learning_rate: float = 1e-5
-    rspg_epochs: int = 5
-    rspg_learning_rate: float = 5e-5
-    rspg_trainable_layers: int | None = None
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 2
-    patience: int | None = 2
-    set_pl: bool = True
+    train_examples: int | None = field(
+        default=None,
+        metadata=option("ROPG training questions (default: the whole train split)", type=positive_int),
+    )
+    rspg_train_examples: int | None = field(
+        default=None,
+        metadata=option("selector training questions (default: as --train-examples)", type=positive_int),
+    )
+    val_examples: int = field(
+        default=150,
+        metadata=option("validation carved from train: users' latest questions", type=positive_int),
+    )
+    candidates: int = field(default=16, metadata=option("ROPG's l", type=positive_int))
+    signal: Signal = field(default="auto", metadata=option(SIGNAL_HELP))
+    kd_signal: Signal | None = field(
+        default=None, metadata=option("ROPG-KD's own feedback signal (default: --signal)")
+    )
+    kd_free_ties: bool = field(default=False, metadata=option(f"ROPG-KD: {FREE_TIES_HELP}"))
+    ropg_epochs: int = field(default=3, metadata=option("ROPG epochs", type=positive_int))
+    ropg_learning_rate: float = field(
+        default=1e-5,
+        metadata=option("ROPG learning rate", "--ropg-lr", "--ropg-learning-rate", type=positive_float),
+    )
+    rspg_epochs: int = field(default=5, metadata=option("RSPG epochs", type=positive_int))
+    rspg_learning_rate: float = field(
+        default=5e-5,
+        metadata=option("RSPG learning rate", "--rspg-lr", "--rspg-learning-rate", type=positive_float),
+    )
+    rspg_trainable_layers: int | None = field(
+        default=None, metadata=option(SELECTOR_LAYERS_HELP, type=positive_int)
+    )
+    batch_size: int = field(
+        default=8,
+        metadata=option(
+            "examples per forward pass of both trainers", "--train-batch-size", type=positive_int
+        ),
+    )
+    gradient_accumulation_steps: int = field(
+        default=2,
+        metadata=option(
+            "forward passes per optimizer step of both trainers",
+            "--grad-accum",
+            "--gradient-accumulation-steps",
+            type=positive_int,
+        ),
+    )
+    patience: int | None = field(
+        default=2,
+        metadata=option(
+            "stop either trainer after this many epochs without improvement", type=non_negative_int
+        ),
+    )
+    set_pl: bool = field(
+        default=True,
+        metadata=option(
+            "leave the Set-PL row out: on generation tasks its sampled sets cost more reader calls than "
+            "every other stage together",
+            "--no-set-pl",
+            off=True,
+        ),
+    )
     ropg_checkpoints: dict[str, str | Path] = field(default_factory=dict)
-    feedback_cache: str | Path | None = None
-    resamples: int = 2000
-    seed: int = 0
-    resume: bool = True
+    feedback_cache: str | Path | None = field(
+        default=None, metadata=option("cache of the LLM's answers (default: <out>/feedback.sqlite)")
+    )
+    resamples: int = field(
+        default=2000,
+        metadata=option(
+            "bootstrap resamples and randomisation rounds of the significance tests", type=positive_int
+        ),
+    )
+    seed: int = field(default=0, metadata=option("training seed and the draw of validation users"))
+    resume: bool = field(default=True, metadata=option(OVERWRITE_HELP, "--overwrite", off=True))
 
     def __post_init__(self) -> None:
         """Refuse at once what would otherwise fail at the stage that reads it, hours in."""

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from persona_rag.cli_options import non_negative_float, non_negative_int, positive_float, positive_int
+from persona_rag.config_flags import option
 from persona_rag.errors import ConfigError, require_at_least, require_fraction, require_positive
 
-__all__ = ["TrainingConfig", "config_dict", "refuse_unused_compile_arguments"]
+__all__ = ["OVERWRITE_HELP", "TrainingConfig", "config_dict", "refuse_unused_compile_arguments"]
+
+# The help of ``--overwrite``, which turns ``resume`` off in every command that trains (``report`` too).
+OVERWRITE_HELP = (
+    "start fresh, replacing a resume state in --out (by default a run resumes it, and a state of a "
+    "different run there is an error)"
+)
 
 
 @dataclass(kw_only=True)
@@ -35,19 +43,41 @@ class TrainingConfig:
         progress: show a progress bar.
     """
 
-    output_dir: str | Path = "runs/train"
-    learning_rate: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 8
-    warmup_ratio: float = 0.05
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    patience: int | None = 3
-    checkpoint_every: int = 20
-    resume: bool = True
-    seed: int = 0
-    progress: bool = True
+    output_dir: str | Path = field(default="runs/train", metadata=option("checkpoints and history", "--out"))
+    learning_rate: float = field(
+        default=1e-5, metadata=option("peak learning rate", "--lr", "--learning-rate", type=positive_float)
+    )
+    epochs: int = field(default=10, metadata=option("passes over the training set", type=positive_int))
+    batch_size: int = field(
+        default=8, metadata=option("examples per forward pass", "--train-batch-size", type=positive_int)
+    )
+    gradient_accumulation_steps: int = field(
+        default=8,
+        metadata=option(
+            "forward passes per optimizer step, split over the processes of a launch",
+            "--grad-accum",
+            "--gradient-accumulation-steps",
+            type=positive_int,
+        ),
+    )
+    warmup_ratio: float = field(
+        default=0.05, metadata=option("share of optimizer steps with linear warm-up", type=non_negative_float)
+    )
+    max_grad_norm: float = field(default=1.0, metadata=option("gradient clipping norm", type=positive_float))
+    weight_decay: float = field(default=0.0, metadata=option("AdamW weight decay", type=non_negative_float))
+    patience: int | None = field(
+        default=3,
+        metadata=option("stop after this many epochs without improvement", type=non_negative_int),
+    )
+    checkpoint_every: int = field(
+        default=20,
+        metadata=option(
+            "optimizer steps between resume checkpoints (one is also saved every epoch)", type=positive_int
+        ),
+    )
+    resume: bool = field(default=True, metadata=option(OVERWRITE_HELP, "--overwrite", off=True))
+    seed: int = field(default=0, metadata=option("shuffling and initialisation seed"))
+    progress: bool = field(default=True, metadata=option("show a progress bar"))
 
     run_only: ClassVar[frozenset[str]] = frozenset({"output_dir", "checkpoint_every", "resume", "progress"})
     """Fields that do not change what a run computes, left out of its fingerprint."""

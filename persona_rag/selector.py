@@ -36,6 +36,11 @@ Mode = Literal["pre", "post"]
 DEFAULT_POOL = ("none", "recency", "bm25", "dense")
 """The untrained part of the paper's pool; add tuned retrievers as ``{"ropg-kd": DenseRetriever(...)}``."""
 
+# Encoder families whose frozen lower layers :meth:`SelectorNet.freeze_below` can run once per
+# candidate and cache: embeddings, then a list of layers that take (hidden, mask) and nothing else
+# (MPNet, for one, adds a position bias inside its encoder, so it gets eval mode but no cache).
+_CACHEABLE_ENCODERS = frozenset({"bert"})
+
 _HEAD_FILE = "selector_head.safetensors"
 _CONFIG_FILE = "selector.json"
 
@@ -76,6 +81,8 @@ class SelectorNet(torch.nn.Module):
 
         path = resolve_encoder(model)
         self.max_length = max_length
+        self._frozen_layers = 0  # set by freeze_below
+        self._frozen_cache: dict[tuple[str, str | None], torch.Tensor] | None = None
         self.tokenizer = load_pretrained(AutoTokenizer, path, truncation_side="left")
         self.encoder = load_pretrained(AutoModel, path)
         self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
@@ -91,20 +98,47 @@ class SelectorNet(torch.nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def freeze_below(self, trainable_layers: int) -> None:
+    @property
+    def _layers(self) -> Any:
+        """The encoder's list of transformer layers, or None for an architecture without one."""
+        return getattr(getattr(self.encoder, "encoder", None), "layer", None)
+
+    def freeze_below(self, trainable_layers: int, *, cache: bool = False) -> None:
         """Train only the encoder's last ``trainable_layers`` layers and the head.
 
         The embeddings and lower layers then need no gradients, so autograd keeps none of their
-        activations and the backward pass stops at the first trainable layer: a selector step
-        costs little more than its forward pass.
+        activations and the backward pass stops at the first trainable layer. They also stay in
+        eval mode (see :meth:`train`), which makes their output a fixed function of the candidate;
+        with ``cache=True`` that output is computed once per candidate text and kept, so a
+        training step, and every validation after the first, runs only the trainable layers. The
+        cache holds tokens x hidden size floats per distinct candidate (256 x 384 x 4 bytes =
+        0.4 MB for MiniLM), and is kept only for encoders whose layers take nothing but the
+        hidden states and the mask (BERT's family); others get the eval mode without the cache.
         """
-        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        layers = self._layers
         if layers is None or not 1 <= trainable_layers <= len(layers):
             found = "no list of layers" if layers is None else f"{len(layers)} layers"
             raise ConfigError(f"trainable_layers={trainable_layers}: the selector's encoder has {found}")
         self.encoder.requires_grad_(False)
         for layer in layers[len(layers) - trainable_layers :]:
             layer.requires_grad_(True)
+        self._frozen_layers = len(layers) - trainable_layers
+        cacheable = cache and self._frozen_layers and self.encoder.config.model_type in _CACHEABLE_ENCODERS
+        self._frozen_cache = {} if cacheable else None
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> SelectorNet:
+        """Set the training mode, keeping frozen layers (:meth:`freeze_below`) in eval mode.
+
+        Dropout in weights that never learn only adds noise to the features the trainable layers
+        read, and it is what would make those features differ from one step to the next.
+        """
+        super().train(mode)
+        if self._frozen_layers:
+            self.encoder.eval()
+            for layer in self._layers[self._frozen_layers :]:
+                layer.train(mode)
+        return self
 
     def forward(self, prompts: Sequence[str], outputs: Sequence[str] | None = None) -> torch.Tensor:
         """Scores (with gradients) for candidates given by their prompts, and answers in Post mode."""
@@ -115,8 +149,9 @@ class SelectorNet(torch.nn.Module):
                 prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
         else:
+            outputs = [clip(o, self.max_length) or "(empty answer)" for o in outputs]
             batch = self.tokenizer(
-                [clip(o, self.max_length) or "(empty answer)" for o in outputs],
+                outputs,
                 prompts,
                 padding=True,
                 truncation="only_second",
@@ -124,8 +159,56 @@ class SelectorNet(torch.nn.Module):
                 return_tensors="pt",
             )
         batch = batch.to(self.device)
-        hidden = self.encoder(**batch).last_hidden_state
+        if self._frozen_cache is None:
+            hidden = self.encoder(**batch).last_hidden_state
+        else:
+            keys = list(zip(prompts, outputs or [None] * len(prompts)))
+            hidden = self._frozen_hidden(keys, batch)
+            hidden = self._run_layers(hidden, batch["attention_mask"], self._layers[self._frozen_layers :])
         return self.head(mean_pool(hidden, batch["attention_mask"])).squeeze(-1)
+
+    def _frozen_hidden(
+        self, keys: list[tuple[str, str | None]], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The frozen layers' output for a batch, from the cache or computed (then cached) for the
+        candidates it lacks; padding positions are zeros, which the attention mask hides."""
+        cache = self._frozen_cache
+        assert cache is not None
+        mask = batch["attention_mask"].bool()
+        missing = list(dict.fromkeys(i for i, key in enumerate(keys) if key not in cache))
+        if missing:
+            # Normal tensors even under inference mode (validation), so a cached entry can feed
+            # a training step's graph later.
+            with torch.inference_mode(False), torch.no_grad():
+                rows = torch.tensor(missing, device=self.device)
+                sub = {name: tensor.index_select(0, rows) for name, tensor in batch.items()}
+                embedded = self.encoder.embeddings(
+                    input_ids=sub["input_ids"], token_type_ids=sub.get("token_type_ids")
+                )
+                computed = self._run_layers(
+                    embedded, sub["attention_mask"], self._layers[: self._frozen_layers]
+                )
+                for j, i in enumerate(missing):
+                    cache[keys[i]] = computed[j][mask[i]].clone()
+        hidden = torch.zeros(
+            *mask.shape, self.encoder.config.hidden_size, dtype=self.head.weight.dtype, device=self.device
+        )
+        for i, key in enumerate(keys):
+            hidden[i, mask[i]] = cache[key]
+        return hidden
+
+    def _run_layers(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[Any]
+    ) -> torch.Tensor:
+        """``layers`` applied in turn, with the attention mask built as the encoder builds it."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = create_bidirectional_mask(
+            config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+        for layer in layers:
+            hidden = layer(hidden, mask)
+        return hidden
 
     def save(self, path: str | Path) -> Path:
         """Write encoder, tokenizer and head atomically; ``SelectorNet(path)`` loads it back."""

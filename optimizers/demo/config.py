@@ -41,9 +41,9 @@ class DemoConfig:
     """
 
     out: Path = Path("runs/demo")
-    users: int = 32
+    users: int = 48
     profile_size: int = 24
-    questions: tuple[int, int, int] = (6, 1, 2)
+    questions: tuple[int, int, int] = (6, 1, 3)
     seed: int = 0
     reader_examples: int = 160
     reader_epochs: int = 1

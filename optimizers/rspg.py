@@ -196,7 +196,7 @@ class RSPG(Teleprompter):
         post = selector.mode == "post"
 
         def scores_of(batch: Sequence[PoolFeedback]) -> torch.Tensor:
-            prompts = [p for row in batch for p in row.prompts]
+            prompts = [text for row in batch for text in selector.candidate_texts(row.prompts)]
             outputs = [o for row in batch for o in row.outputs] if post else None
             return net(prompts, outputs).view(len(batch), -1)
 
@@ -225,7 +225,10 @@ class RSPG(Teleprompter):
             validate=validate,
             save_best=net.save,
             name=name,
-            base=directory_fingerprint(resolve_encoder(selector.model)),
+            base={
+                "encoder": directory_fingerprint(resolve_encoder(selector.model)),
+                "name_members": selector.name_members,
+            },
         )
         self.result = trainer.fit(rows)
         best = out / "best"

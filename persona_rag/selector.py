@@ -262,6 +262,11 @@ class Selector(dspy.Module, Parameter):
             generator's answer to it (every member's prompt is answered, as one batch).
         model: the selector's encoder: a Hugging Face encoder or a trained checkpoint directory.
         max_length: tokens per scored candidate.
+        name_members: the network reads each member's name after its prompt
+            (:meth:`candidate_texts`), so it can learn how far to trust each retriever as well as
+            what its items say. Without it, prompts from retrievers that all return profile items
+            look alike, and a member that is better on most inputs (a tuned retriever) cannot be
+            told apart from an untuned one. Saved selectors trained without names load without.
 
     Example (it loads or trains a model, so it is shown here and not run as a doctest)::
 
@@ -279,12 +284,14 @@ class Selector(dspy.Module, Parameter):
         mode: Mode = "pre",
         model: str = DEFAULT_ENCODER,
         max_length: int = 256,
+        name_members: bool = True,
     ) -> None:
         super().__init__()
         self.pool = _pool(pool)
         self.mode: Mode = _mode(mode)
         self.model = model
         self.max_length = max_length
+        self.name_members = name_members
         self._net: SelectorNet | None = None
         self._lock = threading.Lock()
 
@@ -303,6 +310,14 @@ class Selector(dspy.Module, Parameter):
     def use(self, net: SelectorNet, model: str | Path) -> None:
         """Adopt trained weights; ``model`` is the checkpoint they are saved in (what save() records)."""
         self._net, self.model = net.eval(), str(model)
+
+    def candidate_texts(self, prompts: Sequence[str]) -> list[str]:
+        """What the network reads of one input's member prompts (given in pool order): each prompt,
+        with the member's name after it when :attr:`name_members` (after, because a long prompt
+        loses its beginning, never its end)."""
+        if not self.name_members:
+            return list(prompts)
+        return [f"{prompt}\nretriever: {name}" for prompt, name in zip(prompts, self.names, strict=True)]
 
     def score(
         self, prompts: Sequence[str], outputs: Sequence[str] | None = None, *, batch_size: int = 32
@@ -332,7 +347,7 @@ class Selector(dspy.Module, Parameter):
             raise ConfigError(f"each input needs one prompt per pool member ({len(names)})")
         if self.mode == "post" and outputs is None:
             raise ConfigError("a Post selector scores answers: pass the pool's outputs")
-        flat_prompts = [p for row in prompts for p in row]
+        flat_prompts = [text for row in prompts for text in self.candidate_texts(row)]
         flat_outputs = None if self.mode == "pre" else [o for row in outputs for o in row]  # type: ignore[union-attr]
         scores = self.score(flat_prompts, flat_outputs).reshape(len(prompts), len(names))
         # Ties (an untrained head) go to the first member: argmax keeps the earliest maximum.
@@ -346,6 +361,7 @@ class Selector(dspy.Module, Parameter):
             "mode": self.mode,
             "model": self.model,
             "max_length": self.max_length,
+            "name_members": self.name_members,
             "pool": {name: retriever.dump_state() for name, retriever in self.pool.items()},
         }
 
@@ -356,6 +372,7 @@ class Selector(dspy.Module, Parameter):
         self.pool = _pool(pool)
         self.mode = _mode(state["mode"])
         self.max_length = int(state.get("max_length", self.max_length))
+        self.name_members = bool(state.get("name_members", False))  # saved before names were read
         if state["model"] != self.model:
             # The network loads on first use, after the pool's answers: a folder that asks to run
             # its own code is refused now, before that work.
@@ -377,4 +394,7 @@ class Selector(dspy.Module, Parameter):
         return clone
 
     def __repr__(self) -> str:
-        return f"Selector(mode={self.mode!r}, pool={self.names}, model={self.model!r})"
+        return (
+            f"Selector(mode={self.mode!r}, pool={self.names}, model={self.model!r}, "
+            f"name_members={self.name_members})"
+        )

@@ -159,3 +159,15 @@ def test_cached_frozen_layers_give_the_scores_and_gradients_of_the_whole_encoder
         grads.append(net.encoder.encoder.layer[-2].output.dense.weight.grad)
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
     assert len(cached._frozen_cache) == 2
+
+
+def test_the_network_reads_each_member_name_after_its_prompt_and_old_saves_load_without():
+    selector = Selector(pool=["none", "bm25"])
+    assert selector.candidate_texts(["p1", "p2"]) == ["p1\nretriever: none", "p2\nretriever: bm25"]
+    state = selector.dump_state()
+    assert Selector(pool=["none", "bm25"]).load_state(state).name_members is True
+    state.pop("name_members")  # a selector saved before it read names was trained on bare prompts
+    old = Selector(pool=["none", "bm25"]).load_state(state)
+    assert old.name_members is False and old.candidate_texts(["p1", "p2"]) == ["p1", "p2"]
+    with pytest.raises(ValueError):
+        selector.candidate_texts(["only one"])  # one prompt per member, in pool order

@@ -204,14 +204,19 @@ def run_demo(args: argparse.Namespace, config: DemoConfig) -> DemoResult:
     )
     selector_file = Path(rspg_config.output_dir) / "selector.json"
 
+    untrained = Selector(pool=pool, mode="post")
+
     def select() -> None:
         student = build_program(args, task, "none")
-        student.selector = Selector(pool=pool, mode="post")
+        student.selector = untrained
         trained = RSPG(config=rspg_config).compile(student, trainset=fit, valset=val)
         write_portable_json(selector_file, trained.selector.dump_state(), root=out)
 
     rspg_key = stage_key(
-        ropg_key, directory_fingerprint(Path(ropg_config.output_dir) / "best"), rspg_config.identity()
+        ropg_key,
+        directory_fingerprint(Path(ropg_config.output_dir) / "best"),
+        rspg_config.identity(),
+        repr(untrained),  # its pool, mode, encoder and whether it reads member names
     )
     with timed(stage_seconds, "RSPG-Post"):
         if run_stage(Path(rspg_config.output_dir), rspg_key, select):

@@ -136,7 +136,7 @@ class RSPG(Teleprompter):
         net = SelectorNet(selector.model, max_length=selector.max_length)
         if config.trainable_layers is not None:
             try:
-                net.freeze_below(config.trainable_layers)
+                net.freeze_below(config.trainable_layers, cache=config.cache_frozen_layers)
             except ValueError as error:
                 raise ConfigError(f"RSPG: {error}") from error
         if config.gradient_checkpointing:
@@ -144,7 +144,7 @@ class RSPG(Teleprompter):
         post = selector.mode == "post"
 
         def scores_of(batch: Sequence[PoolFeedback]) -> torch.Tensor:
-            prompts = [p for row in batch for p in row.prompts]
+            prompts = [text for row in batch for text in selector.candidate_texts(row.prompts)]
             outputs = [o for row in batch for o in row.outputs] if post else None
             return net(prompts, outputs).view(len(batch), -1)
 
@@ -173,7 +173,10 @@ class RSPG(Teleprompter):
             validate=validate,
             save_best=net.save,
             name=name,
-            base=directory_fingerprint(resolve_encoder(selector.model)),
+            base={
+                "encoder": directory_fingerprint(resolve_encoder(selector.model)),
+                "name_members": selector.name_members,
+            },
         )
         self.result = trainer.fit(rows)
         best = out / "best"

@@ -36,6 +36,11 @@ Mode = Literal["pre", "post"]
 DEFAULT_POOL = ("none", "recency", "bm25", "dense")
 """The untrained part of the paper's pool; add tuned retrievers as ``{"ropg-kd": DenseRetriever(...)}``."""
 
+# Encoder families whose frozen lower layers :meth:`SelectorNet.freeze_below` can run once per
+# candidate and cache: embeddings, then a list of layers that take (hidden, mask) and nothing else
+# (MPNet, for one, adds a position bias inside its encoder, so it gets eval mode but no cache).
+_CACHEABLE_ENCODERS = frozenset({"bert"})
+
 _HEAD_FILE = "selector_head.safetensors"
 _CONFIG_FILE = "selector.json"
 
@@ -76,6 +81,8 @@ class SelectorNet(torch.nn.Module):
 
         path = resolve_encoder(model)
         self.max_length = max_length
+        self._frozen_layers = 0  # set by freeze_below
+        self._frozen_cache: dict[tuple[str, str | None], torch.Tensor] | None = None
         self.tokenizer = load_pretrained(AutoTokenizer, path, truncation_side="left")
         self.encoder = load_pretrained(AutoModel, path)
         self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
@@ -91,20 +98,47 @@ class SelectorNet(torch.nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def freeze_below(self, trainable_layers: int) -> None:
+    @property
+    def _layers(self) -> Any:
+        """The encoder's list of transformer layers, or None for an architecture without one."""
+        return getattr(getattr(self.encoder, "encoder", None), "layer", None)
+
+    def freeze_below(self, trainable_layers: int, *, cache: bool = False) -> None:
         """Train only the encoder's last ``trainable_layers`` layers and the head.
 
         The embeddings and lower layers then need no gradients, so autograd keeps none of their
-        activations and the backward pass stops at the first trainable layer: a selector step
-        costs little more than its forward pass.
+        activations and the backward pass stops at the first trainable layer. They also stay in
+        eval mode (see :meth:`train`), which makes their output a fixed function of the candidate;
+        with ``cache=True`` that output is computed once per candidate text and kept, so a
+        training step, and every validation after the first, runs only the trainable layers. The
+        cache holds tokens x hidden size floats per distinct candidate (256 x 384 x 4 bytes =
+        0.4 MB for MiniLM), and is kept only for encoders whose layers take nothing but the
+        hidden states and the mask (BERT's family); others get the eval mode without the cache.
         """
-        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        layers = self._layers
         if layers is None or not 1 <= trainable_layers <= len(layers):
             found = "no list of layers" if layers is None else f"{len(layers)} layers"
             raise ConfigError(f"trainable_layers={trainable_layers}: the selector's encoder has {found}")
         self.encoder.requires_grad_(False)
         for layer in layers[len(layers) - trainable_layers :]:
             layer.requires_grad_(True)
+        self._frozen_layers = len(layers) - trainable_layers
+        cacheable = cache and self._frozen_layers and self.encoder.config.model_type in _CACHEABLE_ENCODERS
+        self._frozen_cache = {} if cacheable else None
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> SelectorNet:
+        """Set the training mode, keeping frozen layers (:meth:`freeze_below`) in eval mode.
+
+        Dropout in weights that never learn only adds noise to the features the trainable layers
+        read, and it is what would make those features differ from one step to the next.
+        """
+        super().train(mode)
+        if self._frozen_layers:
+            self.encoder.eval()
+            for layer in self._layers[self._frozen_layers :]:
+                layer.train(mode)
+        return self
 
     def forward(self, prompts: Sequence[str], outputs: Sequence[str] | None = None) -> torch.Tensor:
         """Scores (with gradients) for candidates given by their prompts, and answers in Post mode."""
@@ -115,8 +149,9 @@ class SelectorNet(torch.nn.Module):
                 prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             )
         else:
+            outputs = [clip(o, self.max_length) or "(empty answer)" for o in outputs]
             batch = self.tokenizer(
-                [clip(o, self.max_length) or "(empty answer)" for o in outputs],
+                outputs,
                 prompts,
                 padding=True,
                 truncation="only_second",
@@ -124,8 +159,56 @@ class SelectorNet(torch.nn.Module):
                 return_tensors="pt",
             )
         batch = batch.to(self.device)
-        hidden = self.encoder(**batch).last_hidden_state
+        if self._frozen_cache is None:
+            hidden = self.encoder(**batch).last_hidden_state
+        else:
+            keys = list(zip(prompts, outputs or [None] * len(prompts)))
+            hidden = self._frozen_hidden(keys, batch)
+            hidden = self._run_layers(hidden, batch["attention_mask"], self._layers[self._frozen_layers :])
         return self.head(mean_pool(hidden, batch["attention_mask"])).squeeze(-1)
+
+    def _frozen_hidden(
+        self, keys: list[tuple[str, str | None]], batch: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The frozen layers' output for a batch, from the cache or computed (then cached) for the
+        candidates it lacks; padding positions are zeros, which the attention mask hides."""
+        cache = self._frozen_cache
+        assert cache is not None
+        mask = batch["attention_mask"].bool()
+        missing = list(dict.fromkeys(i for i, key in enumerate(keys) if key not in cache))
+        if missing:
+            # Normal tensors even under inference mode (validation), so a cached entry can feed
+            # a training step's graph later.
+            with torch.inference_mode(False), torch.no_grad():
+                rows = torch.tensor(missing, device=self.device)
+                sub = {name: tensor.index_select(0, rows) for name, tensor in batch.items()}
+                embedded = self.encoder.embeddings(
+                    input_ids=sub["input_ids"], token_type_ids=sub.get("token_type_ids")
+                )
+                computed = self._run_layers(
+                    embedded, sub["attention_mask"], self._layers[: self._frozen_layers]
+                )
+                for j, i in enumerate(missing):
+                    cache[keys[i]] = computed[j][mask[i]].clone()
+        hidden = torch.zeros(
+            *mask.shape, self.encoder.config.hidden_size, dtype=self.head.weight.dtype, device=self.device
+        )
+        for i, key in enumerate(keys):
+            hidden[i, mask[i]] = cache[key]
+        return hidden
+
+    def _run_layers(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[Any]
+    ) -> torch.Tensor:
+        """``layers`` applied in turn, with the attention mask built as the encoder builds it."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = create_bidirectional_mask(
+            config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+        for layer in layers:
+            hidden = layer(hidden, mask)
+        return hidden
 
     def save(self, path: str | Path) -> Path:
         """Write encoder, tokenizer and head atomically; ``SelectorNet(path)`` loads it back."""
@@ -179,6 +262,11 @@ class Selector(dspy.Module, Parameter):
             generator's answer to it (every member's prompt is answered, as one batch).
         model: the selector's encoder: a Hugging Face encoder or a trained checkpoint directory.
         max_length: tokens per scored candidate.
+        name_members: the network reads each member's name after its prompt
+            (:meth:`candidate_texts`), so it can learn how far to trust each retriever as well as
+            what its items say. Without it, prompts from retrievers that all return profile items
+            look alike, and a member that is better on most inputs (a tuned retriever) cannot be
+            told apart from an untuned one. Saved selectors trained without names load without.
 
     Example (it loads or trains a model, so it is shown here and not run as a doctest)::
 
@@ -196,12 +284,14 @@ class Selector(dspy.Module, Parameter):
         mode: Mode = "pre",
         model: str = DEFAULT_ENCODER,
         max_length: int = 256,
+        name_members: bool = True,
     ) -> None:
         super().__init__()
         self.pool = _pool(pool)
         self.mode: Mode = _mode(mode)
         self.model = model
         self.max_length = max_length
+        self.name_members = name_members
         self._net: SelectorNet | None = None
         self._lock = threading.Lock()
 
@@ -220,6 +310,14 @@ class Selector(dspy.Module, Parameter):
     def use(self, net: SelectorNet, model: str | Path) -> None:
         """Adopt trained weights; ``model`` is the checkpoint they are saved in (what save() records)."""
         self._net, self.model = net.eval(), str(model)
+
+    def candidate_texts(self, prompts: Sequence[str]) -> list[str]:
+        """What the network reads of one input's member prompts (given in pool order): each prompt,
+        with the member's name after it when :attr:`name_members` (after, because a long prompt
+        loses its beginning, never its end)."""
+        if not self.name_members:
+            return list(prompts)
+        return [f"{prompt}\nretriever: {name}" for prompt, name in zip(prompts, self.names, strict=True)]
 
     def score(
         self, prompts: Sequence[str], outputs: Sequence[str] | None = None, *, batch_size: int = 32
@@ -249,7 +347,7 @@ class Selector(dspy.Module, Parameter):
             raise ConfigError(f"each input needs one prompt per pool member ({len(names)})")
         if self.mode == "post" and outputs is None:
             raise ConfigError("a Post selector scores answers: pass the pool's outputs")
-        flat_prompts = [p for row in prompts for p in row]
+        flat_prompts = [text for row in prompts for text in self.candidate_texts(row)]
         flat_outputs = None if self.mode == "pre" else [o for row in outputs for o in row]  # type: ignore[union-attr]
         scores = self.score(flat_prompts, flat_outputs).reshape(len(prompts), len(names))
         # Ties (an untrained head) go to the first member: argmax keeps the earliest maximum.
@@ -263,6 +361,7 @@ class Selector(dspy.Module, Parameter):
             "mode": self.mode,
             "model": self.model,
             "max_length": self.max_length,
+            "name_members": self.name_members,
             "pool": {name: retriever.dump_state() for name, retriever in self.pool.items()},
         }
 
@@ -273,6 +372,7 @@ class Selector(dspy.Module, Parameter):
         self.pool = _pool(pool)
         self.mode = _mode(state["mode"])
         self.max_length = int(state.get("max_length", self.max_length))
+        self.name_members = bool(state.get("name_members", False))  # saved before names were read
         if state["model"] != self.model:
             # The network loads on first use, after the pool's answers: a folder that asks to run
             # its own code is refused now, before that work.
@@ -294,4 +394,7 @@ class Selector(dspy.Module, Parameter):
         return clone
 
     def __repr__(self) -> str:
-        return f"Selector(mode={self.mode!r}, pool={self.names}, model={self.model!r})"
+        return (
+            f"Selector(mode={self.mode!r}, pool={self.names}, model={self.model!r}, "
+            f"name_members={self.name_members})"
+        )

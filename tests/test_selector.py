@@ -121,3 +121,53 @@ def test_freezing_keeps_only_the_last_layers_and_the_head_trainable():
     assert layers[-1].output.dense.weight.grad is not None and layers[0].output.dense.weight.grad is None
     with pytest.raises(ValueError, match="has 6 layers"):
         net.freeze_below(7)
+
+
+def test_frozen_layers_stay_in_eval_mode_while_the_top_layers_train():
+    from persona_rag.selector import SelectorNet
+
+    net = SelectorNet()
+    net.freeze_below(2)
+    net.train()
+    layers = net.encoder.encoder.layer
+    assert not net.encoder.embeddings.training and not any(layer.training for layer in layers[:-2])
+    assert all(layer.training for layer in layers[-2:]) and net.head.training
+    net.eval()
+    assert not any(layer.training for layer in layers)
+
+
+@pytest.mark.parametrize("mode", ["pre", "post"])
+def test_cached_frozen_layers_give_the_scores_and_gradients_of_the_whole_encoder(mode):
+    from persona_rag.selector import SelectorNet
+
+    prompts = ["a short prompt", "item " * 30 + "a longer prompt that pads the batch", "a short prompt"]
+    outputs = ["4", "the answer", "4"] if mode == "post" else None
+    plain, cached = SelectorNet(), SelectorNet()
+    for net in (plain, cached):  # the same non-zero head: an untrained one scores all alike
+        torch.manual_seed(0)
+        torch.nn.init.normal_(net.head.weight)
+    plain.freeze_below(2)
+    cached.freeze_below(2, cache=True)
+    with torch.inference_mode():
+        assert torch.allclose(plain.eval()(prompts, outputs), cached.eval()(prompts, outputs), atol=1e-5)
+    assert len(cached._frozen_cache) == 2  # one entry per distinct candidate, filled once
+    grads = []
+    for net in (plain, cached):
+        net.train()
+        torch.manual_seed(1)  # the same dropout masks in the trainable layers
+        net(prompts, outputs).sum().backward()
+        grads.append(net.encoder.encoder.layer[-2].output.dense.weight.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+    assert len(cached._frozen_cache) == 2
+
+
+def test_the_network_reads_each_member_name_after_its_prompt_and_old_saves_load_without():
+    selector = Selector(pool=["none", "bm25"])
+    assert selector.candidate_texts(["p1", "p2"]) == ["p1\nretriever: none", "p2\nretriever: bm25"]
+    state = selector.dump_state()
+    assert Selector(pool=["none", "bm25"]).load_state(state).name_members is True
+    state.pop("name_members")  # a selector saved before it read names was trained on bare prompts
+    old = Selector(pool=["none", "bm25"]).load_state(state)
+    assert old.name_members is False and old.candidate_texts(["p1", "p2"]) == ["p1", "p2"]
+    with pytest.raises(ValueError):
+        selector.candidate_texts(["only one"])  # one prompt per member, in pool order

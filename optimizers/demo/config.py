@@ -45,9 +45,9 @@ class DemoConfig:
     out: Path = field(
         default=Path("runs/demo"), metadata=option("where the data, checkpoints, results and chart go")
     )
-    users: int = 32
+    users: int = 48
     profile_size: int = 24
-    questions: tuple[int, int, int] = (6, 1, 2)
+    questions: tuple[int, int, int] = (6, 1, 3)
     seed: int = field(default=0, metadata=option("the sample task's seed"))
     reader_examples: int = 160
     reader_epochs: int = 1

@@ -2,19 +2,23 @@
 
 How it is built, so that a result on it means what it would mean on real data:
 
-* A catalogue of movies, each with a made-up title, a year, one to three genres and a hidden
+* A catalogue of movies, each with a made-up title, a year, one or two genres and a hidden
   quality. Item and question texts look like the real MovieLens task's:
-  ``"The Silent Harbor (1994), genres: Comedy, Drama"``.
-* Each user has a hidden mean rating and a hidden affinity per genre. A rating is the user's mean,
-  plus the mean affinity over the movie's genres, plus the movie's quality, plus noise, rounded to
-  1-5. Nothing in a text states a rating or a taste.
+  ``"The Silent Harbor (1994), genres: Comedy"``.
+* Each user has a hidden mean rating and a hidden taste per genre, and tastes differ a lot
+  between genres (standard deviation 1.5 stars). A rating is the user's mean, plus the mean taste
+  over the movie's genres, plus the movie's quality, plus noise, rounded to 1-5. Nothing in a
+  text states a rating or a taste.
 * A user's profile is their earlier ratings (time-ordered; every question's profile holds only
   items dated before it, as in LaMP's time-based split).
 
-So no item holds the answer: the user's ratings of movies *sharing genres* with the asked one are
-informative (the same affinities), any item says something about the user's mean, and titles and
-years are noise that only look relevant to a lexical or semantic retriever. The movie's quality
-and the noise are not knowable from the profile, which bounds how good any method can get.
+So no item holds the answer, and the items worth reading are not the ones that look most like the
+question: the user's ratings of movies *sharing its genre* tell their taste for it, while a
+lexical or semantic retriever is drawn to shared title words and years, which say nothing. Every
+item says something about the user's mean, so any personalised prompt beats none; a retriever
+tuned on the reader's feedback can learn to prefer genre over title, which untuned similarity does
+not. The movie's quality and the noise are not knowable from the profile, which bounds how good
+any method can get.
 """
 
 from __future__ import annotations
@@ -39,14 +43,14 @@ _ADJECTIVES = ("Silent", "Crimson", "Last", "Hidden", "Golden", "Broken", "Wild"
 _NOUNS = ("Harbor", "Garden", "Signal", "Empire", "River", "Letter", "Station", "Mirror", "Orchard",
           "Voyage", "Kingdom", "Promise", "Canyon", "Lantern", "Circus", "Frontier", "Island", "Machine",
           "Carnival", "Bridge")  # fmt: skip
-_QUALITY_SD, _AFFINITY_SD, _NOISE_SD = 0.4, 1.0, 0.4
+_QUALITY_SD, _AFFINITY_SD, _NOISE_SD = 0.25, 1.5, 0.3
 
 
 def _catalogue(rng: random.Random, size: int) -> list[tuple[str, tuple[str, ...], float]]:
     """Movies as (text, genres, quality)."""
     movies = []
     for _ in range(size):
-        genres = tuple(sorted(rng.sample(_GENRES, rng.choice((1, 1, 2, 2, 3)))))
+        genres = tuple(sorted(rng.sample(_GENRES, rng.choice((1, 1, 2)))))
         title = f"The {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} ({rng.randrange(1950, 2021)})"
         movies.append((f"{title}, genres: {', '.join(genres)}", genres, rng.gauss(0.0, _QUALITY_SD)))
     return movies

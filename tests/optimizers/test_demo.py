@@ -50,6 +50,12 @@ def test_tiny_demo_rows_chart_json_and_cached_rerun(tmp_path, capsys, monkeypatc
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(out / "demo.png") in printed.replace("\n", "") or "demo.png" in printed
     assert saved["summary"] in " ".join(printed.split())
+    # The claim against Dense is the paired test's, printed as its own table.
+    tested = {name: saved["against_dense"][name]["MAE"] for name in ("ROPG-KD", "RSPG-Post")}
+    assert all(0 < t["p_value"] <= 1 and t["low"] <= t["difference"] <= t["high"] for t in tested.values())
+    claimed = [name for name, t in tested.items() if t["better"]]
+    assert f"better than untuned Dense (paired, p < 0.05): {', '.join(claimed) or 'none'}" in saved["summary"]
+    assert "paired differences from Dense" in printed
     assert saved["wall_seconds"] > 0 and saved["peak_rss_gib"] > 0
     assert f"peak memory {saved['peak_rss_gib']:.2f} GiB" in printed
     assert set(saved["stage_seconds"]) == {"reader", "ROPG-KD", "RSPG-Post", "test answers"}

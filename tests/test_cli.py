@@ -469,3 +469,20 @@ def test_evaluate_against_a_row_gives_paired_differences(
     mae = saved["paired"]["bm25"]["MAE"]
     assert mae["difference"] == pytest.approx(metrics["bm25"]["MAE"] - metrics["none"]["MAE"])
     assert mae["low"] <= mae["difference"] <= mae["high"] and 0 < mae["p_value"] <= 1
+
+
+def test_select_builds_the_papers_selector_with_no_name_members(sample_task, tmp_path, monkeypatch):
+    from optimizers import rspg
+
+    seen = []
+
+    def capture(self, student, **kwargs):
+        seen.append(student.selector.name_members)
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(rspg.RSPG, "compile", capture)
+    argv = ["select", "--mode", "pre", "--data", str(sample_task), "--out", str(tmp_path / "s")]
+    for extra in ([], ["--no-name-members"]):
+        with pytest.raises(KeyboardInterrupt):
+            main([*argv, *extra])
+    assert seen == [True, False]

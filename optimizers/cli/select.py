@@ -45,6 +45,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         pool={spec_name(spec): named_retriever(spec, args.encoder) for spec in args.pool},
         mode=args.mode,
         model=args.selector_encoder,
+        name_members=args.name_members,
     )
     optimizer = RSPG(config=config)
     tuned = optimizer.compile(program, trainset=train, valset=val)
@@ -78,6 +79,13 @@ def add_select(commands: Any) -> None:
         help="comma-separated retriever specs; name=DIR adds a trained dense encoder (e.g. ROPG's best)",
     )
     select.add_argument("--selector-encoder", default="all-MiniLM-L6-v2", help="the selector's encoder")
+    select.add_argument(
+        "--name-members",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the selector reads each member's name after its prompt; --no-name-members: the paper's "
+        "selector, which reads the prompt (and answer) only",
+    )
     select.add_argument(
         "--out", type=Path, help="the selector, checkpoints and history (default: runs/rspg-<mode>)"
     )

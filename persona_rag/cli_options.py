@@ -1,5 +1,8 @@
 """The command-line options and what they build, shared by every ``persona-rag`` command.
 
+The types that check each value as it is parsed live in :mod:`persona_rag.cli_types` (re-exported
+here, where the commands have always found them).
+
 ``persona_rag.cli`` (evaluate, index) and the commands other packages add through the
 ``persona_rag.commands`` entry points (the demo and the training commands of ``optimizers``) read
 the same model options, argument types and program builder from here, so an option means the
@@ -10,10 +13,40 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from persona_rag.cli_types import (
+    encoder_name,
+    lm_string,
+    local_model_name,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    retriever_list,
+    retry_count,
+    server_url,
+    spec_name,
+)
+from persona_rag.config_flags import ConfigFlags, option
+from persona_rag.defaults import (
+    ANSWER_EXTRACTIONS,
+    DEFAULT_ENCODER,
+    DEFAULT_LABEL_NORMALIZATION,
+    DEFAULT_LM,
+    DTYPE_CHOICES,
+    LABEL_NORMALIZATIONS,
+    AnswerExtraction,
+    LabelNormalization,
+)
+from persona_rag.errors import require_one_of, require_positive
+from persona_rag.server import DEFAULT_CONCURRENCY, DEFAULT_RETRIES
 
 __all__ = [
+    "MODEL_FLAGS",
+    "ModelOptions",
     "add_model_options",
     "build_generator",
     "build_program",
@@ -22,12 +55,14 @@ __all__ = [
     "load_selector",
     "local_model_name",
     "make_console",
+    "model_options",
     "named_retriever",
     "non_negative_float",
     "non_negative_int",
     "positive_float",
     "positive_int",
     "retriever_list",
+    "retry_count",
     "server_url",
     "spec_name",
     "task_for",
@@ -44,7 +79,7 @@ def make_console() -> Any:
 _API_KEY_VARIABLES = ("PERSONA_RAG_API_KEY", "OPENAI_API_KEY")
 
 
-def _api_key(args: argparse.Namespace) -> str | None:
+def _api_key(args: ModelOptions) -> str | None:
     """The key for ``--lm``: ``--api-key-file``, else ``--api-key`` (``main`` warns about it),
     else ``$PERSONA_RAG_API_KEY``, else ``$OPENAI_API_KEY``. It is handed to the ``dspy.LM``
     only: never logged, never saved (saved programs and results hold no key)."""
@@ -73,91 +108,29 @@ def build_generator(args: argparse.Namespace) -> Any:
     from persona_rag.lm.loading import resolve_dtype
     from persona_rag.server import server_lm
 
-    if args.lm:
+    options = model_options(args)
+    if options.lm:
         lm = server_lm(
-            args.lm,
-            api_base=args.api_base,
-            api_key=_api_key(args),
-            max_tokens=args.max_new_tokens,
-            timeout=args.timeout,
-            num_retries=args.retries,
+            options.lm,
+            api_base=options.api_base,
+            api_key=_api_key(options),
+            max_tokens=options.max_new_tokens,
+            timeout=options.timeout,
+            num_retries=options.retries,
         )
     else:
-        lm = local_lm(args.model, max_tokens=args.max_new_tokens, dtype=resolve_dtype(args.dtype))
+        lm = local_lm(options.model, max_tokens=options.max_new_tokens, dtype=resolve_dtype(options.dtype))
     return Generator(
         lm=lm,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        label_scoring=not args.free_generation,
-        calibrate=args.calibrate,
-        label_decision=args.label_decision,
-        label_normalization=args.label_normalization,
-        answer_extraction=args.answer_extraction,
-        concurrency=args.concurrency,
+        max_new_tokens=options.max_new_tokens,
+        batch_size=options.batch_size,
+        label_scoring=not options.free_generation,
+        calibrate=options.calibrate,
+        label_decision=options.label_decision,
+        label_normalization=options.label_normalization,
+        answer_extraction=options.answer_extraction,
+        concurrency=options.concurrency,
     )
-
-
-def _model_option(text: str, aliases: frozenset[str], default: str) -> str:
-    """A model option: the packaged default, a local checkpoint directory, or a cached (or, online,
-    a hub) name; checked when the options are parsed, so a typo fails before any model loads."""
-    if text.lower() in aliases or (Path(text) / "config.json").is_file():
-        return text
-    if not Path(text).exists() and "/" in text and not os.environ.get("HF_HUB_OFFLINE"):
-        return text  # a hub name, fetched when loaded
-    from huggingface_hub import try_to_load_from_cache
-
-    if Path(text).exists() or not isinstance(try_to_load_from_cache(text, "config.json"), str):
-        raise argparse.ArgumentTypeError(
-            f"no model {text!r}: not the offline default {default!r}, not a directory with config.json, "
-            "and not in the Hugging Face cache"
-        )
-    return text
-
-
-def local_model_name(text: str) -> str:
-    """``--model``: see :func:`_model_option`."""
-    from persona_rag.defaults import DEFAULT_LM, DEFAULT_LM_ALIASES
-
-    return _model_option(text, DEFAULT_LM_ALIASES, DEFAULT_LM)
-
-
-def encoder_name(text: str) -> str:
-    """``--encoder``: see :func:`_model_option`."""
-    from persona_rag.defaults import DEFAULT_ENCODER, DEFAULT_ENCODER_ALIASES
-
-    return _model_option(text, DEFAULT_ENCODER_ALIASES, DEFAULT_ENCODER)
-
-
-def lm_string(text: str) -> str:
-    """``--lm``: a ``dspy.LM`` model string names its provider (``openai/MODEL``)."""
-    provider, slash, model = text.partition("/")
-    if not (provider and slash and model):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: a dspy.LM model string is provider/model, e.g. openai/MODEL"
-        )
-    return text
-
-
-def server_url(text: str) -> str:
-    """A server URL option (``--url``, ``--api-base``): it needs a scheme and a host, and something
-    must answer at that host and port; checked when the options are parsed, before models load."""
-    import socket
-    from urllib.parse import urlparse
-
-    parsed = urlparse(text)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a server URL: give the scheme and host, e.g. http://localhost:8000"
-        )
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        socket.create_connection((parsed.hostname, port), timeout=5).close()
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise argparse.ArgumentTypeError(
-            f"nothing answers at {parsed.hostname}:{port} ({reason}): is the server running?"
-        ) from error
-    return text
 
 
 def named_retriever(spec: str, encoder: str) -> Any:
@@ -168,11 +141,6 @@ def named_retriever(spec: str, encoder: str) -> Any:
     if "=" in spec:
         return DenseRetriever(encoder=spec.split("=", 1)[1])
     return make_retriever(spec, **({"encoder": encoder} if spec == "dense" else {}))
-
-
-def spec_name(spec: str) -> str:
-    """The table name of a retriever spec: the kind, or the name before ``=``."""
-    return spec.split("=", 1)[0]
 
 
 def task_for(args: argparse.Namespace, task: Any) -> Any:
@@ -200,75 +168,6 @@ def build_program(args: argparse.Namespace, task: Any, kind: str, store: Any = N
     )
 
 
-def _whole_number(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: a whole number of at least 1 (``--limit -34`` or ``--k 0`` fail at once,
-    before any model loads, instead of silently dropping questions or items)."""
-    return _whole_number(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    """An ``argparse`` type: a whole number of at least 0 (``--patience 0`` stops at the first epoch
-    without improvement; ``-1`` would never stop, silently)."""
-    return _whole_number(text, 0)
-
-
-def _finite_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value != value or abs(value) == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An ``argparse`` type: a finite number above 0 (learning rates, temperatures, timeouts)."""
-    value = _finite_number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """An ``argparse`` type: a finite number of at least 0 (a weight that 0 turns off)."""
-    value = _finite_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def retriever_list(text: str) -> list[str]:
-    """Comma-separated retriever specs: kinds, or ``name=DIR`` for a trained dense encoder."""
-    from persona_rag.retrievers import RETRIEVERS
-
-    specs = [
-        spec.strip() if "=" in spec else spec.strip().lower() for spec in text.split(",") if spec.strip()
-    ]
-    unknown = [spec for spec in specs if "=" not in spec and spec not in RETRIEVERS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown retriever(s) {unknown}; choose from {', '.join(RETRIEVERS)} or name=ENCODER_DIR"
-        )
-    missing = [spec for spec in specs if "=" in spec and not Path(spec.split("=", 1)[1]).is_dir()]
-    if missing:
-        raise argparse.ArgumentTypeError(f"no encoder checkpoint directory for {missing}")
-    names = [spec_name(spec) for spec in specs]
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"retriever names must be distinct: {names}")
-    return specs
-
-
 def load_selector(path: Path) -> Any:
     """A trained selector from its ``selector.json`` (written by ``persona-rag select``/``report``),
     its checkpoints found beside it wherever its folder was moved (:mod:`persona_rag.portable`)."""
@@ -285,90 +184,120 @@ def load_selector(path: Path) -> Any:
         raise DataError(f"{path}: not a selector state file ({error})") from error
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The options that choose and set up the generator and the retriever's encoder: every command
-    that answers questions takes them, so they mean the same everywhere."""
-    from persona_rag.defaults import (
-        ANSWER_EXTRACTIONS,
-        DEFAULT_ENCODER,
-        DEFAULT_LABEL_NORMALIZATION,
-        DEFAULT_LM,
-        DTYPE_CHOICES,
-        LABEL_NORMALIZATIONS,
-    )
-    from persona_rag.server import DEFAULT_CONCURRENCY, DEFAULT_RETRIES
+@dataclass(kw_only=True)
+class ModelOptions:
+    """The options that choose and set up the generator, the retriever's encoder and the prompt.
 
-    group = parser.add_argument_group("models")
-    group.add_argument(
-        "--model",
-        type=local_model_name,
+    Every command that answers questions takes them, so they mean the same everywhere; each field's
+    name, type, default and help make its flag (:mod:`persona_rag.config_flags`), so a new reader
+    setting is one field here and ``--help`` shows the default the code uses. A flag's type checks
+    its value as it is parsed, before any model loads.
+    """
+
+    model: str = field(
         default=DEFAULT_LM,
-        help="in-process Hugging Face model name or path",
+        metadata=option("in-process Hugging Face model name or path", type=local_model_name),
     )
-    group.add_argument(
-        "--dtype", choices=DTYPE_CHOICES, default="float32",
-        help="precision of the in-process model's answers and scores: bfloat16 is about 2.8x faster on "
-        "CPUs with AVX-512 BF16 and on GPUs; auto picks it where the hardware has it (training always "
-        "runs in float32)",
-    )  # fmt: skip
-    group.add_argument(
-        "--lm", type=lm_string, help="a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B"
+    dtype: Literal["auto", "float32", "bfloat16"] = field(
+        default="float32",
+        metadata=option(
+            "precision of the in-process model's answers and scores: bfloat16 is about 2.8x faster on "
+            "CPUs with AVX-512 BF16 and on GPUs; auto picks it where the hardware has it (training "
+            "always runs in float32)"
+        ),
     )
-    group.add_argument(
-        "--api-base", type=server_url, help="OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)"
+    lm: str | None = field(
+        default=None,
+        metadata=option(
+            "a dspy.LM model string instead, e.g. openai/meta-llama/Llama-3.1-8B", type=lm_string
+        ),
     )
-    group.add_argument(
-        "--api-key-file", type=Path, help="file holding the API key for --lm (default: $PERSONA_RAG_API_KEY, "
-        "else $OPENAI_API_KEY)",
-    )  # fmt: skip
-    group.add_argument("--api-key", help="API key for --lm; avoid: it shows in ps and the shell history")
-    group.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per --lm request")
-    group.add_argument(
-        "--retries", type=int, choices=range(11), default=DEFAULT_RETRIES, metavar="{0..10}",
-        help="retries of an --lm request after a 429, 5xx, timeout or refused connection "
-        "(exponential backoff: 1, 2, 4 ... s)",
-    )  # fmt: skip
-    group.add_argument(
-        "--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY, help="--lm requests in flight"
+    api_base: str | None = field(
+        default=None,
+        metadata=option("OpenAI-compatible server URL for --lm (vLLM, SGLang, Ollama)", type=server_url),
     )
-    group.add_argument(
-        "--encoder", type=encoder_name, default=DEFAULT_ENCODER, help="dense retriever encoder"
+    api_key_file: Path | None = field(
+        default=None,
+        metadata=option(
+            "file holding the API key for --lm (default: $PERSONA_RAG_API_KEY, else $OPENAI_API_KEY)"
+        ),
     )
-    group.add_argument("--k", type=positive_int, default=4, help="profile items per prompt")
-    group.add_argument(
-        "--max-input-tokens",
-        type=positive_int,
-        default=512,
-        help="prompt budget; profile text gives way first",
+    api_key: str | None = field(
+        default=None, metadata=option("API key for --lm; avoid: it shows in ps and the shell history")
     )
-    group.add_argument("--max-new-tokens", type=positive_int, default=32, help="longest generated answer")
-    group.add_argument(
-        "--batch-size", type=positive_int, default=16, help="prompts per forward pass or request batch"
+    timeout: float = field(default=60.0, metadata=option("seconds per --lm request", type=positive_float))
+    retries: int = field(
+        default=DEFAULT_RETRIES,
+        metadata=option(
+            "retries (0 to 10) of an --lm request after a 429, 5xx, timeout or refused connection "
+            "(exponential backoff: 1, 2, 4 ... s)",
+            type=retry_count,
+        ),
     )
-    group.add_argument(
-        "--free-generation",
-        action="store_true",
-        help="generate answers instead of scoring the label set (a server model, --lm, always generates; "
-        "its answer is read as a label)",
+    concurrency: int = field(
+        default=DEFAULT_CONCURRENCY, metadata=option("--lm requests in flight", type=positive_int)
     )
-    group.add_argument(
-        "--calibrate", action="store_true", help="calibrate label scores on a content-free input"
+    encoder: str = field(
+        default=DEFAULT_ENCODER, metadata=option("dense retriever encoder", type=encoder_name)
     )
-    group.add_argument(
-        "--label-decision", choices=("argmax", "mean"), default="argmax",
-        help="rating tasks: best label, or probability-weighted mean rating",
-    )  # fmt: skip
-    group.add_argument(
-        "--lenient-parsing", action="store_true",
-        help="find the label or number inside chatty answers and stem ROUGE, instead of LaMP's "
-        "evaluation (the whole answer is the label); figures are then not comparable with LaMP's",
-    )  # fmt: skip
-    group.add_argument(
-        "--label-normalization", choices=LABEL_NORMALIZATIONS, default=DEFAULT_LABEL_NORMALIZATION,
-        help="label scoring of multi-token labels (in-process models): sum of token log-probabilities, "
-        "or their mean per token",
-    )  # fmt: skip
-    group.add_argument(
-        "--answer-extraction", choices=ANSWER_EXTRACTIONS, default="first-line",
-        help="free-text tasks: the answer alone out of the reply (first-line), or the whole reply (none)",
-    )  # fmt: skip
+    k: int = field(default=4, metadata=option("profile items per prompt", type=positive_int))
+    max_input_tokens: int = field(
+        default=512, metadata=option("prompt budget; profile text gives way first", type=positive_int)
+    )
+    max_new_tokens: int = field(default=32, metadata=option("longest generated answer", type=positive_int))
+    batch_size: int = field(
+        default=16, metadata=option("prompts per forward pass or request batch", type=positive_int)
+    )
+    free_generation: bool = field(
+        default=False,
+        metadata=option(
+            "generate answers instead of scoring the label set (a server model, --lm, always "
+            "generates; its answer is read as a label)"
+        ),
+    )
+    calibrate: bool = field(default=False, metadata=option("calibrate label scores on a content-free input"))
+    label_decision: Literal["argmax", "mean"] = field(
+        default="argmax", metadata=option("rating tasks: best label, or probability-weighted mean rating")
+    )
+    lenient_parsing: bool = field(
+        default=False,
+        metadata=option(
+            "find the label or number inside chatty answers and stem ROUGE, instead of LaMP's "
+            "evaluation (the whole answer is the label); figures are then not comparable with LaMP's"
+        ),
+    )
+    label_normalization: LabelNormalization = field(
+        default=DEFAULT_LABEL_NORMALIZATION,
+        metadata=option(
+            "label scoring of multi-token labels (in-process models): sum of token log-probabilities, "
+            "or their mean per token"
+        ),
+    )
+    answer_extraction: AnswerExtraction = field(
+        default="first-line",
+        metadata=option(
+            "free-text tasks: the answer alone out of the reply (first-line), or the whole reply (none)"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        require_positive(
+            self, "timeout", "concurrency", "k", "max_input_tokens", "max_new_tokens", "batch_size"
+        )
+        require_one_of(self, "dtype", DTYPE_CHOICES)
+        require_one_of(self, "label_normalization", LABEL_NORMALIZATIONS)
+        require_one_of(self, "answer_extraction", ANSWER_EXTRACTIONS)
+
+
+MODEL_FLAGS = ConfigFlags(ModelOptions)
+"""The model options as flags: every answering command adds them (:func:`add_model_options`)."""
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Add the model options (:class:`ModelOptions`) to a command, as one help group."""
+    MODEL_FLAGS.add_to(parser.add_argument_group("models"))
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The model options a command was given."""
+    return ModelOptions(**MODEL_FLAGS.values(ModelOptions, args))

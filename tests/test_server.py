@@ -182,11 +182,11 @@ def test_a_server_gone_during_a_run_is_one_line_from_the_cli(
     closed_url, sample_task, tmp_path, monkeypatch, capsys
 ):
     import persona_rag.cli as cli
-    import persona_rag.cli_options as cli_options
+    from persona_rag.cli_options import MODEL_FLAGS
     from tests.test_cli import assert_one_line_error
 
     # The start-up check passes: the server goes away later.
-    monkeypatch.setattr(cli_options, "server_url", str)
+    monkeypatch.setitem(MODEL_FLAGS.flags["api_base"].options, "type", str)
     monkeypatch.setenv("PERSONA_RAG_API_KEY", "k")
     argv = ["evaluate", "--data", str(sample_task), "--limit", "2", "--out", str(tmp_path / "r.json")]
     assert cli.main([*argv, "--lm", "openai/m", "--api-base", closed_url, "--retries", "0"]) == 2

@@ -253,9 +253,10 @@ def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> An
     """A ``rich`` table: one row per result, one column per metric, plus time and failures; its
     caption says how answers were parsed, since lenient figures are not comparable with LaMP's.
 
-    Rows are separated by spacing, not vertical rules, and a row name is never wrapped: the demo's
-    table (seven columns, names such as "Dense (Chroma store)") then keeps one line per row in an
-    80-column terminal."""
+    Rows are separated by spacing, not vertical rules, a row name is never wrapped, and the
+    ``failed`` column shows only when an answer failed: the demo's table (names such as "Dense
+    (Chroma store)", a success rate and the oracle's score) then keeps one line per row, every
+    figure whole, in an 80-column terminal."""
     from rich import box
     from rich.table import Table
 
@@ -267,10 +268,13 @@ def results_table(results: Sequence[EvaluationResult], *, title: str = "") -> An
         table.add_column(metric, justify="right")
     table.add_column("n", justify="right")
     table.add_column("seconds", justify="right")
-    table.add_column("failed", justify="right")
+    failures = any(r.failed for r in results)
+    if failures:
+        table.add_column("failed", justify="right")
     for r in results:
         cells = [f"{r.metrics[m]:.4f}" if m in r.metrics else "-" for m in names]
-        table.add_row(r.name, *cells, str(r.n), f"{r.seconds:.1f}", str(len(r.failed)))
+        failed = [str(len(r.failed))] if failures else []
+        table.add_row(r.name, *cells, str(r.n), f"{r.seconds:.1f}", *failed)
     return table
 
 

@@ -30,7 +30,8 @@ from rich.console import Console
 from rich.table import Table
 
 from persona_rag import Generator, PersonalizedRAG, Selector, load_lamp, local_lm
-from persona_rag.cli_options import named_retriever, retriever_list, spec_name
+from persona_rag.cli_options import named_retriever
+from persona_rag.cli_types import retriever_list, spec_name
 from persona_rag.retrievers import BM25Retriever
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "lamp-real" / "movielens_rating"

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal, get_args
 from optimizers.feedback.config import FeedbackTrainingConfig
 from optimizers.feedback.signals import SIGNALS
 from optimizers.training.config import TrainingConfig
-from persona_rag.cli_options import non_negative_float, positive_float, positive_int
+from persona_rag.cli_types import non_negative_float, positive_float, positive_int
 from persona_rag.config_flags import option
 from persona_rag.errors import ConfigError, require_at_least, require_positive
 

@@ -18,18 +18,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NoReturn
 
-from persona_rag.cli_options import (
-    add_model_options,
-    build_program,
-    encoder_name,
-    load_selector,
-    make_console,
-    positive_int,
-    retriever_list,
-    server_url,
-    spec_name,
-    task_for,
-)
+from persona_rag.cli_options import add_model_options, build_program, load_selector, make_console, task_for
+from persona_rag.cli_types import encoder_name, positive_int, retriever_list, server_url, spec_name
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")

@@ -1,7 +1,6 @@
 """The command-line options and what they build, shared by every ``persona-rag`` command.
 
-The types that check each value as it is parsed live in :mod:`persona_rag.cli_types` (re-exported
-here, where the commands have always found them).
+The types that check each value as it is parsed live in :mod:`persona_rag.cli_types`.
 
 ``persona_rag.cli`` (evaluate, index) and the commands other packages add through the
 ``persona_rag.commands`` entry points (the demo and the training commands of ``optimizers``) read
@@ -21,14 +20,10 @@ from persona_rag.cli_types import (
     encoder_name,
     lm_string,
     local_model_name,
-    non_negative_float,
-    non_negative_int,
     positive_float,
     positive_int,
-    retriever_list,
     retry_count,
     server_url,
-    spec_name,
 )
 from persona_rag.config_flags import ConfigFlags, option
 from persona_rag.defaults import (
@@ -50,21 +45,10 @@ __all__ = [
     "add_model_options",
     "build_generator",
     "build_program",
-    "encoder_name",
-    "lm_string",
     "load_selector",
-    "local_model_name",
     "make_console",
     "model_options",
     "named_retriever",
-    "non_negative_float",
-    "non_negative_int",
-    "positive_float",
-    "positive_int",
-    "retriever_list",
-    "retry_count",
-    "server_url",
-    "spec_name",
     "task_for",
 ]
 

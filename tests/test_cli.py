@@ -97,7 +97,7 @@ def test_answer_reading_options_reach_the_generator():
 def test_retriever_specs_are_checked(tmp_path):
     import argparse
 
-    from persona_rag.cli_options import retriever_list
+    from persona_rag.cli_types import retriever_list
 
     assert retriever_list(f"BM25, tuned={tmp_path}") == ["bm25", f"tuned={tmp_path}"]
     with pytest.raises(argparse.ArgumentTypeError, match="unknown"):

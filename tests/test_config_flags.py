@@ -11,7 +11,7 @@ from typing import Literal
 import pytest
 
 from persona_rag.cli import DefaultsOnceFormatter
-from persona_rag.cli_options import positive_int
+from persona_rag.cli_types import positive_int
 from persona_rag.config_flags import ConfigFlags, option
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from optimizers.cli.options import add_training_data_options, print_history, train_and_val
 from optimizers.configs import ReaderFinetuneConfig
-from persona_rag.cli_options import add_model_options, build_program, retriever_list
+from persona_rag.cli_options import add_model_options, build_program
+from persona_rag.cli_types import retriever_list
 from persona_rag.config_flags import ConfigFlags
 
 __all__ = ["FLAGS", "add_finetune", "cmd_finetune"]

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from optimizers.feedback.signals import SIGNAL_HELP, SIGNALS, Signal
 from optimizers.training.config import TrainingConfig
-from persona_rag.cli_options import positive_int
+from persona_rag.cli_types import positive_int
 from persona_rag.config_flags import option
 from persona_rag.errors import require_at_least, require_one_of
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from optimizers.configs import FREE_TIES_HELP, SELECTOR_LAYERS_HELP
 from optimizers.feedback.signals import SIGNAL_HELP, SIGNALS, Signal
 from optimizers.training.config import OVERWRITE_HELP
-from persona_rag.cli_options import non_negative_int, positive_float, positive_int
+from persona_rag.cli_types import non_negative_int, positive_float, positive_int
 from persona_rag.config_flags import option
 from persona_rag.errors import require_at_least, require_one_of, require_positive
 

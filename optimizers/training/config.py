@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from persona_rag.cli_options import non_negative_float, non_negative_int, positive_float, positive_int
+from persona_rag.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from persona_rag.config_flags import option
 from persona_rag.errors import ConfigError, require_at_least, require_fraction, require_positive
 

@@ -170,12 +170,12 @@ class SelectorNet(torch.nn.Module):
     def _frozen_hidden(
         self, keys: list[tuple[str, str | None]], batch: Mapping[str, torch.Tensor]
     ) -> torch.Tensor:
-        """The frozen layers' output for a batch, from the cache or computed (then cached) for the
-        candidates it lacks; padding positions are zeros, which the attention mask hides."""
+        """The frozen layers' output for a batch, from the cache or computed (then cached, once for a
+        candidate the batch repeats) for those it lacks; padding is zeros, which the mask hides."""
         cache = self._frozen_cache
         assert cache is not None
         mask = batch["attention_mask"].bool()
-        missing = list(dict.fromkeys(i for i, key in enumerate(keys) if key not in cache))
+        missing = list({key: i for i, key in reversed(list(enumerate(keys))) if key not in cache}.values())
         if missing:
             # Normal tensors even under inference mode (validation), so a cached entry can feed
             # a training step's graph later.

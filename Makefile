@@ -25,8 +25,12 @@ install: $(BIN)/persona-rag
 demo: install
 	$(BIN)/persona-rag demo
 
+# Two test workers (pytest-xdist), each with its share of the cores (tests/conftest.py): most tests
+# wait on model loads, subprocesses and servers as much as they compute. TEST_WORKERS=0 runs them
+# in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 lint: install
 	$(BIN)/ruff check .

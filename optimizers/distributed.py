@@ -139,23 +139,29 @@ def broadcast_json(value: Any) -> Any:
     return gather_json(value if is_main() else None)[0]
 
 
-def mixed_precision(device: torch.device | str) -> str:
-    """``bf16`` on a GPU that supports it, else ``no`` (CPU bf16 autocast is slower than fp32 on
-    most CPUs, and fp16 would need loss scaling). ``PERSONA_RAG_MIXED_PRECISION=no|bf16``
-    overrides it, as does ``accelerate launch --mixed_precision bf16``."""
+def mixed_precision(device: torch.device | str, choice: str = "auto") -> str:
+    """The forward passes' precision: ``choice`` when it is ``no`` or ``bf16``; for ``auto``,
+    ``PERSONA_RAG_MIXED_PRECISION=no|bf16`` or ``accelerate launch --mixed_precision bf16`` when
+    set, else ``bf16`` where the device computes it natively (a GPU that supports it, a CPU with
+    AVX-512 BF16 or AMX: 1.4-1.6x faster encoder steps than float32 on an AVX-512 BF16 CPU,
+    ``benchmarks/README.md``) and ``no`` elsewhere (emulated bfloat16 is slower than float32, and
+    fp16 would need loss scaling)."""
+    if choice != "auto":
+        return choice
     chosen = os.environ.get("PERSONA_RAG_MIXED_PRECISION")
     if chosen in ("no", "bf16"):
         return chosen
     if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16":  # launch sets "no" unless asked
         return "bf16"
-    device = torch.device(device)
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+    from persona_rag.lm.loading import native_bfloat16
+
+    return "bf16" if native_bfloat16(torch.device(device).type) else "no"
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device | str) -> Iterator[str]:
+def autocast(device: torch.device | str, choice: str = "auto") -> Iterator[str]:
     """Run the forward pass in :func:`mixed_precision` (weights and optimizer stay float32)."""
     device = torch.device(device)
-    precision = mixed_precision(device)
+    precision = mixed_precision(device, choice)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield precision

@@ -8,9 +8,11 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "MIXED_PRECISIONS",
     "encoder_name",
     "lm_string",
     "local_model_name",
+    "mixed_precision_name",
     "non_negative_float",
     "non_negative_int",
     "positive_float",
@@ -98,6 +100,18 @@ def _whole_number(text: str, minimum: int) -> int:
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
     return value
+
+
+MIXED_PRECISIONS = ("auto", "no", "bf16")
+"""A trainer's forward-pass precisions (``optimizers.distributed.mixed_precision`` says what
+``auto`` picks on a device)."""
+
+
+def mixed_precision_name(text: str) -> str:
+    """An ``argparse`` type: one of :data:`MIXED_PRECISIONS`."""
+    if text not in MIXED_PRECISIONS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(MIXED_PRECISIONS)}; got {text!r}")
+    return text
 
 
 def positive_int(text: str) -> int:

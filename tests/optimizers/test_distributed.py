@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from optimizers.feedback import FeedbackCache
 from tests.conftest import REPO_ROOT
@@ -132,3 +133,24 @@ def test_leftover_shards_are_merged_whole_and_removed(tmp_path):
     assert cache.shards() == [] and len(cache) == 3
     expected = {key: {"output": value} for key, value in zip("abc", "123")}
     assert cache.get_many(["a", "b", "c"]) == expected
+
+
+def test_mixed_precision_is_the_config_choice_else_the_environment_else_the_hardware(monkeypatch):
+    from optimizers import distributed
+    from optimizers.training import TrainingConfig
+    from persona_rag.errors import ConfigError
+
+    monkeypatch.delenv("PERSONA_RAG_MIXED_PRECISION", raising=False)
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr("persona_rag.lm.loading.native_bfloat16", lambda device=None: device == "cpu")
+    assert distributed.mixed_precision("cpu") == "bf16"  # a CPU that computes bfloat16 natively
+    monkeypatch.setattr("persona_rag.lm.loading.native_bfloat16", lambda device=None: False)
+    assert distributed.mixed_precision("cpu") == "no"  # emulated bfloat16 is slower than float32
+    monkeypatch.setenv("PERSONA_RAG_MIXED_PRECISION", "bf16")
+    assert distributed.mixed_precision("cpu") == "bf16"
+    assert distributed.mixed_precision("cpu", "no") == "no"  # the config's explicit choice wins
+    with distributed.autocast("cpu", "bf16") as precision:
+        assert precision == "bf16" and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.is_autocast_enabled("cpu")
+    with pytest.raises(ConfigError, match="mixed_precision='fp16'"):
+        TrainingConfig(mixed_precision="fp16")

@@ -57,6 +57,18 @@ def timed(run: Callable[[], object], repeats: int = 1) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+TRAINING_PRECISIONS = ("float32", "bfloat16")
+"""The encoder steps run both ways: float32, and the bf16 autocast trainers use where the CPU
+computes bfloat16 natively (``optimizers.distributed.mixed_precision``)."""
+
+
+def autocast_step(step: Callable[[], None], precision: str) -> None:
+    """One training step, its forward pass in bf16 autocast when ``precision`` is bfloat16 (weights
+    and gradients stay float32, as in the trainers)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        step()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -86,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     prompt_ids = [reader._encode_prompt(c) for c in conversations]
     prompt_tokens = sum(map(len, prompt_ids))
     reader_params = matmul_parameters(reader.model)
-    reader_dtype = getattr(torch, args.dtype)
     encoder = TextEncoder()
     encoder_params = matmul_parameters(encoder.model)
     item_texts = [d.text for e in examples for d in program.task.documents(e.profile)]
@@ -128,11 +139,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def reader_step() -> None:
         reader.model.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=reader_dtype == torch.bfloat16):
-            answer_loss(reader.model, batch, pad).backward()
+        answer_loss(reader.model, batch, pad).backward()
 
     reader.model.requires_grad_(True)
-    seconds = timed(reader_step)
+    seconds = timed(lambda: autocast_step(reader_step, args.dtype))
     reader.model.zero_grad(set_to_none=True)
     stages.append(("reader fine-tune step (batch 8)", args.dtype, 6 * reader_params * train_tokens, seconds))
 
@@ -145,16 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         encoder.model.zero_grad(set_to_none=True)
         encoder.embed(kd_texts).sum().backward()
 
-    seconds = timed(kd_step)
-    encoder.model.eval()
-    stages.append(
-        (
-            f"ROPG-KD step (8 x {args.candidates} candidates)",
-            "float32",
-            6 * encoder_params * kd_tokens,
-            seconds,
+    for precision in TRAINING_PRECISIONS:
+        seconds = timed(lambda p=precision: autocast_step(kd_step, p))
+        stages.append(
+            (
+                f"ROPG-KD step (8 x {args.candidates} candidates)",
+                precision,
+                6 * encoder_params * kd_tokens,
+                seconds,
+            )
         )
-    )
+    encoder.model.eval()
 
     selector = SelectorNet()
     selector.train()
@@ -171,15 +182,16 @@ def main(argv: list[str] | None = None) -> int:
         selector.zero_grad(set_to_none=True)
         selector([p for p, _ in pairs], [o for _, o in pairs]).sum().backward()
 
-    seconds = timed(rspg_step)
-    stages.append(
-        (
-            "RSPG-Post step (16 pairs)",
-            "float32",
-            6 * matmul_parameters(selector.encoder) * pair_tokens,
-            seconds,
+    for precision in TRAINING_PRECISIONS:
+        seconds = timed(lambda p=precision: autocast_step(rspg_step, p))
+        stages.append(
+            (
+                "RSPG-Post step (16 pairs)",
+                precision,
+                6 * matmul_parameters(selector.encoder) * pair_tokens,
+                seconds,
+            )
         )
-    )
 
     print(f"{describe()}; {len(prompts)} prompts, {prompt_tokens / len(prompts):.0f} tokens on average")
     print(

@@ -18,8 +18,8 @@ SHRINK = {
     ),
     "limit=12": "limit=3",
     "max_examples=160, epochs=1": "max_examples=6, epochs=1",
-    "candidates=8, epochs=3": "candidates=4, epochs=1",
-    "epochs=4, learning_rate=1e-4": "epochs=1, learning_rate=1e-4",
+    "candidates=8, epochs=2": "candidates=4, epochs=1",
+    "epochs=2, learning_rate=1e-4": "epochs=1, learning_rate=1e-4",
 }
 
 

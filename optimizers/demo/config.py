@@ -53,8 +53,8 @@ class DemoConfig:
     reader_epochs: int = 1
     train_examples: int | None = 96
     candidates: int = 8
-    ropg_epochs: int = 3
-    rspg_epochs: int = 4
+    ropg_epochs: int = 2
+    rspg_epochs: int = 2
 
     @classmethod
     def tiny(cls, out: Path, seed: int = 0) -> DemoConfig:

@@ -40,6 +40,10 @@ def test_rspg_learns_to_pick_the_member_that_shows_the_key_item(mode, scripted_l
     train, val, test = make_examples(64, seed=1), make_examples(32, seed=4), make_examples(48, seed=5)
     student = selector_program(scripted_lm(reply), mode)
     before = choice_metrics(student, test)
+    # Both ways the product trains a selector: every weight (pre; activation checkpointing has its
+    # own equality test below, so it is off here) and, as the demo does, the last 2 layers over
+    # cached frozen outputs (post).
+    layers = {"pre": {}, "post": {"trainable_layers": 2}}[mode]
     config = RSPGConfig(
         output_dir=tmp_path / "run",
         feedback_cache=tmp_path / "feedback.sqlite",
@@ -47,8 +51,10 @@ def test_rspg_learns_to_pick_the_member_that_shows_the_key_item(mode, scripted_l
         learning_rate=2e-4,
         batch_size=8,
         gradient_accumulation_steps=1,
+        gradient_checkpointing=False,
         patience=None,
         progress=False,
+        **layers,
     )
     optimizer = RSPG(config=config)
     tuned = optimizer.compile(student, trainset=train, valset=val)

@@ -143,7 +143,7 @@ def mixed_precision(device: torch.device | str, choice: str = "auto") -> str:
     """The forward passes' precision: ``choice`` when it is ``no`` or ``bf16``; for ``auto``,
     ``PERSONA_RAG_MIXED_PRECISION=no|bf16`` or ``accelerate launch --mixed_precision bf16`` when
     set, else ``bf16`` where the device computes it natively (a GPU that supports it, a CPU with
-    AVX-512 BF16 or AMX: 1.4-1.6x faster encoder steps than float32 on an AVX-512 BF16 CPU,
+    AVX-512 BF16 or AMX: 1.7-1.8x faster encoder steps than float32 on an AVX-512 BF16 CPU,
     ``benchmarks/README.md``) and ``no`` elsewhere (emulated bfloat16 is slower than float32, and
     fp16 would need loss scaling)."""
     if choice != "auto":

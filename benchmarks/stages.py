@@ -41,6 +41,7 @@ import torch
 
 from benchmarks.host import describe
 from benchmarks.roofline import gemm_rate, matmul_parameters
+from optimizers.distributed import autocast
 from optimizers.reader import answer_loss
 from persona_rag import BM25Retriever, Generator, PersonalizedRAG, load_lamp, local_lm
 from persona_rag.data import make_sample_task
@@ -65,7 +66,7 @@ computes bfloat16 natively (``optimizers.distributed.mixed_precision``)."""
 def autocast_step(step: Callable[[], None], precision: str) -> None:
     """One training step, its forward pass in bf16 autocast when ``precision`` is bfloat16 (weights
     and gradients stay float32, as in the trainers)."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+    with autocast("cpu", "bf16" if precision == "bfloat16" else "no"):
         step()
 
 

@@ -16,9 +16,10 @@ from optimizers.feedback.signals import SIGNALS
 from optimizers.training.config import TrainingConfig
 from persona_rag.cli_types import non_negative_float, positive_float, positive_int
 from persona_rag.config_flags import option
-from persona_rag.errors import ConfigError, require_at_least, require_positive
+from persona_rag.errors import ConfigError, require_at_least, require_fraction, require_positive
 
 __all__ = [
+    "ANCHOR_HELP",
     "BASELINES",
     "FREE_TIES_HELP",
     "SELECTOR_LAYERS_HELP",
@@ -34,6 +35,10 @@ __all__ = [
 FREE_TIES_HELP = (
     "distil only how groups of equal score compare, leaving the order of tied candidates to the "
     "retriever; off, the paper's Eq. 4 also pulls tied candidates to one score"
+)
+ANCHOR_HELP = (
+    "ROPG-KD: weight λ in [0, 1) of the untuned retriever's own policy in the target, (1 - λ) teacher + "
+    "λ start: keeps the start's ranking where the LLM's preferences are noise (0: the paper's Eq. 4)"
 )
 SELECTOR_LAYERS_HELP = (
     "train only the selector encoder's last N layers, about half the step time of every weight with "
@@ -159,6 +164,9 @@ class ROPGKDConfig(ROPGConfig):
         free_ties: distil only how the LLM's score groups compare, leaving the order of candidates
             with equal scores to the student (:func:`~optimizers.losses.distillation_kl`); ``False``
             is the paper's Eq. 4, which also pulls tied candidates to one score.
+        anchor: λ, the weight of the untuned retriever's own policy in the target, (1 − λ) p_t +
+            λ π_0 (:func:`~optimizers.losses.distillation_kl`): a trust region that keeps the start's
+            ranking where the LLM's per-candidate preferences do not generalise. 0 is Eq. 4.
     """
 
     output_dir: str | Path = "runs/ropg-kd"
@@ -168,10 +176,17 @@ class ROPGKDConfig(ROPGConfig):
         metadata=option("ROPG-KD: drop questions whose candidates all score the same: no preference"),
     )
     free_ties: bool = field(default=False, metadata=option(FREE_TIES_HELP))
+    anchor: float = field(default=0.0, metadata=option(ANCHOR_HELP, type=non_negative_float))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_positive(self, "temperature")
+        require_fraction(self, "anchor")
+        if self.anchor and self.free_ties:
+            raise ConfigError(
+                "ROPGKDConfig.anchor and free_ties do not combine: the anchored target is not uniform "
+                "inside a group of tied candidates; choose one"
+            )
 
 
 Baseline = Literal["others", "greedy"]

@@ -17,6 +17,8 @@ def distillation_kl(
     *,
     temperature: float = 1.0,
     free_ties: bool = False,
+    anchor: torch.Tensor | None = None,
+    anchor_weight: float = 0.0,
 ) -> torch.Tensor:
     """Mean over rows of KL(p_t ‖ softmax(logits)), with p_t = softmax(scores / τ) over the masked-in
     candidates (docs/method.md: Eq. 4 for ROPG-KD, Eq. 7 for RSPG).
@@ -39,8 +41,21 @@ def distillation_kl(
         mask: ``True`` for real candidates, ``False`` for padding.
         temperature: τ of the target; Eval lies in [0, 1], so τ = 1 leaves p_t close to uniform.
         free_ties: compare group masses instead of candidates (see above); ``False`` is Eq. 4/7.
+        anchor: the logits of the policy training started from, same shape: with ``anchor_weight``
+            λ > 0 the target becomes (1 − λ) p_t + λ softmax(anchor). The cross-entropy to that
+            mixture is the KL to p_t plus λ/(1 − λ) times the KL from the start policy, a trust region:
+            where the LLM's preferences are noise that no feature of the text predicts, the best
+            student under Eq. 4 alone is the flat average of the teachers (the held-out entropy rose
+            toward log l on every real task), while with the anchor it keeps its start's ranking and
+            moves only where the teachers agree. Not combined with ``free_ties``.
+        anchor_weight: λ in [0, 1); 0 is Eq. 4.
     """
     target = torch.softmax(scores.masked_fill(~mask, -1e9) / temperature, dim=-1)
+    if anchor_weight:
+        if anchor is None or free_ties:
+            raise ValueError("anchor_weight needs the anchor logits, and does not combine with free_ties")
+        start = torch.softmax(anchor.masked_fill(~mask, -1e9), dim=-1)
+        target = (1 - anchor_weight) * target + anchor_weight * start
     log_student = torch.log_softmax(logits.masked_fill(~mask, -1e9), dim=-1)
     if free_ties:
         # same[r, i, j]: candidates i and j of row r are both real and tie; each candidate then

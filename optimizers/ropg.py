@@ -189,7 +189,7 @@ class PolicyOptimizer(Teleprompter):
         rows, diagnostics = self.prepare(program, list(trainset)[: config.max_examples], valset)
 
         initial = program.retriever.encoder
-        temperature = config.policy_temperature or (0.05 if initial.normalize else 1.0)
+        temperature = policy_temperature(config, initial)
         encoder = TextEncoder(
             initial.name,
             normalize=initial.normalize,
@@ -218,6 +218,12 @@ class PolicyOptimizer(Teleprompter):
         program.retriever = DenseRetriever(encoder=TextEncoder(str(out / "best")))
         outer._compiled = True
         return outer
+
+
+def policy_temperature(config: PolicyConfig, initial: TextEncoder) -> float:
+    """τ_π of the policy softmax(q·d / τ_π): the config's, else 0.05 for an L2-normalised encoder
+    (cosines) and 1 for an unnormalised one (:class:`~optimizers.configs.PolicyConfig`)."""
+    return config.policy_temperature or (0.05 if initial.normalize else 1.0)
 
 
 def policy_logits(encoder: TextEncoder, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,6 +299,7 @@ class ROPG_KD(PolicyOptimizer):
     """
 
     name = "ropg-kd"
+    _start_scale = 1.0  # τ_start / τ_π, set by prepare()
 
     @staticmethod
     def default_config() -> ROPGKDConfig:
@@ -302,8 +309,27 @@ class ROPG_KD(PolicyOptimizer):
         skip = getattr(self.config, "skip_uniform", True)
         return super().keep(row) and (not skip or carries_preference(row))
 
-    def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
-        return distillation_kl(scores, logits, mask, **self.teacher)
+    def prepare(
+        self, program: PersonalizedRAG, trainset: list[dspy.Example], valset: list[dspy.Example]
+    ) -> tuple[list[Any], Callable[[TextEncoder], dict[str, float]]]:
+        # The candidates' retrieval scores are the untuned policy's q·d / τ_start; the anchor is the
+        # same policy at the training temperature τ_π.
+        initial = program.retriever.encoder
+        self._start_scale = initial.temperature / policy_temperature(self.config, initial)
+        return super().prepare(program, trainset, valset)
+
+    def batch_loss(self, encoder: TextEncoder, batch: Sequence[Any]) -> Any:
+        logits, mask, scores = policy_batch(encoder, batch)
+        anchor_weight = getattr(self.config, "anchor", 0.0)
+        anchor = None
+        if anchor_weight:
+            anchor = torch.zeros_like(logits)
+            for i, row in enumerate(batch):
+                start = [hit.score * self._start_scale for hit in row.candidates.hits]
+                anchor[i, : len(start)] = torch.tensor(start, device=logits.device)
+        return distillation_kl(
+            scores, logits, mask, **self.teacher, anchor=anchor, anchor_weight=anchor_weight
+        )
 
 
 class ROPG_RL(PolicyOptimizer):

@@ -52,3 +52,20 @@ def test_free_ties_leaves_the_order_inside_a_group_alone_and_is_eq4_without_ties
         distillation_kl(distinct, logits, mask, temperature=0.1).item(),
         rel_tol=1e-6,
     )
+
+
+def test_the_anchor_mixes_the_start_policy_into_the_target():
+    """With weight λ the target is (1 − λ) p_t + λ softmax(anchor): a student that stays at its start
+    pays only for the teacher's share, and λ = 0 is Eq. 4."""
+    scores = torch.tensor([[1.0, 0.0, 0.5, 0.0]])
+    start = torch.tensor([[2.0, 0.5, -1.0, 7.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    teacher = torch.softmax(scores[0, :3] / 0.5, dim=-1)
+    mixture = 0.7 * teacher + 0.3 * torch.softmax(start[0, :3], dim=-1)
+    student = torch.softmax(start[0, :3], dim=-1)
+    expected = float((mixture * torch.log(mixture / student)).sum())
+    got = distillation_kl(scores, start, mask, temperature=0.5, anchor=start, anchor_weight=0.3)
+    assert math.isclose(float(got), expected, rel_tol=1e-5)
+    assert float(got) < float(distillation_kl(scores, start, mask, temperature=0.5))
+    plain = distillation_kl(scores, start, mask, temperature=0.5, anchor=start, anchor_weight=0.0)
+    assert float(plain) == float(distillation_kl(scores, start, mask, temperature=0.5))

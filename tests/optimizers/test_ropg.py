@@ -159,12 +159,18 @@ def test_validation_feedback_adds_diagnostics_without_changing_the_run(key_item_
         (ROPGConfig, {"policy_temperature": 0.0}),
         (ROPGConfig, {"epochs": 0}),
         (ROPGKDConfig, {"temperature": -0.1}),
+        (ROPGKDConfig, {"anchor": 1.0}),
     ],
 )
 def test_ropg_settings_are_checked_at_construction(config_class, bad):
     [name] = bad
     with pytest.raises(ConfigError, match=f"^{config_class.__name__}: {name}="):
         config_class(**bad)
+
+
+def test_the_anchor_and_free_ties_are_refused_together():
+    with pytest.raises(ConfigError, match="anchor and free_ties do not combine"):
+        ROPGKDConfig(anchor=0.5, free_ties=True)
 
 
 @pytest.mark.parametrize("optimizer_class", [ROPG_KD, ROPG_RL])

@@ -12,7 +12,14 @@ from persona_rag.lazy import lazy_exports
 _EXPORTS = {
     "optimizers.feedback": ("CandidateFeedback", "Feedback", "FeedbackCache", "PoolFeedback"),
     "optimizers.metric": ("MetricError",),
-    "optimizers.configs": ("ROPGConfig", "ROPGKDConfig", "RSPGConfig", "ReaderFinetuneConfig", "SetPLConfig"),
+    "optimizers.configs": (
+        "ROPGConfig",
+        "ROPGKDConfig",
+        "ROPGRLConfig",
+        "RSPGConfig",
+        "ReaderFinetuneConfig",
+        "SetPLConfig",
+    ),
     "optimizers.reader": ("ReaderFinetune",),
     "optimizers.ropg": ("ROPG_KD", "ROPG_RL"),
     "optimizers.rspg": ("RSPG",),
@@ -31,6 +38,7 @@ __all__ = [
     "PoolFeedback",
     "ROPGConfig",
     "ROPGKDConfig",
+    "ROPGRLConfig",
     "RSPGConfig",
     "ReaderFinetune",
     "ReaderFinetuneConfig",

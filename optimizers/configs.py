@@ -16,16 +16,26 @@ from optimizers.feedback.signals import SIGNALS
 from optimizers.training.config import TrainingConfig
 from persona_rag.cli_types import non_negative_float, positive_float, positive_int
 from persona_rag.config_flags import option
-from persona_rag.errors import ConfigError, require_at_least, require_fraction, require_positive
+from persona_rag.errors import (
+    ConfigError,
+    require_at_least,
+    require_fraction,
+    require_one_of,
+    require_positive,
+)
 
 __all__ = [
     "ANCHOR_HELP",
     "BASELINES",
     "FREE_TIES_HELP",
+    "OBJECTIVES",
+    "OBJECTIVE_HELP",
     "SELECTOR_LAYERS_HELP",
+    "Objective",
     "PolicyConfig",
     "ROPGConfig",
     "ROPGKDConfig",
+    "ROPGRLConfig",
     "RSPGConfig",
     "ReaderFinetuneConfig",
     "SetPLConfig",
@@ -154,6 +164,27 @@ class ROPGConfig(PolicyConfig):
 
 
 @dataclass(kw_only=True)
+class ROPGRLConfig(ROPGConfig):
+    """RL adds how the reward's expectation over the candidates is taken.
+
+    Attributes:
+        exact: the gradient of the expected reward over all ``l`` candidates, whose scores the
+            feedback holds already (:func:`~optimizers.losses.expected_reward_loss`), instead of
+            the paper's one document sampled per example (Eq. 1-3): the same gradient in
+            expectation, without the sampling noise, and no extra LLM call.
+    """
+
+    output_dir: str | Path = "runs/ropg-rl"
+    exact: bool = field(
+        default=False,
+        metadata=option(
+            "ROPG-RL: the exact gradient of the expected reward over all candidates (their scores are "
+            "already known) instead of one sampled document (the paper's Eq. 1-3)"
+        ),
+    )
+
+
+@dataclass(kw_only=True)
 class ROPGKDConfig(ROPGConfig):
     """KD adds the target temperature τ and what to do with rows that carry no preference.
 
@@ -188,6 +219,14 @@ class ROPGKDConfig(ROPGConfig):
                 "inside a group of tied candidates; choose one"
             )
 
+
+Objective = Literal["distill", "expected"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+OBJECTIVE_HELP = (
+    "distill: KL to softmax(score / temperature) over the members (the paper's Eq. 7); expected: "
+    "maximise the expected score of the member the selector picks, whose optimum when the input "
+    "predicts nothing is the member best on average"
+)
 
 Baseline = Literal["others", "greedy"]
 BASELINES: tuple[str, ...] = get_args(Baseline)
@@ -254,8 +293,15 @@ class RSPGConfig(FeedbackTrainingConfig):
     clipping 1.0, effective batch 64 = 8 x 8 accumulation, 20 epochs) plus early stopping.
 
     Attributes:
+        objective: ``distill`` is the paper's Eq. 7, KL to the target below. ``expected`` maximises
+            the expected score of the picked member, Σ_m π(m) · score(m)
+            (:func:`~optimizers.losses.expected_reward_loss`): where the input tells the members
+            apart it learns to pick the better one, and where it does not, its optimum is the member
+            that scores best on average, while Eq. 7's is the average target, which can pick a worse
+            member (on numpy_commit_subjects the distilled RSPG-Post never reached the best single
+            member's validation score, benchmarks/README.md).
         temperature: τ of the target P_TS = softmax(Eval / τ) (not stated in the paper; Eval lies
-            in [0, 1], so τ = 1 leaves the target close to uniform).
+            in [0, 1], so τ = 1 leaves the target close to uniform); ``distill`` only.
         skip_uniform: drop examples on which every pool member scores the same: they carry no
             preference and would only teach the selector to be undecided.
         gradient_checkpointing: recompute the selector encoder's activations in the backward pass
@@ -280,6 +326,7 @@ class RSPGConfig(FeedbackTrainingConfig):
 
     output_dir: str | Path = "runs/rspg"
     epochs: int = 20
+    objective: Objective = field(default="distill", metadata=option(OBJECTIVE_HELP))
     temperature: float = field(default=0.1, metadata=option("target temperature", type=positive_float))
     skip_uniform: bool = field(
         default=True,
@@ -304,5 +351,6 @@ class RSPGConfig(FeedbackTrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require_one_of(self, "objective", OBJECTIVES)
         require_positive(self, "temperature")
         require_at_least(self, 1, "trainable_layers")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["distillation_kl"]
+__all__ = ["distillation_kl", "expected_reward_loss"]
 
 # Scores closer than this tie (Eval values are sums of a few exact fractions, or ROUGE ratios).
 TIE_TOLERANCE = 1e-6
@@ -69,3 +69,18 @@ def distillation_kl(
     # Σ p_t (log p_t − log π); terms with p_t = 0 (padding) contribute nothing.
     kl = torch.where(target > 0, target * (log_target - log_student), 0.0)
     return kl.sum(dim=-1).mean()
+
+
+def expected_reward_loss(scores: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Minus the mean over rows of the expected score under softmax(logits): Σ_c π(c) · score(c).
+
+    Where every candidate's score is known (ROPG's feedback holds each candidate's, RSPG's each
+    pool member's), this is the exact gradient of the expected reward that REINFORCE (Eq. 1-3)
+    estimates from one sampled candidate: E_{c~π}[(r_c − b) ∇log π(c)] = ∇ Σ_c π(c) r_c, for any
+    baseline b. Unlike the distillation target of Eq. 4 / 7, its optimum when the text predicts
+    nothing is not the teachers' flat average but all mass on the candidate (or member) that scores
+    best on average, so a policy it trains does not flatten toward log l.
+    """
+    log_policy = torch.log_softmax(logits.masked_fill(~mask, -1e9), dim=-1)
+    expected = (log_policy.exp() * scores).masked_fill(~mask, 0.0).sum(dim=-1)
+    return -expected.mean()

@@ -29,14 +29,14 @@ import torch
 from dspy.teleprompt import Teleprompter
 
 from optimizers import distributed
-from optimizers.configs import PolicyConfig, ROPGConfig, ROPGKDConfig
+from optimizers.configs import PolicyConfig, ROPGConfig, ROPGKDConfig, ROPGRLConfig
 from optimizers.feedback import (
     CandidateFeedback,
     Feedback,
     carries_preference,
     tie_advice,
 )
-from optimizers.losses import distillation_kl
+from optimizers.losses import distillation_kl, expected_reward_loss
 from optimizers.metric import Metric, check_metric
 from optimizers.training import (
     Trainer,
@@ -59,6 +59,7 @@ __all__ = [
     "PolicyOptimizer",
     "ROPGConfig",
     "ROPGKDConfig",
+    "ROPGRLConfig",
     "policy_batch",
     "policy_diagnostics",
     "policy_logits",
@@ -338,14 +339,23 @@ class ROPG_RL(PolicyOptimizer):
 
     Example (it loads or trains a model, so it is shown here and not run as a doctest)::
 
-        from optimizers import ROPG_RL, ROPGConfig
-        optimizer = ROPG_RL(config=ROPGConfig(output_dir="runs/rl", max_examples=200, epochs=3))
+        from optimizers import ROPG_RL, ROPGRLConfig
+        optimizer = ROPG_RL(config=ROPGRLConfig(output_dir="runs/rl", max_examples=200, epochs=3))
         tuned = optimizer.compile(program, trainset=train, valset=dev[:50])
     """
 
     name = "ropg-rl"
 
+    @staticmethod
+    def default_config() -> ROPGRLConfig:
+        return ROPGRLConfig()
+
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
+        if getattr(self.config, "exact", False):
+            # Rewards against the initial top document, as Eq. 2, so the progress bar reads alike.
+            rewards = (scores - scores[:, :1]).masked_fill(~mask, 0.0)
+            loss = expected_reward_loss(rewards, logits, mask)
+            return loss, {"reward": -float(loss)}
         log_policy = torch.log_softmax(logits, dim=-1)
         sampled = torch.multinomial(log_policy.detach().exp(), 1).squeeze(-1)
         rewards = scores.gather(1, sampled[:, None]).squeeze(-1) - scores[:, 0]

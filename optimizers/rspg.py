@@ -25,7 +25,7 @@ from dspy.teleprompt import Teleprompter
 from optimizers import distributed
 from optimizers.configs import RSPGConfig
 from optimizers.feedback import Feedback, PoolFeedback, carries_preference, tie_advice
-from optimizers.losses import distillation_kl
+from optimizers.losses import distillation_kl, expected_reward_loss
 from optimizers.metric import Metric, check_metric, metric_score
 from optimizers.training import Trainer, TrainingResult, config_dict, refuse_unused_compile_arguments
 from persona_rag.encoders import resolve_encoder
@@ -152,6 +152,8 @@ class RSPG(Teleprompter):
             logits = scores_of(batch)
             target = torch.tensor([row.scores for row in batch], dtype=logits.dtype, device=logits.device)
             mask = torch.ones_like(target, dtype=torch.bool)
+            if config.objective == "expected":
+                return expected_reward_loss(target, logits, mask)
             return distillation_kl(target, logits, mask, temperature=config.temperature)
 
         def validate() -> dict[str, float]:

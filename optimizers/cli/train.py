@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from optimizers.cli.options import add_training_data_options, print_history, train_and_val
-from optimizers.configs import ROPGConfig, ROPGKDConfig, SetPLConfig
+from optimizers.configs import ROPGKDConfig, ROPGRLConfig, SetPLConfig
 from persona_rag.cli_options import add_model_options, build_program
 from persona_rag.config_flags import ConfigFlags
 
@@ -15,7 +15,7 @@ __all__ = ["CONFIGS", "FLAGS", "METHOD_NAMES", "add_train", "cmd_train"]
 
 
 METHOD_NAMES = {"kd": "ROPG-KD", "rl": "ROPG-RL", "set": "Set-PL"}
-CONFIGS = {"kd": ROPGKDConfig, "rl": ROPGConfig, "set": SetPLConfig}
+CONFIGS = {"kd": ROPGKDConfig, "rl": ROPGRLConfig, "set": SetPLConfig}
 """Each ``--method``'s config."""
 
 FLAGS = ConfigFlags(*CONFIGS.values(), exclude=("output_dir",))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optimizers.configs import FREE_TIES_HELP, SELECTOR_LAYERS_HELP
+from optimizers.configs import FREE_TIES_HELP, OBJECTIVE_HELP, OBJECTIVES, SELECTOR_LAYERS_HELP, Objective
 from optimizers.feedback.signals import SIGNAL_HELP, SIGNALS, Signal
 from optimizers.training.config import OVERWRITE_HELP
 from persona_rag.cli_types import non_negative_int, positive_float, positive_int
@@ -38,6 +38,8 @@ class ReportConfig:
         kd_free_ties: ROPG-KD's ``free_ties`` (:class:`~optimizers.ropg.ROPGKDConfig`).
         ropg_epochs, ropg_learning_rate: ROPG training.
         rspg_epochs, rspg_learning_rate: selector training.
+        rspg_objective: the selectors' loss (:class:`~optimizers.rspg.RSPGConfig`): ``distill``
+            (Eq. 7) or ``expected`` (the expected score of the picked member).
         rspg_trainable_layers: train only the selector encoder's last this many layers
             (:class:`~optimizers.rspg.RSPGConfig`; ``None``: every weight, with activation
             checkpointing). Last-layer training keeps few activations, so it runs without
@@ -84,6 +86,7 @@ class ReportConfig:
         default=5e-5,
         metadata=option("RSPG learning rate", "--rspg-lr", "--rspg-learning-rate", type=positive_float),
     )
+    rspg_objective: Objective = field(default="distill", metadata=option(f"RSPG: {OBJECTIVE_HELP}"))
     rspg_trainable_layers: int | None = field(
         default=None, metadata=option(SELECTOR_LAYERS_HELP, type=positive_int)
     )
@@ -150,3 +153,4 @@ class ReportConfig:
         require_positive(self, "ropg_learning_rate", "rspg_learning_rate")
         require_one_of(self, "signal", SIGNALS)
         require_one_of(self, "kd_signal", (None, *SIGNALS))
+        require_one_of(self, "rspg_objective", OBJECTIVES)

@@ -36,7 +36,7 @@ from typing import Any
 
 import dspy
 
-from optimizers.configs import ROPGConfig, ROPGKDConfig, RSPGConfig, SetPLConfig
+from optimizers.configs import ROPGKDConfig, ROPGRLConfig, RSPGConfig, SetPLConfig
 from optimizers.feedback import Feedback, PoolFeedback
 from optimizers.reader import reader_training_ids
 from optimizers.report.config import ReportConfig
@@ -184,7 +184,7 @@ def run_report(
     }
     kd_options = {"signal": config.kd_signal or config.signal, "free_ties": config.kd_free_ties}
     tuned: dict[str, Retriever] = {}
-    trainers = [("ropg-rl", ROPG_RL, ROPGConfig, {}), ("ropg-kd", ROPG_KD, ROPGKDConfig, kd_options)]
+    trainers = [("ropg-rl", ROPG_RL, ROPGRLConfig, {}), ("ropg-kd", ROPG_KD, ROPGKDConfig, kd_options)]
     if config.set_pl:
         trainers.append(("set-pl", SetPL, SetPLConfig, {}))
     for name, optimizer_class, config_class, options in trainers:
@@ -217,6 +217,7 @@ def run_report(
                 output_dir=out / f"rspg-{mode}",
                 epochs=config.rspg_epochs,
                 learning_rate=config.rspg_learning_rate,
+                objective=config.rspg_objective,
                 trainable_layers=config.rspg_trainable_layers,
                 gradient_checkpointing=config.rspg_trainable_layers is None,
                 **shared,

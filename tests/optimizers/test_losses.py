@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from optimizers.losses import distillation_kl
+from optimizers.losses import distillation_kl, expected_reward_loss
 
 
 def test_kl_matches_the_definition_and_ignores_padding():
@@ -69,3 +69,20 @@ def test_the_anchor_mixes_the_start_policy_into_the_target():
     assert float(got) < float(distillation_kl(scores, start, mask, temperature=0.5))
     plain = distillation_kl(scores, start, mask, temperature=0.5, anchor=start, anchor_weight=0.0)
     assert float(plain) == float(distillation_kl(scores, start, mask, temperature=0.5))
+
+
+def test_the_expected_reward_gradient_is_reinforce_in_expectation():
+    """∇ of -Σ π r over the logits is -π (r - E_π r): what REINFORCE's one-sample estimate
+    (r_c - b) ∇log π(c) averages to over c ~ π, whatever the baseline b; padding gets none."""
+    scores = torch.tensor([[0.2, 0.9, 0.4, 0.0]])
+    logits = torch.tensor([[0.5, -0.3, 1.2, 4.0]], requires_grad=True)
+    mask = torch.tensor([[True, True, True, False]])
+    loss = expected_reward_loss(scores, logits, mask)
+    loss.backward()
+    policy = torch.softmax(logits.detach()[0, :3], dim=-1)
+    assert math.isclose(float(loss), -float(policy @ scores[0, :3]), rel_tol=1e-6)
+    reinforce = torch.zeros(3)
+    for c in range(3):  # E_c[(r_c - b) ∇ log π(c)] with b = 0.3, exactly
+        reinforce += policy[c] * (scores[0, c] - 0.3) * (torch.eye(3)[c] - policy)
+    assert torch.allclose(logits.grad[0, :3], -reinforce, atol=1e-6)
+    assert float(logits.grad[0, 3]) == 0.0

@@ -42,8 +42,9 @@ def test_rspg_learns_to_pick_the_member_that_shows_the_key_item(mode, scripted_l
     before = choice_metrics(student, test)
     # Both ways the product trains a selector: every weight (pre; activation checkpointing has its
     # own equality test below, so it is off here) and, as the demo does, the last 2 layers over
-    # cached frozen outputs (post).
-    layers = {"pre": {}, "post": {"trainable_layers": 2}}[mode]
+    # cached frozen outputs (post); and both objectives, Eq. 7's distillation (pre) and the
+    # expected score of the picked member (post).
+    layers = {"pre": {}, "post": {"trainable_layers": 2, "objective": "expected"}}[mode]
     config = RSPGConfig(
         output_dir=tmp_path / "run",
         feedback_cache=tmp_path / "feedback.sqlite",
@@ -129,7 +130,9 @@ def test_member_metrics_scores_each_member_as_if_always_picked():
     assert all("success_rate" not in values for values in metrics.values())
 
 
-@pytest.mark.parametrize("bad", [{"trainable_layers": 0}, {"temperature": 0.0}, {"learning_rate": -1.0}])
+@pytest.mark.parametrize(
+    "bad", [{"trainable_layers": 0}, {"temperature": 0.0}, {"learning_rate": -1.0}, {"objective": "kl"}]
+)
 def test_rspg_settings_are_checked_at_construction(bad):
     [name] = bad
     with pytest.raises(ConfigError, match=f"^RSPGConfig: {name}="):

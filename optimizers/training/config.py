@@ -126,8 +126,19 @@ class TrainingConfig:
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready view of a config dataclass (paths as strings)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+    """A JSON-ready view of a config dataclass (paths as strings, also inside its dicts and lists,
+    e.g. the report's ``ropg_checkpoints``)."""
+    return _json_ready(asdict(config))
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def refuse_unused_compile_arguments(optimizer: object, teacher: Any, extra: dict[str, Any]) -> None:

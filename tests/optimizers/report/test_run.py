@@ -15,6 +15,7 @@ from optimizers.report import (
     ReportConfig,
     run_report,
 )
+from optimizers.training import config_dict
 from persona_rag import DenseRetriever, Generator, PersonalizedRAG
 from persona_rag.encoders import TextEncoder
 from persona_rag.errors import ConfigError
@@ -172,3 +173,10 @@ def test_report_settings_are_checked_before_any_stage_runs(bad):
     [name] = bad
     with pytest.raises(ConfigError, match=f"^ReportConfig: {name}="):
         ReportConfig(**bad)
+
+
+def test_a_report_given_trained_encoders_writes_its_settings_as_json(tmp_path):
+    """``--ropg-kd DIR`` puts paths inside a dict of the settings, which ``config.json`` must hold."""
+    config = ReportConfig(output_dir=tmp_path, ropg_checkpoints={"ropg-kd": tmp_path / "kd" / "best"})
+    written = json.loads(json.dumps(config_dict(config)))
+    assert written["ropg_checkpoints"] == {"ropg-kd": str(tmp_path / "kd" / "best")}

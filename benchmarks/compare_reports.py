@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from persona_rag.data import load_lamp
 from persona_rag.errors import DataError
 from persona_rag.io import atomic_write_json
-from persona_rag.significance import format_difference, paired_significance
+from persona_rag.significance import format_difference, paired_predictions
 from persona_rag.tasks import get_task
 
 
@@ -59,19 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     for column in args.columns.split(","):
         if column not in before or column not in after:
             raise DataError(f"column {column!r} is not in both runs' predictions-{args.split}.json")
-        by_id = {p["id"]: p for p in after[column]}
-        pairs = [(p, by_id[p["id"]]) for p in before[column] if p["id"] in by_id]
-        tested = paired_significance(
-            task,
-            [inputs[b["id"]] for b, _ in pairs],
-            [b["gold"] for b, _ in pairs],
-            [a["output"] for _, a in pairs],
-            [b["output"] for b, _ in pairs],
-            resamples=args.resamples,
-        )
-        summary[column] = {"n": len(pairs), **{metric: asdict(diff) for metric, diff in tested.items()}}
+        n, tested = paired_predictions(task, inputs, after[column], before[column], resamples=args.resamples)
+        summary[column] = {"n": n, **{metric: asdict(diff) for metric, diff in tested.items()}}
         cells = ", ".join(f"{m} {format_difference(asdict(d))}" for m, d in tested.items())
-        print(f"{column} (n = {len(pairs)}): {cells}")
+        print(f"{column} (n = {n}): {cells}")
     if args.out:
         atomic_write_json(args.out, summary)
     return 0

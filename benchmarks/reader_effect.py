@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from persona_rag.data import load_lamp
 from persona_rag.io import atomic_write_json
-from persona_rag.significance import format_difference, paired_significance
+from persona_rag.significance import format_difference, paired_predictions
 from persona_rag.tasks import get_task
 
 
@@ -55,20 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"task": task.name, "split": header["split"], "retrievers": {}}
     print(f"{task.name} {header['split']}: fine-tuned minus zero-shot, paired on the same questions")
     for name in (n for n in zero if n in tuned):
-        by_id = {p["id"]: p for p in tuned[name]["predictions"]}
-        pairs = [(p, by_id[p["id"]]) for p in zero[name]["predictions"] if p["id"] in by_id]
-        tested = paired_significance(
-            task,
-            [inputs[z["id"]] for z, _ in pairs],
-            [z["gold"] for z, _ in pairs],
-            [t["output"] for _, t in pairs],
-            [z["output"] for z, _ in pairs],
-            resamples=args.resamples,
+        n, tested = paired_predictions(
+            task, inputs, tuned[name]["predictions"], zero[name]["predictions"], resamples=args.resamples
         )
         before, after = zero[name]["metrics"], tuned[name]["metrics"]
         ratio = after[primary] / before[primary] if before[primary] else float("inf")
         summary["retrievers"][name] = {
-            "n": len(pairs),
+            "n": n,
             "zero_shot": before,
             "fine_tuned": after,
             "ratio": ratio,

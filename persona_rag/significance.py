@@ -22,7 +22,13 @@ import numpy as np
 from persona_rag.errors import DataError
 from persona_rag.tasks import TaskSpec
 
-__all__ = ["PairedDifference", "format_difference", "paired_significance", "significance_against"]
+__all__ = [
+    "PairedDifference",
+    "format_difference",
+    "paired_predictions",
+    "paired_significance",
+    "significance_against",
+]
 
 _LOWER_IS_BETTER = {"MAE", "RMSE"}
 
@@ -144,6 +150,32 @@ def paired_significance(
             better=bool(improves and p_value < alpha),
         )
     return results
+
+
+def paired_predictions(
+    task: TaskSpec,
+    inputs: Mapping[str, str],
+    system: Sequence[Mapping[str, Any]],
+    baseline: Sequence[Mapping[str, Any]],
+    *,
+    resamples: int = 2000,
+) -> tuple[int, dict[str, PairedDifference]]:
+    """:func:`paired_significance` of two runs' predictions (the ``{"id", "output", "gold"}`` rows
+    that ``evaluate``, ``report`` and the demo write), paired by question id; ``inputs`` maps each
+    id to its input. Returns the number of questions both runs answered, and the differences."""
+    by_id = {row["id"]: row for row in system}
+    pairs = [(by_id[row["id"]], row) for row in baseline if row["id"] in by_id]
+    if not pairs:
+        raise DataError("the two runs answered no question in common (no id is in both)")
+    tested = paired_significance(
+        task,
+        [inputs[b["id"]] for _, b in pairs],
+        [b["gold"] for _, b in pairs],
+        [s["output"] for s, _ in pairs],
+        [b["output"] for _, b in pairs],
+        resamples=resamples,
+    )
+    return len(pairs), tested
 
 
 def significance_against(

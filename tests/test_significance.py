@@ -3,7 +3,8 @@ from dataclasses import asdict
 
 import pytest
 
-from persona_rag.significance import paired_significance, significance_against
+from persona_rag.errors import DataError
+from persona_rag.significance import paired_predictions, paired_significance, significance_against
 from persona_rag.tasks import get_task
 
 RATING = get_task("LaMP-3")
@@ -89,3 +90,17 @@ def test_significance_against_compares_every_other_system_with_the_baseline():
         )
         assert table[name] == {metric: asdict(diff) for metric, diff in direct.items()}
     assert table["kd"]["MAE"]["better"] and table["kd"]["MAE"]["system"] == 0.0
+
+
+def test_two_runs_predictions_are_paired_by_question_id():
+    """Rows in any order, and questions only one run answered, are left out of the pairing."""
+    task = get_task("LaMP-3")
+    inputs = {str(i): "" for i in range(6)}
+    baseline = [{"id": str(i), "output": "3", "gold": g} for i, g in enumerate("453345")]
+    system = [{"id": str(i), "output": g, "gold": g} for i, g in reversed(list(enumerate("45334")))]
+    n, tested = paired_predictions(task, inputs, system, baseline)
+    assert n == 5
+    alone = paired_significance(task, [""] * 5, list("45334"), list("45334"), ["3"] * 5)
+    assert tested["MAE"] == alone["MAE"]
+    with pytest.raises(DataError, match="no question in common"):
+        paired_predictions(task, inputs, system, [{"id": "9", "output": "3", "gold": "3"}])

@@ -22,6 +22,21 @@ def recall_at_1(retriever: DenseRetriever, examples) -> float:
     return hits / len(examples)
 
 
+def small_run(config_class, out, **settings):
+    """A config for a seconds-long run in ``out``: 8 candidates, batches of 8, one step per batch,
+    no early stopping or progress bar; ``settings`` override or add."""
+    defaults = {
+        "output_dir": out,
+        "feedback_cache": out.parent / "feedback.sqlite",
+        "candidates": 8,
+        "batch_size": 8,
+        "gradient_accumulation_steps": 1,
+        "patience": None,
+        "progress": False,
+    }
+    return config_class(**(defaults | settings))
+
+
 @pytest.fixture
 def key_item_program(scripted_lm):
     def make():
@@ -54,18 +69,7 @@ def test_tuned_retriever_ranks_the_key_item_first(
     train, val, test = make_examples(48, seed=1), make_examples(8, seed=2), make_examples(40, seed=3)
     student = key_item_program()
     before = recall_at_1(student.retriever, test)
-    config = config_class(
-        output_dir=tmp_path / "run",
-        feedback_cache=tmp_path / "feedback.sqlite",
-        candidates=8,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=8,
-        gradient_accumulation_steps=1,
-        patience=None,
-        progress=False,
-        **extra,
-    )
+    config = small_run(config_class, tmp_path / "run", epochs=epochs, learning_rate=learning_rate, **extra)
     optimizer = optimizer_class(config=config)
     tuned = optimizer.compile(student, trainset=train, valset=val)
     after = recall_at_1(tuned.retriever, test)
@@ -101,17 +105,8 @@ def test_the_anchor_holds_the_start_policy_against_a_teacher_that_is_noise(scrip
             generator=Generator(lm=scripted_lm(noise)),
             k=1,
         )
-        config = ROPGKDConfig(
-            output_dir=tmp_path / f"anchor-{anchor}",
-            feedback_cache=tmp_path / "feedback.sqlite",
-            candidates=8,
-            epochs=2,
-            learning_rate=2e-5,
-            batch_size=8,
-            gradient_accumulation_steps=1,
-            patience=None,
-            progress=False,
-            anchor=anchor,
+        config = small_run(
+            ROPGKDConfig, tmp_path / f"anchor-{anchor}", epochs=2, learning_rate=2e-5, anchor=anchor
         )
         optimizer = ROPG_KD(config=config)
         optimizer.compile(program, trainset=train, valset=val)
@@ -146,16 +141,7 @@ def test_better_together_sequences_ropg_with_a_prompt_optimizer(key_item_program
 
     outer = RateThenExplain(key_item_program())
     train, val = make_examples(24, seed=4), make_examples(8, seed=5)
-    config = ROPGKDConfig(
-        output_dir=tmp_path / "kd",
-        feedback_cache=tmp_path / "fb.sqlite",
-        candidates=8,
-        epochs=1,
-        learning_rate=2e-4,
-        batch_size=8,
-        gradient_accumulation_steps=1,
-        progress=False,
-    )
+    config = small_run(ROPGKDConfig, tmp_path / "kd", epochs=1, learning_rate=2e-4, patience=3)
     outer.set_lm(scripted_lm(reply_all))  # BetterTogether wants an LM on every predictor
     optimizer = BetterTogether(metric=TASK.metric, w=ROPG_KD(config=config), p=LabeledFewShot(k=2))
     compiled = optimizer.compile(outer, trainset=train, valset=val, strategy="w -> p")
@@ -178,16 +164,13 @@ def test_validation_feedback_adds_diagnostics_without_changing_the_run(key_item_
     train, val = make_examples(8, seed=1), make_examples(4, seed=2)
     runs = {}
     for diagnose in (True, False):
-        config = ROPGKDConfig(
-            output_dir=tmp_path / f"run-{diagnose}",
-            feedback_cache=tmp_path / "feedback.sqlite",
+        config = small_run(
+            ROPGKDConfig,
+            tmp_path / f"run-{diagnose}",
             candidates=4,
             epochs=1,
             learning_rate=2e-4,
             batch_size=4,
-            gradient_accumulation_steps=1,
-            patience=None,
-            progress=False,
             validation_feedback=diagnose,
         )
         optimizer = ROPG_KD(config=config)

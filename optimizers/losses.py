@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from persona_rag.errors import ConfigError
+
 __all__ = ["distillation_kl", "expected_reward_loss"]
 
 # Scores closer than this tie (Eval values are sums of a few exact fractions, or ROUGE ratios).
@@ -53,7 +55,7 @@ def distillation_kl(
     target = torch.softmax(scores.masked_fill(~mask, -1e9) / temperature, dim=-1)
     if anchor_weight:
         if anchor is None or free_ties:
-            raise ValueError("anchor_weight needs the anchor logits, and does not combine with free_ties")
+            raise ConfigError("anchor_weight needs the anchor logits, and does not combine with free_ties")
         start = torch.softmax(anchor.masked_fill(~mask, -1e9), dim=-1)
         target = (1 - anchor_weight) * target + anchor_weight * start
     log_student = torch.log_softmax(logits.masked_fill(~mask, -1e9), dim=-1)

@@ -355,7 +355,7 @@ class ROPG_RL(PolicyOptimizer):
             # Rewards against the initial top document, as Eq. 2, so the progress bar reads alike.
             rewards = (scores - scores[:, :1]).masked_fill(~mask, 0.0)
             loss = expected_reward_loss(rewards, logits, mask)
-            return loss, {"reward": -float(loss)}
+            return loss, {"reward": -float(loss.detach())}
         log_policy = torch.log_softmax(logits, dim=-1)
         sampled = torch.multinomial(log_policy.detach().exp(), 1).squeeze(-1)
         rewards = scores.gather(1, sampled[:, None]).squeeze(-1) - scores[:, 0]

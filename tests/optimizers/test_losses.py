@@ -80,7 +80,7 @@ def test_the_expected_reward_gradient_is_reinforce_in_expectation():
     loss = expected_reward_loss(scores, logits, mask)
     loss.backward()
     policy = torch.softmax(logits.detach()[0, :3], dim=-1)
-    assert math.isclose(float(loss), -float(policy @ scores[0, :3]), rel_tol=1e-6)
+    assert math.isclose(float(loss.detach()), -float(policy @ scores[0, :3]), rel_tol=1e-6)
     reinforce = torch.zeros(3)
     for c in range(3):  # E_c[(r_c - b) ∇ log π(c)] with b = 0.3, exactly
         reinforce += policy[c] * (scores[0, c] - 0.3) * (torch.eye(3)[c] - policy)

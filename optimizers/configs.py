@@ -48,7 +48,8 @@ FREE_TIES_HELP = (
 )
 ANCHOR_HELP = (
     "ROPG-KD: weight λ in [0, 1) of the untuned retriever's own policy in the target, (1 - λ) teacher + "
-    "λ start: keeps the start's ranking where the LLM's preferences are noise (0: the paper's Eq. 4)"
+    "λ start: slows the drift away from the start's ranking where the LLM's preferences are noise "
+    "(0: the paper's Eq. 4)"
 )
 SELECTOR_LAYERS_HELP = (
     "train only the selector encoder's last N layers, about half the step time of every weight with "
@@ -196,8 +197,9 @@ class ROPGKDConfig(ROPGConfig):
             with equal scores to the student (:func:`~optimizers.losses.distillation_kl`); ``False``
             is the paper's Eq. 4, which also pulls tied candidates to one score.
         anchor: λ, the weight of the untuned retriever's own policy in the target, (1 − λ) p_t +
-            λ π_0 (:func:`~optimizers.losses.distillation_kl`): a trust region that keeps the start's
-            ranking where the LLM's per-candidate preferences do not generalise. 0 is Eq. 4.
+            λ π_0 (:func:`~optimizers.losses.distillation_kl`): a trust region in the target that
+            slows the drift from the start's ranking where the LLM's per-candidate preferences do
+            not generalise (it halved the policy's flattening on numpy_commit_subjects). 0 is Eq. 4.
     """
 
     output_dir: str | Path = "runs/ropg-kd"

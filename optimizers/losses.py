@@ -48,8 +48,11 @@ def distillation_kl(
             mixture is the KL to p_t plus λ/(1 − λ) times the KL from the start policy, a trust region:
             where the LLM's preferences are noise that no feature of the text predicts, the best
             student under Eq. 4 alone is the flat average of the teachers (the held-out entropy rose
-            toward log l on every real task), while with the anchor it keeps its start's ranking and
-            moves only where the teachers agree. Not combined with ``free_ties``.
+            toward log l on every real task), while the anchored optimum keeps λ of the start's
+            policy. It bounds the target, not the weights: Adam still moves them by about the
+            learning rate per step, so in practice it slows the flattening (halved it on
+            numpy_commit_subjects, benchmarks/README.md) rather than stopping it. Not combined
+            with ``free_ties``.
         anchor_weight: λ in [0, 1); 0 is Eq. 4.
     """
     target = torch.softmax(scores.masked_fill(~mask, -1e9) / temperature, dim=-1)

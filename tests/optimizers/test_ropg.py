@@ -59,7 +59,7 @@ def key_item_program(scripted_lm):
     # The exact expectation over the candidates learns as fast as KD: no sampling noise.
     [
         (ROPG_KD, ROPGKDConfig, 3, 2e-4, 0.3, {}),
-        (ROPG_RL, ROPGRLConfig, 8, 1e-4, 0.15, {}),
+        (ROPG_RL, ROPGRLConfig, 4, 1e-4, 0.15, {}),
         (ROPG_RL, ROPGRLConfig, 3, 2e-4, 0.3, {"exact": True}),
     ],
 )

@@ -86,6 +86,6 @@ def expected_reward_loss(scores: torch.Tensor, logits: torch.Tensor, mask: torch
     nothing is not the teachers' flat average but all mass on the candidate (or member) that scores
     best on average, so a policy it trains does not flatten toward log l.
     """
-    log_policy = torch.log_softmax(logits.masked_fill(~mask, -1e9), dim=-1)
-    expected = (log_policy.exp() * scores).masked_fill(~mask, 0.0).sum(dim=-1)
+    policy = torch.softmax(logits.masked_fill(~mask, -1e9), dim=-1)
+    expected = (policy * scores).masked_fill(~mask, 0.0).sum(dim=-1)
     return -expected.mean()

@@ -353,8 +353,7 @@ class ROPG_RL(PolicyOptimizer):
     def loss(self, logits: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor) -> Any:
         if getattr(self.config, "exact", False):
             # Rewards against the initial top document, as Eq. 2, so the progress bar reads alike.
-            rewards = (scores - scores[:, :1]).masked_fill(~mask, 0.0)
-            loss = expected_reward_loss(rewards, logits, mask)
+            loss = expected_reward_loss(scores - scores[:, :1], logits, mask)
             return loss, {"reward": -float(loss.detach())}
         log_policy = torch.log_softmax(logits, dim=-1)
         sampled = torch.multinomial(log_policy.detach().exp(), 1).squeeze(-1)

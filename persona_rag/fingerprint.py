@@ -24,7 +24,14 @@ from typing import Any
 
 from persona_rag.io import atomic_write_json
 
-__all__ = ["cache_dir", "directory_fingerprint", "file_digest", "public_settings", "stable_hash"]
+__all__ = [
+    "cache_dir",
+    "directory_fingerprint",
+    "file_digest",
+    "json_value",
+    "public_settings",
+    "stable_hash",
+]
 
 _MEMORY: dict[str, str] = {}
 _RACY_SECONDS = 2.0
@@ -101,8 +108,9 @@ def directory_fingerprint(path: str | Path) -> str:
     return stable_hash([[p.relative_to(root).as_posix(), file_digest(p)] for p in files])
 
 
-def _plain(value: Any) -> Any:
-    """JSON form of what ``json`` cannot write itself: dataclasses, paths, numpy and torch values."""
+def json_value(value: Any) -> Any:
+    """JSON form of what ``json`` cannot write itself (its ``default=``): dataclasses, paths, numpy
+    and torch values, sets."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     if isinstance(value, Path):
@@ -116,7 +124,7 @@ def _plain(value: Any) -> Any:
 
 def stable_hash(value: Any) -> str:
     """SHA-256 of ``value``'s canonical JSON (sorted keys), the same in every process."""
-    text = json.dumps(value, sort_keys=True, default=_plain, ensure_ascii=False)
+    text = json.dumps(value, sort_keys=True, default=json_value, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from persona_rag.cli_types import (
 )
 from persona_rag.config_flags import option
 from persona_rag.errors import ConfigError, require_at_least, require_fraction, require_positive
+from persona_rag.fingerprint import json_value
 
 __all__ = ["OVERWRITE_HELP", "TrainingConfig", "config_dict", "refuse_unused_compile_arguments"]
 
@@ -126,19 +128,9 @@ class TrainingConfig:
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready view of a config dataclass (paths as strings, also inside its dicts and lists,
-    e.g. the report's ``ropg_checkpoints``)."""
-    return _json_ready(asdict(config))
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return value
+    """A JSON-ready view of a config dataclass: paths as strings wherever they sit (also inside a
+    dict, such as the report's ``ropg_checkpoints``), converted as fingerprints convert them."""
+    return json.loads(json.dumps(asdict(config), default=json_value))
 
 
 def refuse_unused_compile_arguments(optimizer: object, teacher: Any, extra: dict[str, Any]) -> None:
